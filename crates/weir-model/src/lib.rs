@@ -1,0 +1,29 @@
+//! The Weir resource model: AWS Elastic Load Balancing resources with AWS names, defaults, ranges
+//! and validation errors (AWS error codes and wording), ARNs and ids, and [`State`], the desired
+//! state that every surface (templates, API) edits through validated operations.
+//!
+//! Pure data: no I/O, no async. The data plane is handed snapshots compiled from a [`State`].
+#![forbid(unsafe_code)]
+
+pub mod action;
+pub mod attributes;
+pub mod condition;
+pub mod error;
+pub mod ids;
+pub mod listener;
+pub mod load_balancer;
+pub mod state;
+pub mod target_group;
+pub mod zones;
+
+pub use action::{Action, ActionKind, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedTargetGroup};
+pub use attributes::{AttributeKind, AttributeSpec, Attributes};
+pub use condition::{Condition, QueryStringPair};
+pub use error::{ErrorCode, ModelError};
+pub use listener::{Listener, Rule, RulePriority};
+pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerType, Scheme};
+pub use state::State;
+pub use target_group::{
+    HealthCheck, HealthCheckPort, Matcher, Protocol, ProtocolVersion, Target, TargetGroup,
+    TargetType,
+};

@@ -1,0 +1,54 @@
+//! Listeners and listener rules.
+
+use crate::action::Action;
+use crate::condition::Condition;
+use crate::target_group::Protocol;
+
+/// A listener: a port and protocol on a load balancer, with default actions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// ARN: `...:listener/app/LBNAME/LBID/ID`.
+    pub arn: String,
+    /// The load balancer's ARN.
+    pub load_balancer_arn: String,
+    /// Port, 1–65535.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Default actions (the default rule).
+    pub default_actions: Vec<Action>,
+}
+
+/// A rule's priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RulePriority {
+    /// 1–50000, lower evaluated first.
+    Number(u32),
+    /// The listener's default rule, evaluated last.
+    Default,
+}
+
+impl RulePriority {
+    /// AWS's spelling (`"10"`, `"default"`).
+    pub fn to_aws(self) -> String {
+        match self {
+            Self::Number(n) => n.to_string(),
+            Self::Default => "default".into(),
+        }
+    }
+}
+
+/// A listener rule: conditions (AND-ed) and actions, at a priority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// ARN: `...:listener-rule/app/LBNAME/LBID/LISTENERID/ID`.
+    pub arn: String,
+    /// The listener's ARN.
+    pub listener_arn: String,
+    /// Priority.
+    pub priority: RulePriority,
+    /// Conditions.
+    pub conditions: Vec<Condition>,
+    /// Actions.
+    pub actions: Vec<Action>,
+}

@@ -1,0 +1,429 @@
+//! The desired state: every resource, with the validated operations that change it.
+//!
+//! Each operation either applies completely or returns a [`ModelError`] and leaves the state as it
+//! was. Operations take explicit times (no clock inside) so that they are deterministic.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::action::{validate_actions, Action};
+use crate::condition::{validate_rule_conditions, Condition};
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::ids;
+use crate::listener::{Listener, Rule, RulePriority};
+use crate::load_balancer::{LoadBalancer, LoadBalancerType, Scheme};
+use crate::target_group::{Protocol, Target, TargetGroup, TargetType};
+use crate::zones;
+
+/// Most rules (excluding default rules) per Application Load Balancer.
+pub const MAX_RULES_PER_ALB: usize = 100;
+/// Most listeners per load balancer.
+pub const MAX_LISTENERS_PER_LB: usize = 50;
+/// Most targets per target group.
+pub const MAX_TARGETS_PER_TG: usize = 1000;
+/// Most load balancers (bounded by the node-address space).
+pub const MAX_LOAD_BALANCERS: usize = 254;
+
+/// A registration request: target id, optional port and zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    /// Instance id or IP address.
+    pub id: String,
+    /// Port; the target group's port when absent.
+    pub port: Option<u16>,
+    /// Availability zone; derived from the address when absent.
+    pub availability_zone: Option<String>,
+}
+
+/// A compute instance that `instance` targets can name (launched by Auto Scaling).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// `i-...` id.
+    pub id: String,
+    /// Private address.
+    pub address: IpAddr,
+    /// Zone name.
+    pub availability_zone: String,
+}
+
+/// The whole desired state of one Weir region/account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// Region name.
+    pub region: String,
+    /// Account id.
+    pub account: String,
+    /// Load balancers by ARN.
+    pub load_balancers: BTreeMap<String, LoadBalancer>,
+    /// Target groups by ARN.
+    pub target_groups: BTreeMap<String, TargetGroup>,
+    /// Listeners by ARN.
+    pub listeners: BTreeMap<String, Listener>,
+    /// Rules by ARN.
+    pub rules: BTreeMap<String, Rule>,
+    /// Instances by id.
+    pub instances: BTreeMap<String, Instance>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self::new(ids::DEFAULT_REGION, ids::DEFAULT_ACCOUNT)
+    }
+}
+
+fn not_found(code: ErrorCode, what: &str, arn: &str) -> ModelError {
+    ModelError::new(code, format!("{what} '{arn}' not found"))
+}
+
+impl State {
+    /// An empty state.
+    pub fn new(region: &str, account: &str) -> Self {
+        Self {
+            region: region.into(),
+            account: account.into(),
+            load_balancers: BTreeMap::new(),
+            target_groups: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            instances: BTreeMap::new(),
+        }
+    }
+
+    /// A load balancer by ARN.
+    pub fn load_balancer(&self, arn: &str) -> Result<&LoadBalancer> {
+        self.load_balancers
+            .get(arn)
+            .ok_or_else(|| not_found(ErrorCode::LoadBalancerNotFound, "Load balancer", arn))
+    }
+
+    /// A target group by ARN.
+    pub fn target_group(&self, arn: &str) -> Result<&TargetGroup> {
+        self.target_groups
+            .get(arn)
+            .ok_or_else(|| not_found(ErrorCode::TargetGroupNotFound, "Target group", arn))
+    }
+
+    /// A listener by ARN.
+    pub fn listener(&self, arn: &str) -> Result<&Listener> {
+        self.listeners.get(arn).ok_or_else(|| not_found(ErrorCode::ListenerNotFound, "Listener", arn))
+    }
+
+    /// Listeners of a load balancer, by port.
+    pub fn listeners_of(&self, lb_arn: &str) -> Vec<&Listener> {
+        let mut v: Vec<&Listener> =
+            self.listeners.values().filter(|l| l.load_balancer_arn == lb_arn).collect();
+        v.sort_by_key(|l| l.port);
+        v
+    }
+
+    /// Rules of a listener, by priority (the default rule is not included).
+    pub fn rules_of(&self, listener_arn: &str) -> Vec<&Rule> {
+        let mut v: Vec<&Rule> = self.rules.values().filter(|r| r.listener_arn == listener_arn).collect();
+        v.sort_by_key(|r| r.priority);
+        v
+    }
+
+    /// ARNs of the load balancers whose listeners or rules forward to `tg_arn`.
+    pub fn load_balancers_of_target_group(&self, tg_arn: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let uses = |actions: &[Action]| actions.iter().any(|a| a.target_group_arns().contains(&tg_arn));
+        for l in self.listeners.values() {
+            let in_rules = self.rules.values().any(|r| r.listener_arn == l.arn && uses(&r.actions));
+            if (uses(&l.default_actions) || in_rules) && !out.contains(&l.load_balancer_arn) {
+                out.push(l.load_balancer_arn.clone());
+            }
+        }
+        out
+    }
+
+    /// Creates a load balancer in `subnets` (default-VPC subnet ids; the first two zones when
+    /// empty). Returns its ARN.
+    pub fn create_load_balancer(
+        &mut self,
+        name: &str,
+        lb_type: LoadBalancerType,
+        scheme: Scheme,
+        subnets: &[String],
+        created_ms: u64,
+    ) -> Result<String> {
+        if self.load_balancers.values().any(|lb| lb.name == name) {
+            return Err(ModelError::new(
+                ErrorCode::DuplicateLoadBalancerName,
+                format!("A load balancer with the name '{name}' already exists"),
+            ));
+        }
+        let subnets: Vec<String> = if subnets.is_empty() {
+            (0..2).map(zones::default_subnet_id).collect()
+        } else {
+            subnets.to_vec()
+        };
+        let mut azs = Vec::new();
+        for s in &subnets {
+            azs.push(zones::subnet_zone(&self.region, s).ok_or_else(|| {
+                ModelError::new(ErrorCode::SubnetNotFound, format!("The subnet ID '{s}' does not exist"))
+            })?);
+        }
+        let used: Vec<u8> = self.load_balancers.values().map(|lb| lb.node_index).collect();
+        let node_index = (1..=254u8).find(|i| !used.contains(i)).ok_or_else(|| {
+            ModelError::new(ErrorCode::TooManyLoadBalancers, "The quota for the number of load balancers has been reached")
+        })?;
+        let lb = LoadBalancer::new(&self.region, &self.account, name, lb_type, scheme, azs, node_index, created_ms)?;
+        let arn = lb.arn.clone();
+        self.load_balancers.insert(arn.clone(), lb);
+        Ok(arn)
+    }
+
+    /// Deletes a load balancer with its listeners and rules.
+    pub fn delete_load_balancer(&mut self, arn: &str) -> Result<()> {
+        let lb = self.load_balancer(arn)?;
+        if lb.attributes.get_bool("deletion_protection.enabled") {
+            return Err(ModelError::new(
+                ErrorCode::OperationNotPermitted,
+                format!("Load balancer '{arn}' cannot be deleted because deletion protection is enabled"),
+            ));
+        }
+        let listeners: Vec<String> = self.listeners_of(arn).iter().map(|l| l.arn.clone()).collect();
+        for l in listeners {
+            self.delete_listener(&l)?;
+        }
+        self.load_balancers.remove(arn);
+        Ok(())
+    }
+
+    /// Adds a target group built with [`TargetGroup::new`] and customised by the caller.
+    pub fn add_target_group(&mut self, tg: TargetGroup) -> Result<String> {
+        if self.target_groups.values().any(|t| t.name == tg.name) {
+            return Err(ModelError::new(
+                ErrorCode::DuplicateTargetGroupName,
+                format!("A target group with the same name '{}' exists, but with different settings", tg.name),
+            ));
+        }
+        tg.health_check.validate(tg.protocol)?;
+        let arn = tg.arn.clone();
+        self.target_groups.insert(arn.clone(), tg);
+        Ok(arn)
+    }
+
+    /// Deletes a target group that no listener or rule uses.
+    pub fn delete_target_group(&mut self, arn: &str) -> Result<()> {
+        self.target_group(arn)?;
+        if !self.load_balancers_of_target_group(arn).is_empty() {
+            return Err(ModelError::new(
+                ErrorCode::ResourceInUse,
+                format!("Target group '{arn}' is currently in use by a listener or a rule"),
+            ));
+        }
+        self.target_groups.remove(arn);
+        Ok(())
+    }
+
+    fn resolve_target(&self, tg: &TargetGroup, spec: &TargetSpec) -> Result<Target> {
+        let invalid = |why: &str| {
+            ModelError::new(ErrorCode::InvalidTarget, format!("The following targets are not valid: '{}': {why}", spec.id))
+        };
+        let port = spec.port.unwrap_or(tg.port);
+        if port == 0 {
+            return Err(invalid("the port must be between 1 and 65535"));
+        }
+        let (address, derived_zone) = match tg.target_type {
+            TargetType::Ip => {
+                let ip: IpAddr = spec.id.parse().map_err(|_| invalid("not an IP address"))?;
+                let zone = match ip {
+                    IpAddr::V4(v4) => zones::zone_of_address(v4),
+                    IpAddr::V6(_) => 0,
+                };
+                (ip, zones::zone_name(&self.region, zone))
+            }
+            TargetType::Instance => {
+                let inst = self.instances.get(&spec.id).ok_or_else(|| {
+                    ModelError::new(
+                        ErrorCode::InvalidTarget,
+                        format!("The following targets are not in a running state and cannot be registered: '{}'", spec.id),
+                    )
+                })?;
+                (inst.address, inst.availability_zone.clone())
+            }
+            TargetType::Lambda | TargetType::Alb => return Err(invalid("unsupported target type")),
+        };
+        let availability_zone = match &spec.availability_zone {
+            Some(z) if z == "all" || zones::zone_index(z).is_some() && z.starts_with(&self.region) => z.clone(),
+            Some(z) => return Err(invalid(&format!("unknown availability zone '{z}'"))),
+            None => derived_zone,
+        };
+        Ok(Target { id: spec.id.clone(), port, availability_zone, address })
+    }
+
+    /// Registers targets (already-registered id/port pairs are left as they are).
+    pub fn register_targets(&mut self, tg_arn: &str, specs: &[TargetSpec]) -> Result<()> {
+        let tg = self.target_group(tg_arn)?;
+        let mut resolved = Vec::new();
+        for s in specs {
+            resolved.push(self.resolve_target(tg, s)?);
+        }
+        let tg = self.target_groups.get_mut(tg_arn).ok_or_else(|| not_found(ErrorCode::TargetGroupNotFound, "Target group", tg_arn))?;
+        let mut next = tg.targets.clone();
+        for t in resolved {
+            if !next.iter().any(|o| o.id == t.id && o.port == t.port) {
+                next.push(t);
+            }
+        }
+        if next.len() > MAX_TARGETS_PER_TG {
+            return Err(ModelError::new(ErrorCode::TooManyTargets, "You've reached the limit on the number of targets"));
+        }
+        tg.targets = next;
+        Ok(())
+    }
+
+    /// Deregisters targets; a spec without a port removes every registration of that id with the
+    /// group's port. Unknown targets are an `InvalidTarget` error, as in AWS.
+    pub fn deregister_targets(&mut self, tg_arn: &str, specs: &[TargetSpec]) -> Result<()> {
+        let tg = self.target_groups.get_mut(tg_arn).ok_or_else(|| not_found(ErrorCode::TargetGroupNotFound, "Target group", tg_arn))?;
+        for s in specs {
+            let port = s.port.unwrap_or(tg.port);
+            if !tg.targets.iter().any(|t| t.id == s.id && t.port == port) {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidTarget,
+                    format!("The following targets are not registered in target group '{tg_arn}': '{}'", s.id),
+                ));
+            }
+        }
+        let tg_port = tg.port;
+        tg.targets.retain(|t| !specs.iter().any(|s| s.id == t.id && s.port.unwrap_or(tg_port) == t.port));
+        Ok(())
+    }
+
+    fn check_actions(&self, lb: &LoadBalancer, actions: &[Action]) -> Result<()> {
+        validate_actions(actions)?;
+        for a in actions {
+            for tg_arn in a.target_group_arns() {
+                let tg = self.target_group(tg_arn)?;
+                let compatible = match lb.lb_type {
+                    LoadBalancerType::Application => tg.protocol.is_l7(),
+                    LoadBalancerType::Network => tg.protocol.is_l4(),
+                    LoadBalancerType::Gateway => tg.protocol == Protocol::Geneve,
+                };
+                if !compatible {
+                    return Err(ModelError::new(
+                        ErrorCode::IncompatibleProtocols,
+                        format!("The target group '{}' has protocol {}, which is not compatible with a {} load balancer", tg.name, tg.protocol.as_str(), lb.lb_type.as_str()),
+                    ));
+                }
+                let users = self.load_balancers_of_target_group(tg_arn);
+                if users.iter().any(|u| u != &lb.arn) {
+                    return Err(ModelError::new(
+                        ErrorCode::TargetGroupAssociationLimit,
+                        format!("The target group '{}' is already associated with a different load balancer", tg.name),
+                    ));
+                }
+            }
+            if lb.lb_type != LoadBalancerType::Application && a.target_group_arns().is_empty() {
+                return Err(ModelError::new(
+                    ErrorCode::InvalidLoadBalancerAction,
+                    format!("Action type '{}' is not supported by {} load balancers", a.type_name(), lb.lb_type.as_str()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a listener. Returns its ARN.
+    pub fn create_listener(&mut self, lb_arn: &str, port: u16, protocol: Protocol, default_actions: Vec<Action>) -> Result<String> {
+        let lb = self.load_balancer(lb_arn)?;
+        if port == 0 {
+            return Err(ModelError::validation("Port must be between 1 and 65535"));
+        }
+        let ok_protocol = match lb.lb_type {
+            LoadBalancerType::Application => protocol.is_l7(),
+            LoadBalancerType::Network => protocol.is_l4(),
+            LoadBalancerType::Gateway => protocol == Protocol::Geneve,
+        };
+        if !ok_protocol {
+            return Err(ModelError::new(
+                ErrorCode::IncompatibleProtocols,
+                format!("Protocol '{}' is not supported by {} load balancers", protocol.as_str(), lb.lb_type.as_str()),
+            ));
+        }
+        if protocol != Protocol::Http {
+            return Err(ModelError::new(
+                ErrorCode::UnsupportedProtocol,
+                format!("Listener protocol '{}' is not supported by Weir yet", protocol.as_str()),
+            ));
+        }
+        if self.listeners_of(lb_arn).iter().any(|l| l.port == port) {
+            return Err(ModelError::new(ErrorCode::DuplicateListener, "A listener already exists on this port for this load balancer"));
+        }
+        if self.listeners_of(lb_arn).len() >= MAX_LISTENERS_PER_LB {
+            return Err(ModelError::new(ErrorCode::TooManyListeners, "You've reached the limit on the number of listeners per load balancer"));
+        }
+        self.check_actions(lb, &default_actions)?;
+        let lb_res = ids::arn_resource(lb_arn).unwrap_or_default().trim_start_matches("loadbalancer/").to_string();
+        let arn = format!("{}:listener/{lb_res}/{}", ids::elb_arn_prefix(&self.region, &self.account), ids::new_hex_id());
+        self.listeners.insert(
+            arn.clone(),
+            Listener { arn: arn.clone(), load_balancer_arn: lb_arn.to_string(), port, protocol, default_actions },
+        );
+        Ok(arn)
+    }
+
+    /// Replaces a listener's default actions.
+    pub fn modify_listener_default_actions(&mut self, arn: &str, actions: Vec<Action>) -> Result<()> {
+        let l = self.listener(arn)?;
+        let lb = self.load_balancer(&l.load_balancer_arn)?;
+        self.check_actions(lb, &actions)?;
+        if let Some(l) = self.listeners.get_mut(arn) {
+            l.default_actions = actions;
+        }
+        Ok(())
+    }
+
+    /// Deletes a listener and its rules.
+    pub fn delete_listener(&mut self, arn: &str) -> Result<()> {
+        self.listener(arn)?;
+        self.rules.retain(|_, r| r.listener_arn != arn);
+        self.listeners.remove(arn);
+        Ok(())
+    }
+
+    /// Creates a rule at `priority` (1–50000). Returns its ARN.
+    pub fn create_rule(&mut self, listener_arn: &str, priority: u32, conditions: Vec<Condition>, actions: Vec<Action>) -> Result<String> {
+        let l = self.listener(listener_arn)?;
+        let lb = self.load_balancer(&l.load_balancer_arn)?;
+        if lb.lb_type != LoadBalancerType::Application {
+            return Err(ModelError::validation("Rules are supported only by Application Load Balancers"));
+        }
+        if !(1..=50000).contains(&priority) {
+            return Err(ModelError::validation("Priority must be between 1 and 50000"));
+        }
+        if conditions.is_empty() {
+            return Err(ModelError::validation("A rule must have at least one condition"));
+        }
+        validate_rule_conditions(&conditions)?;
+        if self.rules_of(listener_arn).iter().any(|r| r.priority == RulePriority::Number(priority)) {
+            return Err(ModelError::new(ErrorCode::PriorityInUse, format!("Priority '{priority}' is currently in use")));
+        }
+        let lb_rules = self
+            .rules
+            .values()
+            .filter(|r| self.listeners.get(&r.listener_arn).is_some_and(|x| x.load_balancer_arn == lb.arn))
+            .count();
+        if lb_rules >= MAX_RULES_PER_ALB {
+            return Err(ModelError::new(ErrorCode::TooManyRules, "You've reached the limit on the number of rules per load balancer"));
+        }
+        self.check_actions(lb, &actions)?;
+        let l_res = ids::arn_resource(listener_arn).unwrap_or_default().trim_start_matches("listener/").to_string();
+        let arn = format!("{}:listener-rule/{l_res}/{}", ids::elb_arn_prefix(&self.region, &self.account), ids::new_hex_id());
+        self.rules.insert(
+            arn.clone(),
+            Rule { arn: arn.clone(), listener_arn: listener_arn.to_string(), priority: RulePriority::Number(priority), conditions, actions },
+        );
+        Ok(arn)
+    }
+
+    /// Deletes a rule.
+    pub fn delete_rule(&mut self, arn: &str) -> Result<()> {
+        self.rules.remove(arn).map(|_| ()).ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))
+    }
+}
+
+#[cfg(test)]
+mod tests;
