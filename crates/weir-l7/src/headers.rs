@@ -1,0 +1,140 @@
+//! Header handling on the way to the target and back: hop-by-hop removal (RFC 9110 §7.6.1),
+//! X-Forwarded-For/-Proto/-Port and X-Amzn-Trace-Id.
+
+use std::net::SocketAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION};
+
+use crate::error::ProxyError;
+use crate::snapshot::{LbSettings, XffMode};
+
+/// Most addresses ALB accepts in an incoming X-Forwarded-For (more is a 463).
+pub const MAX_XFF_ADDRESSES: usize = 30;
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including every header named in `Connection`.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+}
+
+/// Whether a header name is one ALB considers invalid (anything beyond letters, digits and
+/// hyphens) when `drop_invalid_header_fields` is on.
+pub fn is_invalid_header_name(n: &HeaderName) -> bool {
+    !n.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Applies X-Forwarded-For/-Proto/-Port per the load balancer's settings. Errors with 463 when
+/// the incoming X-Forwarded-For holds more than 30 addresses.
+pub fn apply_forwarded(h: &mut HeaderMap, client: SocketAddr, port: u16, proto: &str, lb: &LbSettings) -> Result<(), ProxyError> {
+    let existing: Vec<String> = h
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
+    let count: usize = existing.iter().map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count()).sum();
+    if count > MAX_XFF_ADDRESSES {
+        return Err(ProxyError::too_many_forwarded());
+    }
+    match lb.xff_mode {
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            h.remove("x-forwarded-for");
+        }
+        XffMode::Append => {
+            let me = if lb.xff_client_port {
+                match client {
+                    SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
+                    SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+                }
+            } else {
+                client.ip().to_string()
+            };
+            let joined = existing.iter().map(String::as_str).chain(std::iter::once(me.as_str())).collect::<Vec<_>>().join(", ");
+            h.remove("x-forwarded-for");
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                h.insert("x-forwarded-for", v);
+            }
+        }
+    }
+    h.insert("x-forwarded-proto", HeaderValue::from_static(if proto == "https" { "https" } else { "http" }));
+    h.insert("x-forwarded-port", HeaderValue::from(port));
+    Ok(())
+}
+
+/// Adds `Root=1-<epoch hex>-<24 hex>` to X-Amzn-Trace-Id (keeping an incoming Root), returns it.
+pub fn trace_id(h: &mut HeaderMap, now_secs: u64) -> String {
+    if let Some(v) = h.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {
+        if v.contains("Root=") {
+            return v.to_string();
+        }
+    }
+    let id = format!("Root=1-{now_secs:08x}-{:012x}{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff, fastrand::u64(..) & 0xffff_ffff_ffff);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-amzn-trace-id", v);
+    }
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_tokens() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn xff_modes_and_limit() {
+        let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let mut lb = LbSettings::default();
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        apply_forwarded(&mut h, client, 80, "http", &lb).unwrap();
+        assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
+        assert_eq!(h["x-forwarded-port"], "80");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        lb.xff_client_port = true;
+        let mut h = HeaderMap::new();
+        apply_forwarded(&mut h, client, 80, "http", &lb).unwrap();
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3:5555");
+        lb.xff_mode = XffMode::Remove;
+        apply_forwarded(&mut h, client, 80, "http", &lb).unwrap();
+        assert!(!h.contains_key("x-forwarded-for"));
+        let many = (0..31).map(|i| format!("10.0.0.{i}")).collect::<Vec<_>>().join(",");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", many.parse().unwrap());
+        assert_eq!(apply_forwarded(&mut h, client, 80, "http", &lb).unwrap_err().status, 463);
+    }
+}

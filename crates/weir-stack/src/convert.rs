@@ -1,0 +1,216 @@
+//! Converts ELBv2 structures in their CloudFormation/API JSON shape (`DefaultActions`,
+//! `Conditions`, `Targets`, `…Attributes`) into model values. The Query API reuses these by
+//! building the same shape from its form parameters.
+
+use serde_json::Value;
+use weir_model::condition::QueryStringPair;
+use weir_model::state::TargetSpec;
+use weir_model::{Action, ActionKind, Condition, FixedResponseConfig, ForwardConfig, ModelError, RedirectConfig, WeightedTargetGroup};
+
+type Result<T> = std::result::Result<T, ModelError>;
+
+/// A property as a string (numbers and booleans are accepted, as CloudFormation does).
+pub fn str_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// `obj[key]` as a string.
+pub fn get_str(obj: &Value, key: &str) -> Option<String> {
+    obj.get(key).and_then(str_of)
+}
+
+/// `obj[key]` as an unsigned number; a present but non-numeric value is a `ValidationError`.
+pub fn get_u32(obj: &Value, key: &str) -> Result<Option<u32>> {
+    match get_str(obj, key) {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(|_| ModelError::validation(format!("{key} must be a number, got '{s}'"))),
+    }
+}
+
+/// `obj[key]` as a boolean.
+pub fn get_bool(obj: &Value, key: &str) -> Result<Option<bool>> {
+    match get_str(obj, key).as_deref() {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(s) => Err(ModelError::validation(format!("{key} must be true or false, got '{s}'"))),
+    }
+}
+
+/// `obj[key]` as a list of strings.
+pub fn get_strs(obj: &Value, key: &str) -> Vec<String> {
+    obj.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(str_of).collect()).unwrap_or_default()
+}
+
+/// `[{Key, Value}]` pairs.
+pub fn key_values(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|kv| Some((get_str(kv, "Key")?, get_str(kv, "Value").unwrap_or_default()))).collect())
+        .unwrap_or_default()
+}
+
+/// A list of actions.
+pub fn actions(v: Option<&Value>) -> Result<Vec<Action>> {
+    let list = v.and_then(Value::as_array).ok_or_else(|| ModelError::validation("Actions must be a list"))?;
+    let mut out: Vec<Action> = list.iter().map(action).collect::<Result<_>>()?;
+    out.sort_by_key(|a| a.order.unwrap_or(u32::MAX));
+    Ok(out)
+}
+
+fn action(v: &Value) -> Result<Action> {
+    let ty = get_str(v, "Type").ok_or_else(|| ModelError::validation("An action must have a Type"))?;
+    let order = get_u32(v, "Order")?;
+    let kind = match ty.as_str() {
+        "forward" => {
+            let mut target_groups = Vec::new();
+            let mut stickiness_enabled = false;
+            let mut stickiness_duration_seconds = 3600;
+            if let Some(fc) = v.get("ForwardConfig") {
+                for tg in fc.get("TargetGroups").and_then(Value::as_array).into_iter().flatten() {
+                    let arn = get_str(tg, "TargetGroupArn").ok_or_else(|| ModelError::validation("ForwardConfig target groups need a TargetGroupArn"))?;
+                    target_groups.push(WeightedTargetGroup { target_group_arn: arn, weight: get_u32(tg, "Weight")?.unwrap_or(1) });
+                }
+                if let Some(s) = fc.get("TargetGroupStickinessConfig") {
+                    stickiness_enabled = get_bool(s, "Enabled")?.unwrap_or(false);
+                    stickiness_duration_seconds = get_u32(s, "DurationSeconds")?.unwrap_or(3600);
+                }
+            }
+            if let Some(arn) = get_str(v, "TargetGroupArn") {
+                match target_groups.as_slice() {
+                    [] => target_groups.push(WeightedTargetGroup { target_group_arn: arn, weight: 1 }),
+                    [one] if one.target_group_arn == arn => {}
+                    _ => return Err(ModelError::validation("TargetGroupArn and ForwardConfig must name the same single target group when both are given")),
+                }
+            }
+            ActionKind::Forward(ForwardConfig { target_groups, stickiness_enabled, stickiness_duration_seconds })
+        }
+        "redirect" => {
+            let c = v.get("RedirectConfig").ok_or_else(|| ModelError::validation("A redirect action needs a RedirectConfig"))?;
+            let d = RedirectConfig::default();
+            let status = get_str(c, "StatusCode").ok_or_else(|| ModelError::validation("RedirectConfig needs a StatusCode"))?;
+            let status_code = match status.as_str() {
+                "HTTP_301" => 301,
+                "HTTP_302" => 302,
+                other => return Err(ModelError::validation(format!("Redirect status code '{other}' must be HTTP_301 or HTTP_302"))),
+            };
+            ActionKind::Redirect(RedirectConfig {
+                protocol: get_str(c, "Protocol").unwrap_or(d.protocol),
+                host: get_str(c, "Host").unwrap_or(d.host),
+                port: get_str(c, "Port").unwrap_or(d.port),
+                path: get_str(c, "Path").unwrap_or(d.path),
+                query: get_str(c, "Query").unwrap_or(d.query),
+                status_code,
+            })
+        }
+        "fixed-response" => {
+            let c = v.get("FixedResponseConfig").ok_or_else(|| ModelError::validation("A fixed-response action needs a FixedResponseConfig"))?;
+            let status = get_str(c, "StatusCode").ok_or_else(|| ModelError::validation("FixedResponseConfig needs a StatusCode"))?;
+            let status_code = status.parse().map_err(|_| ModelError::validation(format!("Fixed response status code '{status}' is not valid")))?;
+            ActionKind::FixedResponse(FixedResponseConfig { status_code, content_type: get_str(c, "ContentType"), message_body: get_str(c, "MessageBody") })
+        }
+        other => {
+            return Err(ModelError::new(
+                weir_model::ErrorCode::InvalidLoadBalancerAction,
+                format!("Action type '{other}' is not supported; supported types are forward, redirect and fixed-response"),
+            ))
+        }
+    };
+    Ok(Action { order, kind })
+}
+
+/// A list of rule conditions.
+pub fn conditions(v: Option<&Value>) -> Result<Vec<Condition>> {
+    let list = v.and_then(Value::as_array).ok_or_else(|| ModelError::validation("Conditions must be a list"))?;
+    list.iter().map(condition).collect()
+}
+
+fn config_values(c: &Value, config: &str) -> Vec<String> {
+    let from_config = c.get(config).map(|x| get_strs(x, "Values")).unwrap_or_default();
+    if from_config.is_empty() {
+        get_strs(c, "Values")
+    } else {
+        from_config
+    }
+}
+
+fn condition(c: &Value) -> Result<Condition> {
+    let field = get_str(c, "Field").ok_or_else(|| ModelError::validation("A condition must have a Field"))?;
+    Ok(match field.as_str() {
+        "host-header" => Condition::HostHeader(config_values(c, "HostHeaderConfig")),
+        "path-pattern" => Condition::PathPattern(config_values(c, "PathPatternConfig")),
+        "http-request-method" => Condition::HttpRequestMethod(config_values(c, "HttpRequestMethodConfig")),
+        "source-ip" => Condition::SourceIp(config_values(c, "SourceIpConfig")),
+        "http-header" => {
+            let h = c.get("HttpHeaderConfig").ok_or_else(|| ModelError::validation("An http-header condition needs an HttpHeaderConfig"))?;
+            Condition::HttpHeader {
+                name: get_str(h, "HttpHeaderName").ok_or_else(|| ModelError::validation("HttpHeaderConfig needs an HttpHeaderName"))?,
+                values: get_strs(h, "Values"),
+            }
+        }
+        "query-string" => {
+            let q = c.get("QueryStringConfig").ok_or_else(|| ModelError::validation("A query-string condition needs a QueryStringConfig"))?;
+            let pairs = q
+                .get("Values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(|kv| QueryStringPair { key: get_str(kv, "Key"), value: get_str(kv, "Value").unwrap_or_default() }).collect())
+                .unwrap_or_default();
+            Condition::QueryString(pairs)
+        }
+        other => return Err(ModelError::validation(format!("Condition field '{other}' must be one of: host-header, path-pattern, http-header, http-request-method, query-string, source-ip"))),
+    })
+}
+
+/// A list of target descriptions.
+pub fn targets(v: Option<&Value>) -> Result<Vec<TargetSpec>> {
+    let Some(list) = v else { return Ok(Vec::new()) };
+    let list = list.as_array().ok_or_else(|| ModelError::validation("Targets must be a list"))?;
+    list.iter()
+        .map(|t| {
+            let port = match get_u32(t, "Port")? {
+                Some(p) if (1..=65535).contains(&p) => Some(p as u16),
+                Some(p) => return Err(ModelError::validation(format!("Target port {p} must be between 1 and 65535"))),
+                None => None,
+            };
+            Ok(TargetSpec {
+                id: get_str(t, "Id").ok_or_else(|| ModelError::validation("A target must have an Id"))?,
+                port,
+                availability_zone: get_str(t, "AvailabilityZone"),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn actions_and_conditions() {
+        let a = actions(Some(&json!([{"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": 443, "StatusCode": "HTTP_301"}}]))).unwrap();
+        match &a[0].kind {
+            ActionKind::Redirect(r) => assert_eq!((r.protocol.as_str(), r.port.as_str(), r.path.as_str(), r.status_code), ("HTTPS", "443", "/#{path}", 301)),
+            k => panic!("{k:?}"),
+        }
+        let f = actions(Some(&json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": "a", "Weight": 80}, {"TargetGroupArn": "b", "Weight": "20"}]}}]))).unwrap();
+        match &f[0].kind {
+            ActionKind::Forward(fc) => assert_eq!(fc.target_groups.iter().map(|t| t.weight).collect::<Vec<_>>(), vec![80, 20]),
+            k => panic!("{k:?}"),
+        }
+        assert!(actions(Some(&json!([{"Type": "authenticate-oidc"}]))).is_err());
+        let c = conditions(Some(&json!([
+            {"Field": "path-pattern", "Values": ["/a"]},
+            {"Field": "host-header", "HostHeaderConfig": {"Values": ["x.com"]}},
+            {"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": "X-A", "Values": ["1"]}},
+            {"Field": "query-string", "QueryStringConfig": {"Values": [{"Key": "k", "Value": "v"}, {"Value": "w"}]}}
+        ])))
+        .unwrap();
+        assert_eq!(c.len(), 4);
+        assert!(conditions(Some(&json!([{"Field": "cookie"}]))).is_err());
+    }
+}

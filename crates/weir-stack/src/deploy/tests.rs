@@ -1,0 +1,99 @@
+use super::*;
+use crate::template::parse_template;
+
+const T: &str = r#"
+Parameters:
+  Port:
+    Type: Number
+    Default: 8080
+Resources:
+  Web:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      Name: web
+      Protocol: HTTP
+      Port: 80
+      TargetType: ip
+      HealthCheckPath: /health
+      Matcher: { HttpCode: "200-299" }
+      TargetGroupAttributes:
+        - { Key: load_balancing.algorithm.type, Value: least_outstanding_requests }
+      Targets:
+        - { Id: 127.0.0.1, Port: 9001 }
+  LB:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties:
+      Name: demo
+      LoadBalancerAttributes:
+        - { Key: idle_timeout.timeout_seconds, Value: "5" }
+  Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref LB
+      Port: !Ref Port
+      Protocol: HTTP
+      DefaultActions:
+        - Type: fixed-response
+          FixedResponseConfig: { StatusCode: "404", ContentType: text/plain, MessageBody: nope }
+  Api:
+    Type: AWS::ElasticLoadBalancingV2::ListenerRule
+    Properties:
+      ListenerArn: !Ref Http
+      Priority: 10
+      Conditions:
+        - Field: path-pattern
+          PathPatternConfig: { Values: ["/api/*"] }
+      Actions:
+        - Type: forward
+          TargetGroupArn: !Ref Web
+Outputs:
+  Dns:
+    Value: !GetAtt LB.DNSName
+  Url:
+    Value: !Sub "http://${LB.DNSName}:${Port}/"
+"#;
+
+#[test]
+fn deploys_in_dependency_order() {
+    let t = parse_template(T).unwrap();
+    let mut s = State::default();
+    let d = deploy(&t, "quick", &BTreeMap::new(), &mut s, 0).unwrap();
+    let order: Vec<&str> = d.resources.iter().map(|r| r.logical_id.as_str()).collect();
+    let pos = |x: &str| order.iter().position(|o| *o == x).unwrap();
+    assert!(pos("LB") < pos("Http") && pos("Http") < pos("Api") && pos("Web") < pos("Api"));
+    assert_eq!(s.listeners.values().next().unwrap().port, 8080);
+    let tg = s.target_groups.values().next().unwrap();
+    assert_eq!(tg.algorithm(), "least_outstanding_requests");
+    assert_eq!(tg.health_check.path.as_deref(), Some("/health"));
+    assert_eq!(tg.targets[0].port, 9001);
+    assert!(d.outputs["Dns"].starts_with("demo-"));
+    assert!(d.outputs["Url"].ends_with(":8080/"));
+    assert_eq!(s.load_balancers.values().next().unwrap().attributes.get("idle_timeout.timeout_seconds"), Some("5"));
+}
+
+#[test]
+fn failure_leaves_state_untouched() {
+    let bad = T.replace("Priority: 10", "Priority: 0");
+    let t = parse_template(&bad).unwrap();
+    let mut s = State::default();
+    let e = deploy(&t, "quick", &BTreeMap::new(), &mut s, 0).unwrap_err();
+    match e {
+        StackError::Resource { logical_id, .. } => assert_eq!(logical_id, "Api"),
+        other => panic!("{other}"),
+    }
+    assert_eq!(s, State::default());
+}
+
+#[test]
+fn unsupported_types_and_parameters() {
+    let t = parse_template("Resources:\n  Fn:\n    Type: AWS::Lambda::Function\n").unwrap();
+    let e = deploy(&t, "s", &BTreeMap::new(), &mut State::default(), 0).unwrap_err();
+    assert!(e.to_string().contains("Fn") && e.to_string().contains("AWS::Lambda::Function"), "{e}");
+    let t = parse_template(T).unwrap();
+    let p = BTreeMap::from([("Nope".to_string(), "1".to_string())]);
+    assert!(deploy(&t, "s", &p, &mut State::default(), 0).unwrap_err().to_string().contains("do not exist"));
+    let p = BTreeMap::from([("Port".to_string(), "eighty".to_string())]);
+    assert!(deploy(&t, "s", &p, &mut State::default(), 0).is_err());
+    let cyc = parse_template("Resources:\n  A:\n    Type: AWS::ElasticLoadBalancingV2::Listener\n    Properties: { LoadBalancerArn: !Ref B }\n  B:\n    Type: AWS::ElasticLoadBalancingV2::Listener\n    Properties: { LoadBalancerArn: !Ref A }\n").unwrap();
+    assert!(deploy(&cyc, "s", &BTreeMap::new(), &mut State::default(), 0).unwrap_err().to_string().contains("Circular"));
+}
