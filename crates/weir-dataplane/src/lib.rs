@@ -1,1 +1,285 @@
-//! placeholder
+//! Data-plane wiring: turns a desired [`State`] into running listeners, target cells and health
+//! checkers, and keeps them in step with every new state.
+//!
+//! [`Dataplane::apply`] is the only entry point for configuration. It compiles one immutable
+//! snapshot per listener and swaps it in atomically, so a rule or target change takes effect for
+//! the next request and never disturbs one in flight. Per-target cells are keyed by target group
+//! and target and survive across snapshots, so health and outstanding counts are never reset by
+//! a configuration change. Deregistered targets drain: they get no new requests, their in-flight
+//! requests finish, and they disappear once idle or after `deregistration_delay.timeout_seconds`.
+//!
+//! Each listener binds one address per enabled zone (`127.0.Z.N`, see `weir_model::zones`) and,
+//! for internet-facing load balancers, the configured public addresses.
+//!
+//! This crate depends only on the model and the data-plane crates, never on the control plane.
+#![forbid(unsafe_code)]
+
+mod compile;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use weir_balance::{HealthState, Reason, TargetCell, TargetKey};
+use weir_health::CheckSpec;
+use weir_l7::{ListenerHandle, ListenerStats, SnapshotCell};
+use weir_model::{LoadBalancerType, Scheme, State};
+
+/// Static settings of the data plane.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// Addresses internet-facing load balancers bind besides their zone nodes.
+    pub public_addresses: Vec<IpAddr>,
+    /// Whether to bind the per-zone node addresses (`127.0.Z.N`).
+    pub bind_zone_nodes: bool,
+}
+
+impl Default for DataplaneConfig {
+    fn default() -> Self {
+        Self { public_addresses: vec![IpAddr::from([127, 0, 0, 1])], bind_zone_nodes: true }
+    }
+}
+
+/// Why applying a state failed (partially: everything else was applied).
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// A listener address could not be bound.
+    #[error("listener {listener}: {source}")]
+    Bind {
+        /// Listener ARN.
+        listener: String,
+        /// The bind error.
+        source: std::io::Error,
+    },
+}
+
+/// One target's health as `DescribeTargetHealth` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHealthInfo {
+    /// Target id.
+    pub id: String,
+    /// Port.
+    pub port: u16,
+    /// Zone.
+    pub availability_zone: String,
+    /// State.
+    pub state: HealthState,
+    /// Reason (`Reason::None` when healthy).
+    pub reason: Reason,
+}
+
+type CellKey = (String, TargetKey);
+
+struct Checker {
+    spec: Option<CheckSpec>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        if let Some(t) = &self.task {
+            t.abort();
+        }
+    }
+}
+
+struct RunningListener {
+    addrs: Vec<SocketAddr>,
+    cell: SnapshotCell,
+    handle: ListenerHandle,
+}
+
+#[derive(Default)]
+struct Inner {
+    cells: HashMap<CellKey, Arc<TargetCell>>,
+    checkers: HashMap<CellKey, Checker>,
+    draining: HashMap<CellKey, Arc<TargetCell>>,
+    listeners: HashMap<String, RunningListener>,
+}
+
+/// The running data plane of one Weir process.
+pub struct Dataplane {
+    config: DataplaneConfig,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Dataplane {
+    /// A data plane with nothing running. Starts the drain sweeper.
+    pub fn new(config: DataplaneConfig) -> Arc<Self> {
+        let dp = Arc::new(Self { config, inner: Mutex::new(Inner::default()) });
+        let weak: Weak<Self> = Arc::downgrade(&dp);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let Some(dp) = weak.upgrade() else { break };
+                dp.sweep_draining().await;
+            }
+        });
+        dp
+    }
+
+    async fn sweep_draining(&self) {
+        let mut inner = self.inner.lock().await;
+        let now = Instant::now();
+        inner.draining.retain(|_, c| c.outstanding() > 0 && c.drain_deadline().is_some_and(|d| d > now));
+    }
+
+    /// Brings the running data plane in line with `state`.
+    pub async fn apply(&self, state: &State) -> Result<(), DataplaneError> {
+        let mut inner = self.inner.lock().await;
+        self.apply_targets(&mut inner, state);
+        let groups = compile::target_groups(state, &inner.cells);
+        let mut first_error = None;
+        let wanted: Vec<String> = state
+            .listeners
+            .values()
+            .filter(|l| state.load_balancers.get(&l.load_balancer_arn).is_some_and(|lb| lb.lb_type == LoadBalancerType::Application))
+            .map(|l| l.arn.clone())
+            .collect();
+        inner.listeners.retain(|arn, _| wanted.contains(arn));
+        for arn in wanted {
+            let (Some(l), Some(lb)) = (state.listeners.get(&arn), state.listeners.get(&arn).and_then(|l| state.load_balancers.get(&l.load_balancer_arn))) else { continue };
+            let snapshot = Arc::new(compile::listener(state, l, lb, &groups));
+            let addrs = self.addresses(lb, l.port);
+            match inner.listeners.get(&arn) {
+                Some(r) if r.addrs == addrs => r.cell.store(snapshot),
+                _ => {
+                    // Rebinding: release the old sockets first.
+                    inner.listeners.remove(&arn);
+                    let cell: SnapshotCell = Arc::new(ArcSwap::new(snapshot));
+                    match weir_l7::serve_listener(&addrs, cell.clone()).await {
+                        Ok(handle) => {
+                            tracing::info!(listener = %arn, addrs = ?addrs, "listener bound");
+                            inner.listeners.insert(arn.clone(), RunningListener { addrs, cell, handle });
+                        }
+                        Err(source) => {
+                            tracing::error!(listener = %arn, error = %source, "listener bind failed");
+                            first_error.get_or_insert(DataplaneError::Bind { listener: arn.clone(), source });
+                        }
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn addresses(&self, lb: &weir_model::LoadBalancer, port: u16) -> Vec<SocketAddr> {
+        let mut out = Vec::new();
+        if self.config.bind_zone_nodes {
+            for z in &lb.zones {
+                if let Some(i) = weir_model::zones::zone_index(&z.zone_name) {
+                    out.push(SocketAddr::new(IpAddr::V4(weir_model::zones::node_address(i, lb.node_index)), port));
+                }
+            }
+        }
+        if lb.scheme == Scheme::InternetFacing {
+            out.extend(self.config.public_addresses.iter().map(|ip| SocketAddr::new(*ip, port)));
+        }
+        out
+    }
+
+    fn apply_targets(&self, inner: &mut Inner, state: &State) {
+        let mut seen: Vec<CellKey> = Vec::new();
+        for tg in state.target_groups.values() {
+            let lbs = state.load_balancers_of_target_group(&tg.arn);
+            let zones: Vec<&str> = lbs
+                .iter()
+                .filter_map(|a| state.load_balancers.get(a))
+                .flat_map(|lb| lb.zones.iter().map(|z| z.zone_name.as_str()))
+                .collect();
+            let spec = tg.health_check.enabled.then(|| CheckSpec::from_model(&tg.health_check));
+            for t in &tg.targets {
+                let key: CellKey = (tg.arn.clone(), TargetKey { id: t.id.clone(), port: t.port });
+                seen.push(key.clone());
+                let in_use = !lbs.is_empty() && (t.availability_zone == "all" || zones.contains(&t.availability_zone.as_str()));
+                // A target registered again while draining starts afresh.
+                inner.draining.remove(&key);
+                let cell = inner
+                    .cells
+                    .entry(key.clone())
+                    .or_insert_with(|| Arc::new(TargetCell::new(key.1.clone(), SocketAddr::new(t.address, t.port), t.availability_zone.clone())))
+                    .clone();
+                if !in_use {
+                    inner.checkers.remove(&key);
+                    cell.set_health(HealthState::Unused, Reason::NotInUse);
+                    continue;
+                }
+                let current = inner.checkers.get(&key).map(|c| &c.spec);
+                if current != Some(&spec) {
+                    if cell.state() == HealthState::Unused {
+                        cell.set_health(HealthState::Initial, Reason::RegistrationInProgress);
+                    }
+                    let task = weir_health::spawn_checker(cell.clone(), spec.clone());
+                    inner.checkers.insert(key.clone(), Checker { spec: spec.clone(), task });
+                }
+            }
+        }
+        let gone: Vec<CellKey> = inner.cells.keys().filter(|k| !seen.contains(k)).cloned().collect();
+        for key in gone {
+            inner.checkers.remove(&key);
+            let Some(cell) = inner.cells.remove(&key) else { continue };
+            let delay = state
+                .target_groups
+                .get(&key.0)
+                .map_or(0, |tg| tg.attributes.get_i64("deregistration_delay.timeout_seconds"))
+                .max(0);
+            if cell.state() != HealthState::Unused && delay > 0 {
+                cell.start_draining(Instant::now() + Duration::from_secs(delay as u64));
+                inner.draining.insert(key, cell);
+            }
+        }
+    }
+
+    /// Health of every target of `tg_arn`, draining ones included, in registration order.
+    pub async fn describe_target_health(&self, tg_arn: &str, state: &State) -> Vec<TargetHealthInfo> {
+        let inner = self.inner.lock().await;
+        let info = |c: &Arc<TargetCell>| TargetHealthInfo {
+            id: c.key.id.clone(),
+            port: c.key.port,
+            availability_zone: c.zone.clone(),
+            state: c.state(),
+            reason: c.reason(),
+        };
+        let mut out: Vec<TargetHealthInfo> = state
+            .target_groups
+            .get(tg_arn)
+            .map(|tg| {
+                tg.targets
+                    .iter()
+                    .filter_map(|t| inner.cells.get(&(tg_arn.to_string(), TargetKey { id: t.id.clone(), port: t.port })))
+                    .map(info)
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.extend(inner.draining.iter().filter(|(k, _)| k.0 == tg_arn).map(|(_, c)| info(c)));
+        out
+    }
+
+    /// Counters of a running listener.
+    pub async fn listener_stats(&self, listener_arn: &str) -> Option<Arc<ListenerStats>> {
+        self.inner.lock().await.listeners.get(listener_arn).map(|l| l.handle.stats.clone())
+    }
+
+    /// Addresses a running listener is bound to.
+    pub async fn listener_addrs(&self, listener_arn: &str) -> Vec<SocketAddr> {
+        self.inner.lock().await.listeners.get(listener_arn).map(|l| l.handle.local_addrs.clone()).unwrap_or_default()
+    }
+
+    /// Stops every listener and checker.
+    pub async fn shutdown(&self) {
+        let mut inner = self.inner.lock().await;
+        inner.listeners.clear();
+        inner.checkers.clear();
+    }
+}

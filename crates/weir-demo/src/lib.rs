@@ -1,1 +1,167 @@
-//! placeholder
+//! A small HTTP/1.1 backend for quickstarts and tests.
+//!
+//! Every request is answered with `200` and a plain-text body: the backend's name on the first
+//! line, then `METHOD PATH?QUERY`, then the request headers as received (so tests can check what
+//! the load balancer forwarded). Special paths:
+//! - `GET /health` answers with the configured health status (200 unless told otherwise).
+//! - `POST /_demo/health?status=N` sets that status; `POST /_demo/delay?ms=N` delays every
+//!   ordinary response by N ms; `GET /_demo/stats` reports connections and requests served.
+//! - Any request with `?delay_ms=N` is delayed by N ms, and `?status=N` answers with status N.
+#![forbid(unsafe_code)]
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+/// Live settings and counters of one backend.
+#[derive(Debug)]
+pub struct DemoState {
+    /// Name reported in responses.
+    pub name: String,
+    /// Status `/health` answers with.
+    pub health_status: AtomicU16,
+    /// Delay of ordinary responses, in ms.
+    pub delay_ms: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Requests served (control requests excluded).
+    pub requests: AtomicU64,
+}
+
+/// A running backend; dropping it stops accepting.
+#[derive(Debug)]
+pub struct DemoBackend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Settings and counters.
+    pub state: Arc<DemoState>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for DemoBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl DemoBackend {
+    /// Starts a backend named `name` on `addr` (port 0 picks a free port).
+    pub async fn start(addr: SocketAddr, name: &str) -> io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(DemoState {
+            name: name.to_string(),
+            health_status: AtomicU16::new(200),
+            delay_ms: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        });
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                st.connections.fetch_add(1, Ordering::Relaxed);
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(st.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        Ok(Self { addr, state, task })
+    }
+
+    /// Makes `/health` answer with `status`.
+    pub fn set_health(&self, status: u16) {
+        self.state.health_status.store(status, Ordering::Relaxed);
+    }
+
+    /// Delays ordinary responses by `ms`.
+    pub fn set_delay_ms(&self, ms: u64) {
+        self.state.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::Relaxed)
+    }
+}
+
+fn param(query: Option<&str>, key: &str) -> Option<String> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+}
+
+fn text(status: u16, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain"));
+    r
+}
+
+async fn handle(st: Arc<DemoState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    match (req.method().as_str(), path.as_str()) {
+        (_, "/health") => {
+            let s = st.health_status.load(Ordering::Relaxed);
+            return Ok(text(s, format!("{} health {s}\n", st.name)));
+        }
+        ("POST", "/_demo/health") => {
+            let s = param(query.as_deref(), "status").and_then(|v| v.parse().ok()).unwrap_or(200);
+            st.health_status.store(s, Ordering::Relaxed);
+            return Ok(text(200, format!("health status now {s}\n")));
+        }
+        ("POST", "/_demo/delay") => {
+            let ms = param(query.as_deref(), "ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+            st.delay_ms.store(ms, Ordering::Relaxed);
+            return Ok(text(200, format!("delay now {ms} ms\n")));
+        }
+        ("GET", "/_demo/stats") => {
+            let body = format!("connections {}\nrequests {}\n", st.connections.load(Ordering::Relaxed), st.requests.load(Ordering::Relaxed));
+            return Ok(text(200, body));
+        }
+        _ => {}
+    }
+    st.requests.fetch_add(1, Ordering::Relaxed);
+    let delay = param(query.as_deref(), "delay_ms").and_then(|v| v.parse().ok()).unwrap_or_else(|| st.delay_ms.load(Ordering::Relaxed));
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let status = param(query.as_deref(), "status").and_then(|v| v.parse().ok()).unwrap_or(200);
+    let mut body = format!("{}\n{} {}", st.name, req.method(), path);
+    if let Some(q) = &query {
+        body.push('?');
+        body.push_str(q);
+    }
+    body.push('\n');
+    for (k, v) in req.headers() {
+        body.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("<binary>")));
+    }
+    // Drain the request body so keep-alive works for POSTs.
+    let _ = req.into_body().collect().await;
+    let mut r = text(status, body);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&st.name) {
+        r.headers_mut().insert("x-backend", v);
+    }
+    Ok(r)
+}
