@@ -1,1 +1,167 @@
-//! placeholder
+//! Helpers for Weir's end-to-end tests: real backends on loopback ports, a real data plane
+//! deployed from template text, and a small HTTP client.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use weir_dataplane::{Dataplane, DataplaneConfig, TargetHealthInfo};
+use weir_demo::DemoBackend;
+use weir_model::State;
+
+pub use weir_demo;
+pub use weir_model;
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Starts `n` demo backends named `{prefix}-{i}` on free ports.
+pub async fn backends(prefix: &str, n: usize) -> Vec<DemoBackend> {
+    let mut v = Vec::new();
+    for i in 1..=n {
+        v.push(DemoBackend::start("127.0.0.1:0".parse().unwrap(), &format!("{prefix}-{i}")).await.expect("backend"));
+    }
+    v
+}
+
+/// YAML list items `- { Id: 127.0.0.1, Port: P }` for backends.
+pub fn targets_yaml(b: &[DemoBackend], indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    b.iter().map(|x| format!("{pad}- {{ Id: 127.0.0.1, Port: {} }}\n", x.addr.port())).collect()
+}
+
+/// A deployed template served by a real data plane.
+pub struct Lb {
+    /// The data plane.
+    pub dp: Arc<Dataplane>,
+    /// The deployed state.
+    pub state: State,
+    /// The listener port.
+    pub port: u16,
+}
+
+impl Lb {
+    /// Deploys `yaml` (which must use `${PORT}` as its listener port) and serves it.
+    pub async fn up(yaml: &str) -> Lb {
+        let port = free_port();
+        let text = yaml.replace("${PORT}", &port.to_string());
+        let t = weir_stack::parse_template(&text).expect("template parses");
+        let mut state = State::default();
+        weir_stack::deploy(&t, "test", &BTreeMap::new(), &mut state, 0).expect("template deploys");
+        let dp = Dataplane::new(DataplaneConfig::default());
+        dp.apply(&state).await.expect("listeners bind");
+        Lb { dp, state, port }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Changes the state with `f` and applies it live.
+    pub async fn change(&mut self, f: impl FnOnce(&mut State)) {
+        f(&mut self.state);
+        self.dp.apply(&self.state).await.expect("apply");
+    }
+
+    /// The only target group named `name`.
+    pub fn tg_arn(&self, name: &str) -> String {
+        self.state.target_groups.values().find(|t| t.name == name).map(|t| t.arn.clone()).expect("target group")
+    }
+
+    /// The only listener's ARN.
+    pub fn listener_arn(&self) -> String {
+        self.state.listeners.keys().next().cloned().expect("listener")
+    }
+
+    /// Target health of a group.
+    pub async fn health(&self, tg_name: &str) -> Vec<TargetHealthInfo> {
+        self.dp.describe_target_health(&self.tg_arn(tg_name), &self.state).await
+    }
+
+    /// Waits (up to `secs`) until `pred` holds for the group's health.
+    pub async fn wait_health(&self, tg_name: &str, secs: u64, pred: impl Fn(&[TargetHealthInfo]) -> bool) -> Vec<TargetHealthInfo> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let h = self.health(tg_name).await;
+            if pred(&h) || tokio::time::Instant::now() > deadline {
+                return h;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let dp = self.dp.clone();
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(async move { dp.shutdown().await });
+        }
+    }
+}
+
+/// A response as tests look at it.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    /// Status.
+    pub status: u16,
+    /// Headers.
+    pub headers: http::HeaderMap,
+    /// Body as text.
+    pub body: String,
+}
+
+impl Resp {
+    /// The first body line: the demo backend's name.
+    pub fn backend(&self) -> &str {
+        self.body.lines().next().unwrap_or_default()
+    }
+}
+
+/// A pooled HTTP/1.1 client.
+pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+/// Sends a request with extra headers.
+pub async fn send(c: &Client<HttpConnector, Empty<Bytes>>, method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+    let mut b = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let r = c.request(b.body(Empty::new()).unwrap()).await.expect("request");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = String::from_utf8_lossy(&r.into_body().collect().await.expect("body").to_bytes()).into_owned();
+    Resp { status, headers, body }
+}
+
+/// GET with a fresh pooled client.
+pub async fn get(url: &str) -> Resp {
+    send(&client(), "GET", url, &[]).await
+}
+
+/// Writes raw bytes to `addr` and returns everything read until close or `timeout`.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(bytes).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(timeout, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP response.
+pub fn raw_status(resp: &str) -> u16 {
+    resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}

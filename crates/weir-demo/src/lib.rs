@@ -6,6 +6,8 @@
 //! - `GET /health` answers with the configured health status (200 unless told otherwise).
 //! - `POST /_demo/health?status=N` sets that status; `POST /_demo/delay?ms=N` delays every
 //!   ordinary response by N ms; `GET /_demo/stats` reports connections and requests served.
+//! - Requests from the load balancer's health checker (`User-Agent: ELB-HealthChecker/…`) are
+//!   answered like any other but not counted in `requests`.
 //! - Any request with `?delay_ms=N` is delayed by N ms, and `?status=N` answers with status N.
 #![forbid(unsafe_code)]
 
@@ -36,7 +38,7 @@ pub struct DemoState {
     pub delay_ms: AtomicU64,
     /// Connections accepted.
     pub connections: AtomicU64,
-    /// Requests served (control requests excluded).
+    /// Requests served (control requests and load-balancer health checks excluded).
     pub requests: AtomicU64,
 }
 
@@ -142,7 +144,14 @@ async fn handle(st: Arc<DemoState>, req: Request<Incoming>) -> Result<Response<F
         }
         _ => {}
     }
-    st.requests.fetch_add(1, Ordering::Relaxed);
+    let is_health_check = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ua| ua.starts_with("ELB-HealthChecker"));
+    if !is_health_check {
+        st.requests.fetch_add(1, Ordering::Relaxed);
+    }
     let delay = param(query.as_deref(), "delay_ms").and_then(|v| v.parse().ok()).unwrap_or_else(|| st.delay_ms.load(Ordering::Relaxed));
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -4,7 +4,8 @@
 //! Status codes follow ALB: 503 when no target can be picked, 502 when the target refuses or
 //! resets the connection or answers with an invalid response, 504 when the connection or the
 //! response does not arrive within its timeout, 400 for malformed requests (hyper answers parse
-//! errors with 400 and oversized heads with 431), 463 for more than 30 X-Forwarded-For
+//! errors with 400, a request line or header line over 16 KiB with 400 and a head over 64 KiB
+//! with 431, as ALB's limits are), 463 for more than 30 X-Forwarded-For
 //! addresses. A request the client abandons before its response is counted and logged as 460.
 
 use std::convert::Infallible;
@@ -36,6 +37,11 @@ use crate::stats::ListenerStats;
 
 /// How long the load balancer waits for a TCP connection to a target (ALB: 10 s).
 pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// ALB's limit on a whole request head; beyond it hyper answers 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// ALB's limit on the request line and on any single header line; beyond it the answer is 400.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// A running listener; dropping it stops accepting and lets open connections finish their
 /// current request.
@@ -113,7 +119,8 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                 .timer(TokioTimer::new())
                 .header_read_timeout(idle)
                 .keep_alive(true)
-                .max_buf_size(64 * 1024)
+                .max_buf_size(MAX_HEAD_BYTES + 16 * 1024)
+                .max_header_size(MAX_HEAD_BYTES)
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
             let mut conn = std::pin::pin!(conn);
@@ -189,6 +196,11 @@ impl Proxy {
     }
 
     async fn route(&self, mut req: Request<Incoming>, peer: SocketAddr, snap: &ListenerSnapshot) -> Result<Response<ProxyBody>, ProxyError> {
+        let line_len = req.method().as_str().len() + req.uri().to_string().len() + 10;
+        let longest_header = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 2).max().unwrap_or(0);
+        if line_len > MAX_LINE_BYTES || longest_header > MAX_LINE_BYTES {
+            return Err(ProxyError::bad_request("LineTooLong"));
+        }
         let host_header = match req.headers().get(header::HOST) {
             Some(h) => Some(h.to_str().map_err(|_| ProxyError::bad_request("InvalidHostHeader"))?.to_string()),
             None => req.uri().authority().map(|a| a.to_string()),
