@@ -1,6 +1,7 @@
 //! Helpers for Weir's end-to-end tests: real backends on loopback ports, a real data plane
 //! deployed from template text, and a small HTTP client.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed setup should panic loudly
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::sync::Arc;
@@ -22,14 +23,21 @@ pub use weir_model;
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Starts `n` demo backends named `{prefix}-{i}` on free ports.
 pub async fn backends(prefix: &str, n: usize) -> Vec<DemoBackend> {
     let mut v = Vec::new();
     for i in 1..=n {
-        v.push(DemoBackend::start("127.0.0.1:0".parse().unwrap(), &format!("{prefix}-{i}")).await.expect("backend"));
+        v.push(
+            DemoBackend::start("127.0.0.1:0".parse().unwrap(), &format!("{prefix}-{i}"))
+                .await
+                .expect("backend"),
+        );
     }
     v
 }
@@ -37,7 +45,9 @@ pub async fn backends(prefix: &str, n: usize) -> Vec<DemoBackend> {
 /// YAML list items `- { Id: 127.0.0.1, Port: P }` for backends.
 pub fn targets_yaml(b: &[DemoBackend], indent: usize) -> String {
     let pad = " ".repeat(indent);
-    b.iter().map(|x| format!("{pad}- {{ Id: 127.0.0.1, Port: {} }}\n", x.addr.port())).collect()
+    b.iter()
+        .map(|x| format!("{pad}- {{ Id: 127.0.0.1, Port: {} }}\n", x.addr.port()))
+        .collect()
 }
 
 /// A deployed template served by a real data plane.
@@ -76,21 +86,38 @@ impl Lb {
 
     /// The only target group named `name`.
     pub fn tg_arn(&self, name: &str) -> String {
-        self.state.target_groups.values().find(|t| t.name == name).map(|t| t.arn.clone()).expect("target group")
+        self.state
+            .target_groups
+            .values()
+            .find(|t| t.name == name)
+            .map(|t| t.arn.clone())
+            .expect("target group")
     }
 
     /// The only listener's ARN.
     pub fn listener_arn(&self) -> String {
-        self.state.listeners.keys().next().cloned().expect("listener")
+        self.state
+            .listeners
+            .keys()
+            .next()
+            .cloned()
+            .expect("listener")
     }
 
     /// Target health of a group.
     pub async fn health(&self, tg_name: &str) -> Vec<TargetHealthInfo> {
-        self.dp.describe_target_health(&self.tg_arn(tg_name), &self.state).await
+        self.dp
+            .describe_target_health(&self.tg_arn(tg_name), &self.state)
+            .await
     }
 
     /// Waits (up to `secs`) until `pred` holds for the group's health.
-    pub async fn wait_health(&self, tg_name: &str, secs: u64, pred: impl Fn(&[TargetHealthInfo]) -> bool) -> Vec<TargetHealthInfo> {
+    pub async fn wait_health(
+        &self,
+        tg_name: &str,
+        secs: u64,
+        pred: impl Fn(&[TargetHealthInfo]) -> bool,
+    ) -> Vec<TargetHealthInfo> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let h = self.health(tg_name).await;
@@ -135,16 +162,29 @@ pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
 }
 
 /// Sends a request with extra headers.
-pub async fn send(c: &Client<HttpConnector, Empty<Bytes>>, method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+pub async fn send(
+    c: &Client<HttpConnector, Empty<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
     let mut b = http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let r = c.request(b.body(Empty::new()).unwrap()).await.expect("request");
+    let r = c
+        .request(b.body(Empty::new()).unwrap())
+        .await
+        .expect("request");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
-    let body = String::from_utf8_lossy(&r.into_body().collect().await.expect("body").to_bytes()).into_owned();
-    Resp { status, headers, body }
+    let body = String::from_utf8_lossy(&r.into_body().collect().await.expect("body").to_bytes())
+        .into_owned();
+    Resp {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// GET with a fresh pooled client.
@@ -163,5 +203,8 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
 
 /// The status code of a raw HTTP response.
 pub fn raw_status(resp: &str) -> u16 {
-    resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }

@@ -1,8 +1,12 @@
 //! Forward (single and weighted), redirect and fixed-response actions through real sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use weir_tests::*;
 
-async fn two_group_lb(weights: (u32, u32)) -> (Lb, Vec<weir_demo::DemoBackend>, Vec<weir_demo::DemoBackend>) {
+async fn two_group_lb(
+    weights: (u32, u32),
+) -> (Lb, Vec<weir_demo::DemoBackend>, Vec<weir_demo::DemoBackend>) {
     let blue = backends("blue", 1).await;
     let green = backends("green", 1).await;
     let yaml = format!(
@@ -88,13 +92,31 @@ async fn zero_weight_group_gets_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_expand_placeholders() {
     let (lb, _b, _g) = two_group_lb((1, 1)).await;
-    let r = send(&client(), "GET", &lb.url("/old/a/b?x=1"), &[("host", "shop.example.com")]).await;
+    let r = send(
+        &client(),
+        "GET",
+        &lb.url("/old/a/b?x=1"),
+        &[("host", "shop.example.com")],
+    )
+    .await;
     assert_eq!(r.status, 301);
-    assert_eq!(r.headers["location"], "https://www.shop.example.com/new/old/a/b?x=1&from=old");
+    assert_eq!(
+        r.headers["location"],
+        "https://www.shop.example.com/new/old/a/b?x=1&from=old"
+    );
     assert_eq!(r.headers["server"], "awselb/2.0");
-    let r = send(&client(), "GET", &lb.url("/temp?drop=me"), &[("host", "a.test")]).await;
+    let r = send(
+        &client(),
+        "GET",
+        &lb.url("/temp?drop=me"),
+        &[("host", "a.test")],
+    )
+    .await;
     assert_eq!(r.status, 302);
-    assert_eq!(r.headers["location"], format!("http://a.test:{}/elsewhere", lb.port));
+    assert_eq!(
+        r.headers["location"],
+        format!("http://a.test:{}/elsewhere", lb.port)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,5 +126,9 @@ async fn fixed_response_status_type_and_body() {
     assert_eq!(r.status, 503);
     assert_eq!(r.headers["content-type"], "application/json; charset=utf-8");
     assert_eq!(r.body, r#"{"status":"down"}"#);
-    assert_eq!(blue[0].requests() + green[0].requests(), 0, "a fixed response never reaches a target");
+    assert_eq!(
+        blue[0].requests() + green[0].requests(),
+        0,
+        "a fixed response never reaches a target"
+    );
 }

@@ -1,5 +1,7 @@
 //! Each load-balancing algorithm's distribution, measured at real backends.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use weir_tests::*;
@@ -42,7 +44,12 @@ async fn round_robin_is_exact() {
     let c = client();
     let mut order = Vec::new();
     for _ in 0..30 {
-        order.push(send(&c, "GET", &lb.url("/"), &[]).await.backend().to_string());
+        order.push(
+            send(&c, "GET", &lb.url("/"), &[])
+                .await
+                .backend()
+                .to_string(),
+        );
     }
     for x in &b {
         assert_eq!(x.requests(), 10, "{order:?}");
@@ -66,7 +73,10 @@ async fn least_outstanding_prefers_the_idle_target() {
     let c = client();
     for _ in 0..20 {
         let r = send(&c, "GET", &lb.url("/quick"), &[]).await;
-        assert_eq!(r.backend(), format!("least_outstanding_requests-{}", idle + 1));
+        assert_eq!(
+            r.backend(),
+            format!("least_outstanding_requests-{}", idle + 1)
+        );
     }
     for s in slow {
         assert_eq!(s.await.unwrap().status, 200);
@@ -82,12 +92,26 @@ async fn weighted_random_spreads_evenly() {
     }
     // Binomial(2000, 0.25): mean 500, sd ≈ 19.4; ±100 is over 5 sd.
     for x in &b {
-        assert!((400..=600).contains(&x.requests()), "{:?}", b.iter().map(|x| x.requests()).collect::<Vec<_>>());
+        assert!(
+            (400..=600).contains(&x.requests()),
+            "{:?}",
+            b.iter().map(|x| x.requests()).collect::<Vec<_>>()
+        );
     }
     // And it is random, not a rotation.
     let mut order = Vec::new();
     for _ in 0..40 {
-        order.push(send(&c, "GET", &lb.url("/"), &[]).await.backend().to_string());
+        order.push(
+            send(&c, "GET", &lb.url("/"), &[])
+                .await
+                .backend()
+                .to_string(),
+        );
     }
-    assert!(order.windows(4).any(|w| w[0] == w[1] || w[0] == w[2] || w[1] == w[2] || w[0] == w[3]), "{order:?}");
+    assert!(
+        order
+            .windows(4)
+            .any(|w| w[0] == w[1] || w[0] == w[2] || w[1] == w[2] || w[0] == w[3]),
+        "{order:?}"
+    );
 }

@@ -2,6 +2,8 @@
 //! pooled keep-alive connections to targets, zone-node addresses, and live configuration
 //! changes under continuous load with zero failed requests.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,7 +44,8 @@ Resources:
 }
 
 fn header<'a>(body: &'a str, name: &str) -> Option<&'a str> {
-    body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")))
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -53,37 +56,91 @@ async fn forwarded_headers_and_hop_by_hop() {
         &client(),
         "GET",
         &lb.url("/path?q=1"),
-        &[("host", "app.example.com"), ("x-forwarded-for", "203.0.113.7"), ("connection", "x-secret"), ("x-secret", "s"), ("te", "trailers"), ("x-custom", "kept")],
+        &[
+            ("host", "app.example.com"),
+            ("x-forwarded-for", "203.0.113.7"),
+            ("connection", "x-secret"),
+            ("x-secret", "s"),
+            ("te", "trailers"),
+            ("x-custom", "kept"),
+        ],
     )
     .await;
     assert_eq!(r.status, 200);
     let body = &r.body;
     assert!(body.contains("GET /path?q=1"), "{body}");
-    assert_eq!(header(body, "host"), Some("app.example.com"), "Host is forwarded unchanged");
-    assert_eq!(header(body, "x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(
+        header(body, "host"),
+        Some("app.example.com"),
+        "Host is forwarded unchanged"
+    );
+    assert_eq!(
+        header(body, "x-forwarded-for"),
+        Some("203.0.113.7, 127.0.0.1")
+    );
     assert_eq!(header(body, "x-forwarded-proto"), Some("http"));
-    assert_eq!(header(body, "x-forwarded-port"), Some(lb.port.to_string().as_str()));
+    assert_eq!(
+        header(body, "x-forwarded-port"),
+        Some(lb.port.to_string().as_str())
+    );
     assert_eq!(header(body, "x-custom"), Some("kept"));
-    assert_eq!(header(body, "x-secret"), None, "headers named in Connection are removed");
+    assert_eq!(
+        header(body, "x-secret"),
+        None,
+        "headers named in Connection are removed"
+    );
     assert_eq!(header(body, "te"), None);
     let trace = header(body, "x-amzn-trace-id").expect("trace id added");
-    assert!(trace.starts_with("Root=1-") && trace.len() == "Root=1-".len() + 8 + 1 + 24, "{trace}");
+    assert!(
+        trace.starts_with("Root=1-") && trace.len() == "Root=1-".len() + 8 + 1 + 24,
+        "{trace}"
+    );
 
     let inbound = "Root=1-5759e988-bd862e3fe1be46a994272793";
-    let r = send(&client(), "GET", &lb.url("/"), &[("x-amzn-trace-id", inbound)]).await;
-    assert_eq!(header(&r.body, "x-amzn-trace-id"), Some(inbound), "an incoming trace id is kept");
+    let r = send(
+        &client(),
+        "GET",
+        &lb.url("/"),
+        &[("x-amzn-trace-id", inbound)],
+    )
+    .await;
+    assert_eq!(
+        header(&r.body, "x-amzn-trace-id"),
+        Some(inbound),
+        "an incoming trace id is kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xff_processing_modes() {
     let b = backends("xffmode", 1).await;
-    let lb = Lb::up(&lb_yaml(&targets_yaml(&b, 8), "{ Key: routing.http.xff_client_port.enabled, Value: \"true\" }")).await;
+    let lb = Lb::up(&lb_yaml(
+        &targets_yaml(&b, 8),
+        "{ Key: routing.http.xff_client_port.enabled, Value: \"true\" }",
+    ))
+    .await;
     let r = get(&lb.url("/")).await;
     let xff = header(&r.body, "x-forwarded-for").unwrap();
-    assert!(xff.starts_with("127.0.0.1:") && xff["127.0.0.1:".len()..].parse::<u16>().is_ok(), "{xff}");
+    assert!(
+        xff.starts_with("127.0.0.1:") && xff["127.0.0.1:".len()..].parse::<u16>().is_ok(),
+        "{xff}"
+    );
 
-    let lb = Lb::up(&lb_yaml(&targets_yaml(&b, 8), "{ Key: routing.http.xff_header_processing.mode, Value: remove }").replace("Name: proxying", "Name: proxying2")).await;
-    let r = send(&client(), "GET", &lb.url("/"), &[("x-forwarded-for", "1.2.3.4")]).await;
+    let lb = Lb::up(
+        &lb_yaml(
+            &targets_yaml(&b, 8),
+            "{ Key: routing.http.xff_header_processing.mode, Value: remove }",
+        )
+        .replace("Name: proxying", "Name: proxying2"),
+    )
+    .await;
+    let r = send(
+        &client(),
+        "GET",
+        &lb.url("/"),
+        &[("x-forwarded-for", "1.2.3.4")],
+    )
+    .await;
     assert_eq!(header(&r.body, "x-forwarded-for"), None);
 }
 
@@ -115,7 +172,11 @@ async fn every_zone_node_serves_the_listener() {
     ];
     assert_eq!(addrs, want);
     for a in addrs {
-        assert_eq!(get(&format!("http://{a}/")).await.backend(), "zones-1", "{a}");
+        assert_eq!(
+            get(&format!("http://{a}/")).await.backend(),
+            "zones-1",
+            "{a}"
+        );
     }
 }
 
@@ -134,7 +195,11 @@ async fn live_changes_under_load_fail_no_request() {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
             while !stop.load(Ordering::Relaxed) && tokio::time::Instant::now() < deadline {
                 let r = send(&c, "GET", &url, &[]).await;
-                if r.status == 200 && r.backend().starts_with("live-") { ok.fetch_add(1, Ordering::Relaxed) } else { failed.fetch_add(1, Ordering::Relaxed) };
+                if r.status == 200 && r.backend().starts_with("live-") {
+                    ok.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    failed.fetch_add(1, Ordering::Relaxed)
+                };
             }
         }));
     }
@@ -142,26 +207,60 @@ async fn live_changes_under_load_fail_no_request() {
     let (l, tg) = (lb.listener_arn(), lb.tg_arn("proxying"));
     // A new rule takes effect for the very next request.
     lb.change(|s| {
-        let fixed = Action { order: None, kind: ActionKind::FixedResponse(FixedResponseConfig { status_code: 200, content_type: None, message_body: Some("new rule".into()) }) };
-        s.create_rule(&l, 1, vec![Condition::PathPattern(vec!["/new".into()])], vec![fixed]).unwrap();
+        let fixed = Action {
+            order: None,
+            kind: ActionKind::FixedResponse(FixedResponseConfig {
+                status_code: 200,
+                content_type: None,
+                message_body: Some("new rule".into()),
+            }),
+        };
+        s.create_rule(
+            &l,
+            1,
+            vec![Condition::PathPattern(vec!["/new".into()])],
+            vec![fixed],
+        )
+        .unwrap();
     })
     .await;
     assert_eq!(get(&lb.url("/new")).await.body, "new rule");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Register a third target, then deregister the first, while the load runs.
-    let third = TargetSpec { id: "127.0.0.1".into(), port: Some(b[2].addr.port()), availability_zone: None };
-    lb.change(|s| s.register_targets(&tg, &[third]).unwrap()).await;
+    let third = TargetSpec {
+        id: "127.0.0.1".into(),
+        port: Some(b[2].addr.port()),
+        availability_zone: None,
+    };
+    lb.change(|s| s.register_targets(&tg, &[third]).unwrap())
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let first = TargetSpec { id: "127.0.0.1".into(), port: Some(b[0].addr.port()), availability_zone: None };
-    lb.change(|s| s.deregister_targets(&tg, &[first]).unwrap()).await;
+    let first = TargetSpec {
+        id: "127.0.0.1".into(),
+        port: Some(b[0].addr.port()),
+        availability_zone: None,
+    };
+    lb.change(|s| s.deregister_targets(&tg, &[first]).unwrap())
+        .await;
     let at_deregistration = b[0].requests();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during live changes");
-    assert!(ok.load(Ordering::Relaxed) > 100, "the load actually ran: {}", ok.load(Ordering::Relaxed));
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "no request failed during live changes"
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "the load actually ran: {}",
+        ok.load(Ordering::Relaxed)
+    );
     assert!(b[2].requests() > 0, "the new target received traffic");
-    assert!(b[0].requests() <= at_deregistration + 4, "at most the in-flight requests reached the deregistered target");
+    assert!(
+        b[0].requests() <= at_deregistration + 4,
+        "at most the in-flight requests reached the deregistered target"
+    );
 }

@@ -1,5 +1,7 @@
 //! Every rule condition type, evaluated by priority, through real sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use weir_tests::*;
 
 fn fixed(prio: u32, cond: &str, body: &str) -> String {
@@ -56,13 +58,22 @@ Resources:
     (Lb::up(&yaml).await, b)
 }
 
+/// Method, URL, extra headers, expected body.
+type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_condition_type_routes() {
     let (lb, _b) = rules_lb().await;
     let c = client();
     let u = |p: &str| lb.url(p);
-    let body = |r: Resp| if r.body.starts_with("default-") { "default".to_string() } else { r.body };
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, &str)> = vec![
+    let body = |r: Resp| {
+        if r.body.starts_with("default-") {
+            "default".to_string()
+        } else {
+            r.body
+        }
+    };
+    let cases: Vec<Case<'_>> = vec![
         ("GET", u("/"), vec![("host", "www.Example.COM")], "host"),
         ("GET", u("/"), vec![("host", "exact.org:8080")], "host"),
         ("GET", u("/"), vec![("host", "example.com")], "default"),
@@ -70,7 +81,12 @@ async fn every_condition_type_routes() {
         ("GET", u("/img/logo.PNG"), vec![], "default"),
         ("GET", u("/v2/status"), vec![], "path"),
         ("GET", u("/v22/status"), vec![], "default"),
-        ("GET", u("/img/logo.png"), vec![("host", "a.example.com")], "host"),
+        (
+            "GET",
+            u("/img/logo.png"),
+            vec![("host", "a.example.com")],
+            "host",
+        ),
         ("GET", u("/"), vec![("x-canary", "YES")], "header"),
         ("GET", u("/"), vec![("X-Canary", "trust-me")], "header"),
         ("GET", u("/"), vec![("x-canary", "no")], "default"),
@@ -118,6 +134,12 @@ Resources:
     );
     let lb = Lb::up(&yaml).await;
     // X-Forwarded-For never counts as the source.
-    let r = send(&client(), "GET", &lb.url("/"), &[("x-forwarded-for", "10.1.1.1")]).await;
+    let r = send(
+        &client(),
+        "GET",
+        &lb.url("/"),
+        &[("x-forwarded-for", "10.1.1.1")],
+    )
+    .await;
     assert_eq!((r.status, r.backend()), (200, "d-1"));
 }

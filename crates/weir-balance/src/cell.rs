@@ -104,10 +104,14 @@ impl Reason {
             Reason::None => return None,
             Reason::RegistrationInProgress => "Target registration is in progress".into(),
             Reason::InitialHealthChecking => "Initial health checks in progress".into(),
-            Reason::ResponseCodeMismatch(c) => format!("Health checks failed with these codes: [{c}]"),
+            Reason::ResponseCodeMismatch(c) => {
+                format!("Health checks failed with these codes: [{c}]")
+            }
             Reason::Timeout => "Request timed out".into(),
             Reason::FailedHealthChecks => "Health checks failed".into(),
-            Reason::NotInUse => "Target group is not configured to receive traffic from the load balancer".into(),
+            Reason::NotInUse => {
+                "Target group is not configured to receive traffic from the load balancer".into()
+            }
             Reason::DeregistrationInProgress => "Target deregistration is in progress".into(),
             Reason::HealthCheckDisabled => "Health checks are disabled".into(),
             Reason::NotRegistered => "Target is not registered to the target group".into(),
@@ -155,7 +159,10 @@ impl TargetCell {
 
     /// Current reason.
     pub fn reason(&self) -> Reason {
-        self.reason.lock().map(|r| r.clone()).unwrap_or(Reason::None)
+        self.reason
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or(Reason::None)
     }
 
     /// Sets state and reason. A draining target stays draining.
@@ -184,7 +191,10 @@ impl TargetCell {
 
     /// Whether new requests may go to this target when some target is healthy.
     pub fn is_routable(&self) -> bool {
-        matches!(self.state(), HealthState::Healthy | HealthState::Unavailable)
+        matches!(
+            self.state(),
+            HealthState::Healthy | HealthState::Unavailable
+        )
     }
 
     /// Whether this target may receive requests under fail-open (all targets unhealthy).

@@ -44,7 +44,12 @@ impl HealthMachine {
     }
 
     /// Records one probe outcome and applies any transition to `cell`. Returns the state after.
-    pub fn record(&mut self, cell: &TargetCell, outcome: &ProbeOutcome, t: Thresholds) -> HealthState {
+    pub fn record(
+        &mut self,
+        cell: &TargetCell,
+        outcome: &ProbeOutcome,
+        t: Thresholds,
+    ) -> HealthState {
         let state = cell.state();
         if matches!(state, HealthState::Draining | HealthState::Unused) {
             return state;
@@ -81,20 +86,39 @@ mod tests {
     use crate::cell::TargetKey;
 
     fn cell() -> TargetCell {
-        TargetCell::new(TargetKey { id: "127.0.0.1".into(), port: 80 }, "127.0.0.1:80".parse().unwrap(), "us-east-1a".into())
+        TargetCell::new(
+            TargetKey {
+                id: "127.0.0.1".into(),
+                port: 80,
+            },
+            "127.0.0.1:80".parse().unwrap(),
+            "us-east-1a".into(),
+        )
     }
 
-    const T: Thresholds = Thresholds { healthy: 3, unhealthy: 2 };
+    const T: Thresholds = Thresholds {
+        healthy: 3,
+        unhealthy: 2,
+    };
 
     #[test]
     fn initial_to_healthy_after_threshold() {
         let c = cell();
         let mut m = HealthMachine::new();
         assert_eq!(c.reason(), Reason::RegistrationInProgress);
-        assert_eq!(m.record(&c, &ProbeOutcome::Success, T), HealthState::Initial);
+        assert_eq!(
+            m.record(&c, &ProbeOutcome::Success, T),
+            HealthState::Initial
+        );
         assert_eq!(c.reason(), Reason::InitialHealthChecking);
-        assert_eq!(m.record(&c, &ProbeOutcome::Success, T), HealthState::Initial);
-        assert_eq!(m.record(&c, &ProbeOutcome::Success, T), HealthState::Healthy);
+        assert_eq!(
+            m.record(&c, &ProbeOutcome::Success, T),
+            HealthState::Initial
+        );
+        assert_eq!(
+            m.record(&c, &ProbeOutcome::Success, T),
+            HealthState::Healthy
+        );
         assert_eq!(c.reason(), Reason::None);
     }
 
@@ -105,14 +129,27 @@ mod tests {
         for _ in 0..3 {
             m.record(&c, &ProbeOutcome::Success, T);
         }
-        assert_eq!(m.record(&c, &ProbeOutcome::CodeMismatch(503), T), HealthState::Healthy);
-        assert_eq!(m.record(&c, &ProbeOutcome::CodeMismatch(503), T), HealthState::Unhealthy);
+        assert_eq!(
+            m.record(&c, &ProbeOutcome::CodeMismatch(503), T),
+            HealthState::Healthy
+        );
+        assert_eq!(
+            m.record(&c, &ProbeOutcome::CodeMismatch(503), T),
+            HealthState::Unhealthy
+        );
         assert_eq!(c.reason().code(), Some("Target.ResponseCodeMismatch"));
-        assert_eq!(c.reason().description().unwrap(), "Health checks failed with these codes: [503]");
+        assert_eq!(
+            c.reason().description().unwrap(),
+            "Health checks failed with these codes: [503]"
+        );
         m.record(&c, &ProbeOutcome::Success, T);
         m.record(&c, &ProbeOutcome::Success, T);
         m.record(&c, &ProbeOutcome::Timeout, T);
-        assert_eq!(c.state(), HealthState::Unhealthy, "a failure resets the success streak");
+        assert_eq!(
+            c.state(),
+            HealthState::Unhealthy,
+            "a failure resets the success streak"
+        );
         for _ in 0..3 {
             m.record(&c, &ProbeOutcome::Success, T);
         }

@@ -64,8 +64,16 @@ pub struct Selector {
 impl Selector {
     /// A selector over `targets` (in registration order).
     pub fn new(algorithm: Algorithm, targets: Vec<Arc<TargetCell>>) -> Self {
-        let start = if targets.is_empty() { 0 } else { fastrand::usize(..targets.len()) };
-        Self { algorithm, targets, next: AtomicUsize::new(start) }
+        let start = if targets.is_empty() {
+            0
+        } else {
+            fastrand::usize(..targets.len())
+        };
+        Self {
+            algorithm,
+            targets,
+            next: AtomicUsize::new(start),
+        }
     }
 
     /// All targets in the snapshot, whatever their state.
@@ -83,9 +91,9 @@ impl Selector {
     pub fn pick(&self, exclude: Option<&TargetCell>) -> Option<OutstandingGuard> {
         let excluded = |c: &TargetCell| exclude.is_some_and(|e| std::ptr::eq(e, c));
         let healthy = |c: &TargetCell| c.is_routable() && !excluded(c);
-        let chosen = self
-            .choose(&healthy)
-            .or_else(|| self.choose(&|c: &TargetCell| c.is_fail_open_candidate() && !excluded(c)))?;
+        let chosen = self.choose(&healthy).or_else(|| {
+            self.choose(&|c: &TargetCell| c.is_fail_open_candidate() && !excluded(c))
+        })?;
         Some(OutstandingGuard::new(chosen))
     }
 

@@ -6,13 +6,18 @@ use std::time::Duration;
 
 use weir_balance::{Algorithm, HealthState, Selector, TargetCell, TargetKey};
 use weir_l7::rules::CompiledRules;
-use weir_l7::{CompiledAction, ForwardGroup, LbSettings, ListenerSnapshot, TargetGroupRuntime, XffMode};
+use weir_l7::{
+    CompiledAction, ForwardGroup, LbSettings, ListenerSnapshot, TargetGroupRuntime, XffMode,
+};
 use weir_model::{Action, ActionKind, Listener, LoadBalancer, RulePriority, State};
 
 use crate::CellKey;
 
 /// One runtime per target group, shared by every listener of this apply.
-pub(crate) fn target_groups(state: &State, cells: &HashMap<CellKey, Arc<TargetCell>>) -> HashMap<String, Arc<TargetGroupRuntime>> {
+pub(crate) fn target_groups(
+    state: &State,
+    cells: &HashMap<CellKey, Arc<TargetCell>>,
+) -> HashMap<String, Arc<TargetGroupRuntime>> {
     state
         .target_groups
         .values()
@@ -20,11 +25,23 @@ pub(crate) fn target_groups(state: &State, cells: &HashMap<CellKey, Arc<TargetCe
             let targets: Vec<Arc<TargetCell>> = tg
                 .targets
                 .iter()
-                .filter_map(|t| cells.get(&(tg.arn.clone(), TargetKey { id: t.id.clone(), port: t.port })))
+                .filter_map(|t| {
+                    cells.get(&(
+                        tg.arn.clone(),
+                        TargetKey {
+                            id: t.id.clone(),
+                            port: t.port,
+                        },
+                    ))
+                })
                 .filter(|c| c.state() != HealthState::Unused)
                 .cloned()
                 .collect();
-            let rt = TargetGroupRuntime { arn: tg.arn.clone(), name: tg.name.clone(), selector: Selector::new(Algorithm::parse(tg.algorithm()), targets) };
+            let rt = TargetGroupRuntime {
+                arn: tg.arn.clone(),
+                name: tg.name.clone(),
+                selector: Selector::new(Algorithm::parse(tg.algorithm()), targets),
+            };
             (tg.arn.clone(), Arc::new(rt))
         })
         .collect()
@@ -45,13 +62,21 @@ fn lb_settings(lb: &LoadBalancer) -> LbSettings {
     }
 }
 
-fn action(actions: &[Action], groups: &HashMap<String, Arc<TargetGroupRuntime>>) -> Arc<CompiledAction> {
+fn action(
+    actions: &[Action],
+    groups: &HashMap<String, Arc<TargetGroupRuntime>>,
+) -> Arc<CompiledAction> {
     // The terminal action is the last one by order.
     let compiled = match actions.last().map(|a| &a.kind) {
         Some(ActionKind::Forward(f)) => CompiledAction::Forward(
             f.target_groups
                 .iter()
-                .filter_map(|w| groups.get(&w.target_group_arn).map(|g| ForwardGroup { group: g.clone(), weight: w.weight }))
+                .filter_map(|w| {
+                    groups.get(&w.target_group_arn).map(|g| ForwardGroup {
+                        group: g.clone(),
+                        weight: w.weight,
+                    })
+                })
                 .collect(),
         ),
         Some(ActionKind::Redirect(r)) => CompiledAction::Redirect(r.clone()),
@@ -62,7 +87,12 @@ fn action(actions: &[Action], groups: &HashMap<String, Arc<TargetGroupRuntime>>)
 }
 
 /// The snapshot of one listener.
-pub(crate) fn listener(state: &State, l: &Listener, lb: &LoadBalancer, groups: &HashMap<String, Arc<TargetGroupRuntime>>) -> ListenerSnapshot {
+pub(crate) fn listener(
+    state: &State,
+    l: &Listener,
+    lb: &LoadBalancer,
+    groups: &HashMap<String, Arc<TargetGroupRuntime>>,
+) -> ListenerSnapshot {
     let rules = state
         .rules_of(&l.arn)
         .into_iter()
@@ -71,5 +101,9 @@ pub(crate) fn listener(state: &State, l: &Listener, lb: &LoadBalancer, groups: &
             RulePriority::Default => None,
         })
         .collect();
-    ListenerSnapshot { port: l.port, lb: lb_settings(lb), rules: CompiledRules::new(rules, action(&l.default_actions, groups)) }
+    ListenerSnapshot {
+        port: l.port,
+        lb: lb_settings(lb),
+        rules: CompiledRules::new(rules, action(&l.default_actions, groups)),
+    }
 }

@@ -40,7 +40,10 @@ pub struct DataplaneConfig {
 
 impl Default for DataplaneConfig {
     fn default() -> Self {
-        Self { public_addresses: vec![IpAddr::from([127, 0, 0, 1])], bind_zone_nodes: true }
+        Self {
+            public_addresses: vec![IpAddr::from([127, 0, 0, 1])],
+            bind_zone_nodes: true,
+        }
     }
 }
 
@@ -109,14 +112,19 @@ pub struct Dataplane {
 
 impl std::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Dataplane")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
 impl Dataplane {
     /// A data plane with nothing running. Starts the drain sweeper.
     pub fn new(config: DataplaneConfig) -> Arc<Self> {
-        let dp = Arc::new(Self { config, inner: Mutex::new(Inner::default()) });
+        let dp = Arc::new(Self {
+            config,
+            inner: Mutex::new(Inner::default()),
+        });
         let weak: Weak<Self> = Arc::downgrade(&dp);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -132,7 +140,9 @@ impl Dataplane {
     async fn sweep_draining(&self) {
         let mut inner = self.inner.lock().await;
         let now = Instant::now();
-        inner.draining.retain(|_, c| c.outstanding() > 0 && c.drain_deadline().is_some_and(|d| d > now));
+        inner
+            .draining
+            .retain(|_, c| c.outstanding() > 0 && c.drain_deadline().is_some_and(|d| d > now));
     }
 
     /// Brings the running data plane in line with `state`.
@@ -144,12 +154,25 @@ impl Dataplane {
         let wanted: Vec<String> = state
             .listeners
             .values()
-            .filter(|l| state.load_balancers.get(&l.load_balancer_arn).is_some_and(|lb| lb.lb_type == LoadBalancerType::Application))
+            .filter(|l| {
+                state
+                    .load_balancers
+                    .get(&l.load_balancer_arn)
+                    .is_some_and(|lb| lb.lb_type == LoadBalancerType::Application)
+            })
             .map(|l| l.arn.clone())
             .collect();
         inner.listeners.retain(|arn, _| wanted.contains(arn));
         for arn in wanted {
-            let (Some(l), Some(lb)) = (state.listeners.get(&arn), state.listeners.get(&arn).and_then(|l| state.load_balancers.get(&l.load_balancer_arn))) else { continue };
+            let (Some(l), Some(lb)) = (
+                state.listeners.get(&arn),
+                state
+                    .listeners
+                    .get(&arn)
+                    .and_then(|l| state.load_balancers.get(&l.load_balancer_arn)),
+            ) else {
+                continue;
+            };
             let snapshot = Arc::new(compile::listener(state, l, lb, &groups));
             let addrs = self.addresses(lb, l.port);
             match inner.listeners.get(&arn) {
@@ -161,11 +184,21 @@ impl Dataplane {
                     match weir_l7::serve_listener(&addrs, cell.clone()).await {
                         Ok(handle) => {
                             tracing::info!(listener = %arn, addrs = ?addrs, "listener bound");
-                            inner.listeners.insert(arn.clone(), RunningListener { addrs, cell, handle });
+                            inner.listeners.insert(
+                                arn.clone(),
+                                RunningListener {
+                                    addrs,
+                                    cell,
+                                    handle,
+                                },
+                            );
                         }
                         Err(source) => {
                             tracing::error!(listener = %arn, error = %source, "listener bind failed");
-                            first_error.get_or_insert(DataplaneError::Bind { listener: arn.clone(), source });
+                            first_error.get_or_insert(DataplaneError::Bind {
+                                listener: arn.clone(),
+                                source,
+                            });
                         }
                     }
                 }
@@ -179,12 +212,20 @@ impl Dataplane {
         if self.config.bind_zone_nodes {
             for z in &lb.zones {
                 if let Some(i) = weir_model::zones::zone_index(&z.zone_name) {
-                    out.push(SocketAddr::new(IpAddr::V4(weir_model::zones::node_address(i, lb.node_index)), port));
+                    out.push(SocketAddr::new(
+                        IpAddr::V4(weir_model::zones::node_address(i, lb.node_index)),
+                        port,
+                    ));
                 }
             }
         }
         if lb.scheme == Scheme::InternetFacing {
-            out.extend(self.config.public_addresses.iter().map(|ip| SocketAddr::new(*ip, port)));
+            out.extend(
+                self.config
+                    .public_addresses
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, port)),
+            );
         }
         out
     }
@@ -198,17 +239,34 @@ impl Dataplane {
                 .filter_map(|a| state.load_balancers.get(a))
                 .flat_map(|lb| lb.zones.iter().map(|z| z.zone_name.as_str()))
                 .collect();
-            let spec = tg.health_check.enabled.then(|| CheckSpec::from_model(&tg.health_check));
+            let spec = tg
+                .health_check
+                .enabled
+                .then(|| CheckSpec::from_model(&tg.health_check));
             for t in &tg.targets {
-                let key: CellKey = (tg.arn.clone(), TargetKey { id: t.id.clone(), port: t.port });
+                let key: CellKey = (
+                    tg.arn.clone(),
+                    TargetKey {
+                        id: t.id.clone(),
+                        port: t.port,
+                    },
+                );
                 seen.push(key.clone());
-                let in_use = !lbs.is_empty() && (t.availability_zone == "all" || zones.contains(&t.availability_zone.as_str()));
+                let in_use = !lbs.is_empty()
+                    && (t.availability_zone == "all"
+                        || zones.contains(&t.availability_zone.as_str()));
                 // A target registered again while draining starts afresh.
                 inner.draining.remove(&key);
                 let cell = inner
                     .cells
                     .entry(key.clone())
-                    .or_insert_with(|| Arc::new(TargetCell::new(key.1.clone(), SocketAddr::new(t.address, t.port), t.availability_zone.clone())))
+                    .or_insert_with(|| {
+                        Arc::new(TargetCell::new(
+                            key.1.clone(),
+                            SocketAddr::new(t.address, t.port),
+                            t.availability_zone.clone(),
+                        ))
+                    })
                     .clone();
                 if !in_use {
                     inner.checkers.remove(&key);
@@ -221,18 +279,34 @@ impl Dataplane {
                         cell.set_health(HealthState::Initial, Reason::RegistrationInProgress);
                     }
                     let task = weir_health::spawn_checker(cell.clone(), spec.clone());
-                    inner.checkers.insert(key.clone(), Checker { spec: spec.clone(), task });
+                    inner.checkers.insert(
+                        key.clone(),
+                        Checker {
+                            spec: spec.clone(),
+                            task,
+                        },
+                    );
                 }
             }
         }
-        let gone: Vec<CellKey> = inner.cells.keys().filter(|k| !seen.contains(k)).cloned().collect();
+        let gone: Vec<CellKey> = inner
+            .cells
+            .keys()
+            .filter(|k| !seen.contains(k))
+            .cloned()
+            .collect();
         for key in gone {
             inner.checkers.remove(&key);
-            let Some(cell) = inner.cells.remove(&key) else { continue };
+            let Some(cell) = inner.cells.remove(&key) else {
+                continue;
+            };
             let delay = state
                 .target_groups
                 .get(&key.0)
-                .map_or(0, |tg| tg.attributes.get_i64("deregistration_delay.timeout_seconds"))
+                .map_or(0, |tg| {
+                    tg.attributes
+                        .get_i64("deregistration_delay.timeout_seconds")
+                })
                 .max(0);
             if cell.state() != HealthState::Unused && delay > 0 {
                 cell.start_draining(Instant::now() + Duration::from_secs(delay as u64));
@@ -242,7 +316,11 @@ impl Dataplane {
     }
 
     /// Health of every target of `tg_arn`, draining ones included, in registration order.
-    pub async fn describe_target_health(&self, tg_arn: &str, state: &State) -> Vec<TargetHealthInfo> {
+    pub async fn describe_target_health(
+        &self,
+        tg_arn: &str,
+        state: &State,
+    ) -> Vec<TargetHealthInfo> {
         let inner = self.inner.lock().await;
         let info = |c: &Arc<TargetCell>| TargetHealthInfo {
             id: c.key.id.clone(),
@@ -257,23 +335,48 @@ impl Dataplane {
             .map(|tg| {
                 tg.targets
                     .iter()
-                    .filter_map(|t| inner.cells.get(&(tg_arn.to_string(), TargetKey { id: t.id.clone(), port: t.port })))
+                    .filter_map(|t| {
+                        inner.cells.get(&(
+                            tg_arn.to_string(),
+                            TargetKey {
+                                id: t.id.clone(),
+                                port: t.port,
+                            },
+                        ))
+                    })
                     .map(info)
                     .collect()
             })
             .unwrap_or_default();
-        out.extend(inner.draining.iter().filter(|(k, _)| k.0 == tg_arn).map(|(_, c)| info(c)));
+        out.extend(
+            inner
+                .draining
+                .iter()
+                .filter(|(k, _)| k.0 == tg_arn)
+                .map(|(_, c)| info(c)),
+        );
         out
     }
 
     /// Counters of a running listener.
     pub async fn listener_stats(&self, listener_arn: &str) -> Option<Arc<ListenerStats>> {
-        self.inner.lock().await.listeners.get(listener_arn).map(|l| l.handle.stats.clone())
+        self.inner
+            .lock()
+            .await
+            .listeners
+            .get(listener_arn)
+            .map(|l| l.handle.stats.clone())
     }
 
     /// Addresses a running listener is bound to.
     pub async fn listener_addrs(&self, listener_arn: &str) -> Vec<SocketAddr> {
-        self.inner.lock().await.listeners.get(listener_arn).map(|l| l.handle.local_addrs.clone()).unwrap_or_default()
+        self.inner
+            .lock()
+            .await
+            .listeners
+            .get(listener_arn)
+            .map(|l| l.handle.local_addrs.clone())
+            .unwrap_or_default()
     }
 
     /// Stops every listener and checker.

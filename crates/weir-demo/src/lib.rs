@@ -81,7 +81,9 @@ impl DemoBackend {
                 let st = st.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         });
@@ -110,17 +112,25 @@ impl DemoBackend {
 }
 
 fn param(query: Option<&str>, key: &str) -> Option<String> {
-    form_urlencoded::parse(query.unwrap_or("").as_bytes()).find(|(k, _)| k == key).map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn text(status: u16, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain"));
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("text/plain"),
+    );
     r
 }
 
-async fn handle(st: Arc<DemoState>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    st: Arc<DemoState>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().map(str::to_string);
     match (req.method().as_str(), path.as_str()) {
@@ -129,17 +139,25 @@ async fn handle(st: Arc<DemoState>, req: Request<Incoming>) -> Result<Response<F
             return Ok(text(s, format!("{} health {s}\n", st.name)));
         }
         ("POST", "/_demo/health") => {
-            let s = param(query.as_deref(), "status").and_then(|v| v.parse().ok()).unwrap_or(200);
+            let s = param(query.as_deref(), "status")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200);
             st.health_status.store(s, Ordering::Relaxed);
             return Ok(text(200, format!("health status now {s}\n")));
         }
         ("POST", "/_demo/delay") => {
-            let ms = param(query.as_deref(), "ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+            let ms = param(query.as_deref(), "ms")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             st.delay_ms.store(ms, Ordering::Relaxed);
             return Ok(text(200, format!("delay now {ms} ms\n")));
         }
         ("GET", "/_demo/stats") => {
-            let body = format!("connections {}\nrequests {}\n", st.connections.load(Ordering::Relaxed), st.requests.load(Ordering::Relaxed));
+            let body = format!(
+                "connections {}\nrequests {}\n",
+                st.connections.load(Ordering::Relaxed),
+                st.requests.load(Ordering::Relaxed)
+            );
             return Ok(text(200, body));
         }
         _ => {}
@@ -152,11 +170,15 @@ async fn handle(st: Arc<DemoState>, req: Request<Incoming>) -> Result<Response<F
     if !is_health_check {
         st.requests.fetch_add(1, Ordering::Relaxed);
     }
-    let delay = param(query.as_deref(), "delay_ms").and_then(|v| v.parse().ok()).unwrap_or_else(|| st.delay_ms.load(Ordering::Relaxed));
+    let delay = param(query.as_deref(), "delay_ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| st.delay_ms.load(Ordering::Relaxed));
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let status = param(query.as_deref(), "status").and_then(|v| v.parse().ok()).unwrap_or(200);
+    let status = param(query.as_deref(), "status")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let mut body = format!("{}\n{} {}", st.name, req.method(), path);
     if let Some(q) = &query {
         body.push('?');

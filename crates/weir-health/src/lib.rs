@@ -51,7 +51,10 @@ impl CheckSpec {
             path: hc.path.clone().unwrap_or_else(|| "/".into()),
             interval: Duration::from_secs(u64::from(hc.interval_seconds)),
             timeout: Duration::from_secs(u64::from(hc.timeout_seconds)),
-            thresholds: Thresholds { healthy: hc.healthy_threshold, unhealthy: hc.unhealthy_threshold },
+            thresholds: Thresholds {
+                healthy: hc.healthy_threshold,
+                unhealthy: hc.unhealthy_threshold,
+            },
             matcher: hc.matcher.clone(),
         }
     }
@@ -81,7 +84,11 @@ async fn probe_inner(addr: SocketAddr, spec: &CheckSpec) -> ProbeOutcome {
     }
 }
 
-async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, addr: SocketAddr, spec: &CheckSpec) -> ProbeOutcome {
+async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    addr: SocketAddr,
+    spec: &CheckSpec,
+) -> ProbeOutcome {
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: ELB-HealthChecker/2.0\r\nAccept-Encoding: gzip, compressed\r\nConnection: close\r\n\r\n",
         spec.path
@@ -97,8 +104,15 @@ async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, addr: SocketAdd
         match resp.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => {
                 let code = resp.code.unwrap_or(0);
-                let ok = spec.matcher.as_ref().map_or(code == 200, |m| m.matches(code));
-                return if ok { ProbeOutcome::Success } else { ProbeOutcome::CodeMismatch(code) };
+                let ok = spec
+                    .matcher
+                    .as_ref()
+                    .map_or(code == 200, |m| m.matches(code));
+                return if ok {
+                    ProbeOutcome::Success
+                } else {
+                    ProbeOutcome::CodeMismatch(code)
+                };
             }
             Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => {}
             _ => return ProbeOutcome::Failed,

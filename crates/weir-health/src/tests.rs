@@ -27,7 +27,10 @@ fn spec(protocol: Protocol, matcher: &str) -> CheckSpec {
         path: "/health".into(),
         interval: Duration::from_millis(50),
         timeout: Duration::from_millis(300),
-        thresholds: Thresholds { healthy: 2, unhealthy: 2 },
+        thresholds: Thresholds {
+            healthy: 2,
+            unhealthy: 2,
+        },
         matcher: Some(Matcher::http(matcher, 200, 499).unwrap()),
     }
 }
@@ -35,9 +38,18 @@ fn spec(protocol: Protocol, matcher: &str) -> CheckSpec {
 #[tokio::test]
 async fn http_probe_matches_codes() {
     let ok = one_shot_server("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await;
-    assert_eq!(probe(ok, &spec(Protocol::Http, "200,202")).await, ProbeOutcome::Success);
-    assert_eq!(probe(ok, &spec(Protocol::Http, "200")).await, ProbeOutcome::CodeMismatch(202));
-    assert_eq!(probe(ok, &spec(Protocol::Http, "200-299")).await, ProbeOutcome::Success);
+    assert_eq!(
+        probe(ok, &spec(Protocol::Http, "200,202")).await,
+        ProbeOutcome::Success
+    );
+    assert_eq!(
+        probe(ok, &spec(Protocol::Http, "200")).await,
+        ProbeOutcome::CodeMismatch(202)
+    );
+    assert_eq!(
+        probe(ok, &spec(Protocol::Http, "200-299")).await,
+        ProbeOutcome::Success
+    );
 }
 
 #[tokio::test]
@@ -45,18 +57,38 @@ async fn refused_and_silent_targets() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed = l.local_addr().unwrap();
     drop(l);
-    assert_eq!(probe(closed, &spec(Protocol::Http, "200")).await, ProbeOutcome::Failed);
-    assert_eq!(probe(closed, &spec(Protocol::Tcp, "200")).await, ProbeOutcome::Failed);
+    assert_eq!(
+        probe(closed, &spec(Protocol::Http, "200")).await,
+        ProbeOutcome::Failed
+    );
+    assert_eq!(
+        probe(closed, &spec(Protocol::Tcp, "200")).await,
+        ProbeOutcome::Failed
+    );
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap();
-    assert_eq!(probe(addr, &spec(Protocol::Tcp, "200")).await, ProbeOutcome::Success);
-    assert_eq!(probe(addr, &spec(Protocol::Http, "200")).await, ProbeOutcome::Timeout);
+    assert_eq!(
+        probe(addr, &spec(Protocol::Tcp, "200")).await,
+        ProbeOutcome::Success
+    );
+    assert_eq!(
+        probe(addr, &spec(Protocol::Http, "200")).await,
+        ProbeOutcome::Timeout
+    );
 }
 
 #[tokio::test]
 async fn checker_drives_state_machine() {
-    let addr = one_shot_server("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
-    let cell = Arc::new(TargetCell::new(TargetKey { id: addr.ip().to_string(), port: addr.port() }, addr, "us-east-1a".into()));
+    let addr =
+        one_shot_server("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
+    let cell = Arc::new(TargetCell::new(
+        TargetKey {
+            id: addr.ip().to_string(),
+            port: addr.port(),
+        },
+        addr,
+        "us-east-1a".into(),
+    ));
     let h = spawn_checker(cell.clone(), Some(spec(Protocol::Http, "200"))).unwrap();
     for _ in 0..100 {
         if cell.state() == HealthState::Unhealthy {
@@ -71,7 +103,14 @@ async fn checker_drives_state_machine() {
 
 #[tokio::test]
 async fn disabled_checks_mark_unavailable() {
-    let cell = Arc::new(TargetCell::new(TargetKey { id: "127.0.0.1".into(), port: 1 }, "127.0.0.1:1".parse().unwrap(), "us-east-1a".into()));
+    let cell = Arc::new(TargetCell::new(
+        TargetKey {
+            id: "127.0.0.1".into(),
+            port: 1,
+        },
+        "127.0.0.1:1".parse().unwrap(),
+        "us-east-1a".into(),
+    ));
     assert!(spawn_checker(cell.clone(), None).is_none());
     assert_eq!(cell.state(), HealthState::Unavailable);
     assert!(cell.is_routable());

@@ -30,31 +30,66 @@ pub struct ProxyError {
 impl ProxyError {
     /// 400: malformed request.
     pub fn bad_request(reason: &'static str) -> Self {
-        Self { side: ErrorSide::Client, status: 400, reason, retry_safe: false }
+        Self {
+            side: ErrorSide::Client,
+            status: 400,
+            reason,
+            retry_safe: false,
+        }
     }
     /// 463: too many X-Forwarded-For addresses.
     pub fn too_many_forwarded() -> Self {
-        Self { side: ErrorSide::Client, status: 463, reason: "XForwardedForTooManyAddresses", retry_safe: false }
+        Self {
+            side: ErrorSide::Client,
+            status: 463,
+            reason: "XForwardedForTooManyAddresses",
+            retry_safe: false,
+        }
     }
     /// 503: no registered (or usable) target.
     pub fn no_target() -> Self {
-        Self { side: ErrorSide::LoadBalancer, status: 503, reason: "NoTargets", retry_safe: false }
+        Self {
+            side: ErrorSide::LoadBalancer,
+            status: 503,
+            reason: "NoTargets",
+            retry_safe: false,
+        }
     }
     /// 502: the target refused the connection.
     pub fn connect_refused() -> Self {
-        Self { side: ErrorSide::Target, status: 502, reason: "TargetConnectionError", retry_safe: true }
+        Self {
+            side: ErrorSide::Target,
+            status: 502,
+            reason: "TargetConnectionError",
+            retry_safe: true,
+        }
     }
     /// 504: the connection to the target timed out.
     pub fn connect_timeout() -> Self {
-        Self { side: ErrorSide::Target, status: 504, reason: "TargetConnectionError", retry_safe: true }
+        Self {
+            side: ErrorSide::Target,
+            status: 504,
+            reason: "TargetConnectionError",
+            retry_safe: true,
+        }
     }
     /// 502: the target reset the connection or answered with an invalid response.
     pub fn target_failed() -> Self {
-        Self { side: ErrorSide::Target, status: 502, reason: "TargetResponseError", retry_safe: false }
+        Self {
+            side: ErrorSide::Target,
+            status: 502,
+            reason: "TargetResponseError",
+            retry_safe: false,
+        }
     }
     /// 504: no response within the idle timeout.
     pub fn target_timeout() -> Self {
-        Self { side: ErrorSide::Target, status: 504, reason: "TargetTimeout", retry_safe: false }
+        Self {
+            side: ErrorSide::Target,
+            status: 504,
+            reason: "TargetTimeout",
+            retry_safe: false,
+        }
     }
 }
 

@@ -37,14 +37,23 @@ impl Pattern {
         } else {
             Kind::Glob(boxed(bytes))
         };
-        Self { kind, case_insensitive }
+        Self {
+            kind,
+            case_insensitive,
+        }
     }
 
     /// Whether `text` matches.
     pub fn matches(&self, text: &str) -> bool {
         let t = text.as_bytes();
         let ci = self.case_insensitive;
-        let eq = |a: &[u8], b: &[u8]| if ci { a.eq_ignore_ascii_case(b) } else { a == b };
+        let eq = |a: &[u8], b: &[u8]| {
+            if ci {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
         match &self.kind {
             Kind::Exact(p) => eq(p, t),
             Kind::Any => true,
@@ -57,7 +66,13 @@ impl Pattern {
 
 /// General wildcard match, linear-time backtracking over the last `*`.
 pub fn glob_match(pat: &[u8], text: &[u8], case_insensitive: bool) -> bool {
-    let eq = |a: u8, b: u8| if case_insensitive { a.eq_ignore_ascii_case(&b) } else { a == b };
+    let eq = |a: u8, b: u8| {
+        if case_insensitive {
+            a.eq_ignore_ascii_case(&b)
+        } else {
+            a == b
+        }
+    };
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -42,19 +42,30 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// Whether a header name is one ALB considers invalid (anything beyond letters, digits and
 /// hyphens) when `drop_invalid_header_fields` is on.
 pub fn is_invalid_header_name(n: &HeaderName) -> bool {
-    !n.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !n.as_str()
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Applies X-Forwarded-For/-Proto/-Port per the load balancer's settings. Errors with 463 when
 /// the incoming X-Forwarded-For holds more than 30 addresses.
-pub fn apply_forwarded(h: &mut HeaderMap, client: SocketAddr, port: u16, proto: &str, lb: &LbSettings) -> Result<(), ProxyError> {
+pub fn apply_forwarded(
+    h: &mut HeaderMap,
+    client: SocketAddr,
+    port: u16,
+    proto: &str,
+    lb: &LbSettings,
+) -> Result<(), ProxyError> {
     let existing: Vec<String> = h
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::to_string)
         .collect();
-    let count: usize = existing.iter().map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count()).sum();
+    let count: usize = existing
+        .iter()
+        .map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count())
+        .sum();
     if count > MAX_XFF_ADDRESSES {
         return Err(ProxyError::too_many_forwarded());
     }
@@ -72,14 +83,22 @@ pub fn apply_forwarded(h: &mut HeaderMap, client: SocketAddr, port: u16, proto: 
             } else {
                 client.ip().to_string()
             };
-            let joined = existing.iter().map(String::as_str).chain(std::iter::once(me.as_str())).collect::<Vec<_>>().join(", ");
+            let joined = existing
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::once(me.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
             h.remove("x-forwarded-for");
             if let Ok(v) = HeaderValue::from_str(&joined) {
                 h.insert("x-forwarded-for", v);
             }
         }
     }
-    h.insert("x-forwarded-proto", HeaderValue::from_static(if proto == "https" { "https" } else { "http" }));
+    h.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+    );
     h.insert("x-forwarded-port", HeaderValue::from(port));
     Ok(())
 }
@@ -91,7 +110,11 @@ pub fn trace_id(h: &mut HeaderMap, now_secs: u64) -> String {
             return v.to_string();
         }
     }
-    let id = format!("Root=1-{now_secs:08x}-{:012x}{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff, fastrand::u64(..) & 0xffff_ffff_ffff);
+    let id = format!(
+        "Root=1-{now_secs:08x}-{:012x}{:012x}",
+        fastrand::u64(..) & 0xffff_ffff_ffff,
+        fastrand::u64(..) & 0xffff_ffff_ffff
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert("x-amzn-trace-id", v);
     }
@@ -132,9 +155,17 @@ mod tests {
         lb.xff_mode = XffMode::Remove;
         apply_forwarded(&mut h, client, 80, "http", &lb).unwrap();
         assert!(!h.contains_key("x-forwarded-for"));
-        let many = (0..31).map(|i| format!("10.0.0.{i}")).collect::<Vec<_>>().join(",");
+        let many = (0..31)
+            .map(|i| format!("10.0.0.{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", many.parse().unwrap());
-        assert_eq!(apply_forwarded(&mut h, client, 80, "http", &lb).unwrap_err().status, 463);
+        assert_eq!(
+            apply_forwarded(&mut h, client, 80, "http", &lb)
+                .unwrap_err()
+                .status,
+            463
+        );
     }
 }

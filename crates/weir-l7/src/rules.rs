@@ -52,18 +52,27 @@ impl Compiled {
         match c {
             Condition::HostHeader(v) => Compiled::Host(pats(v, true)),
             Condition::PathPattern(v) => Compiled::Path(pats(v, false)),
-            Condition::HttpHeader { name, values } => match http::HeaderName::from_bytes(name.as_bytes()) {
-                Ok(n) => Compiled::Header(n, pats(values, true)),
-                Err(_) => Compiled::Never,
-            },
+            Condition::HttpHeader { name, values } => {
+                match http::HeaderName::from_bytes(name.as_bytes()) {
+                    Ok(n) => Compiled::Header(n, pats(values, true)),
+                    Err(_) => Compiled::Never,
+                }
+            }
             Condition::HttpRequestMethod(v) => Compiled::Method(v.clone()),
             Condition::QueryString(pairs) => Compiled::Query(
                 pairs
                     .iter()
-                    .map(|kv| (kv.key.as_deref().map(|k| Pattern::new(k, true)), Pattern::new(&kv.value, true)))
+                    .map(|kv| {
+                        (
+                            kv.key.as_deref().map(|k| Pattern::new(k, true)),
+                            Pattern::new(&kv.value, true),
+                        )
+                    })
                     .collect(),
             ),
-            Condition::SourceIp(v) => Compiled::Source(v.iter().filter_map(|s| parse_cidr(s).ok()).collect()),
+            Condition::SourceIp(v) => {
+                Compiled::Source(v.iter().filter_map(|s| parse_cidr(s).ok()).collect())
+            }
         }
     }
 
@@ -81,7 +90,9 @@ impl Compiled {
             Compiled::Query(pairs) => {
                 let Some(q) = r.query else { return false };
                 query_pairs(q).any(|(k, v)| {
-                    pairs.iter().any(|(pk, pv)| pk.as_ref().is_none_or(|pk| pk.matches(&k)) && pv.matches(&v))
+                    pairs.iter().any(|(pk, pv)| {
+                        pk.as_ref().is_none_or(|pk| pk.matches(&k)) && pv.matches(&v)
+                    })
                 })
             }
             Compiled::Source(c) => c.iter().any(|c| c.contains(r.source)),
@@ -93,12 +104,16 @@ impl Compiled {
 fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
     let decode = |s: &str| {
         let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s).decode_utf8_lossy().into_owned()
+        percent_encoding::percent_decode_str(&s)
+            .decode_utf8_lossy()
+            .into_owned()
     };
-    q.split('&').filter(|p| !p.is_empty()).map(move |p| match p.split_once('=') {
-        Some((k, v)) => (decode(k), decode(v)),
-        None => (decode(p), String::new()),
-    })
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(move |p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
 }
 
 /// One compiled rule.
@@ -121,13 +136,23 @@ pub struct CompiledRules {
 
 impl CompiledRules {
     /// Compiles `(priority, conditions, action)` triples.
-    pub fn new(mut rules: Vec<(u32, Vec<Condition>, Arc<CompiledAction>)>, default_action: Arc<CompiledAction>) -> Self {
+    pub fn new(
+        mut rules: Vec<(u32, Vec<Condition>, Arc<CompiledAction>)>,
+        default_action: Arc<CompiledAction>,
+    ) -> Self {
         rules.sort_by_key(|r| r.0);
         let rules = rules
             .into_iter()
-            .map(|(priority, conds, action)| CompiledRule { priority, conditions: conds.iter().map(Compiled::new).collect(), action })
+            .map(|(priority, conds, action)| CompiledRule {
+                priority,
+                conditions: conds.iter().map(Compiled::new).collect(),
+                action,
+            })
             .collect();
-        Self { rules, default_action }
+        Self {
+            rules,
+            default_action,
+        }
     }
 
     /// The first matching rule's priority (`None` for the default rule) and action.
@@ -158,7 +183,11 @@ mod tests {
     use weir_model::FixedResponseConfig;
 
     fn fixed(code: u16) -> Arc<CompiledAction> {
-        Arc::new(CompiledAction::Fixed(FixedResponseConfig { status_code: code, content_type: None, message_body: None }))
+        Arc::new(CompiledAction::Fixed(FixedResponseConfig {
+            status_code: code,
+            content_type: None,
+            message_body: None,
+        }))
     }
 
     fn status(a: &CompiledAction) -> u16 {
@@ -168,8 +197,22 @@ mod tests {
         }
     }
 
-    fn view<'a>(method: &'a str, host: &'a str, path: &'a str, query: Option<&'a str>, headers: &'a HeaderMap, ip: &str) -> RequestView<'a> {
-        RequestView { method, host, path, query, headers, source: ip.parse().unwrap() }
+    fn view<'a>(
+        method: &'a str,
+        host: &'a str,
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+        ip: &str,
+    ) -> RequestView<'a> {
+        RequestView {
+            method,
+            host,
+            path,
+            query,
+            headers,
+            source: ip.parse().unwrap(),
+        }
     }
 
     #[test]
@@ -178,11 +221,37 @@ mod tests {
         let rules = CompiledRules::new(
             vec![
                 (50, vec![Condition::PathPattern(s(&["/api/*"]))], fixed(250)),
-                (10, vec![Condition::HostHeader(s(&["*.example.com"]))], fixed(210)),
-                (20, vec![Condition::HttpHeader { name: "X-Env".into(), values: s(&["canary"]) }], fixed(220)),
-                (30, vec![Condition::HttpRequestMethod(s(&["DELETE"]))], fixed(230)),
-                (40, vec![Condition::QueryString(vec![QueryStringPair { key: Some("v".into()), value: "2*".into() }])], fixed(240)),
-                (45, vec![Condition::SourceIp(s(&["10.0.0.0/8"]))], fixed(245)),
+                (
+                    10,
+                    vec![Condition::HostHeader(s(&["*.example.com"]))],
+                    fixed(210),
+                ),
+                (
+                    20,
+                    vec![Condition::HttpHeader {
+                        name: "X-Env".into(),
+                        values: s(&["canary"]),
+                    }],
+                    fixed(220),
+                ),
+                (
+                    30,
+                    vec![Condition::HttpRequestMethod(s(&["DELETE"]))],
+                    fixed(230),
+                ),
+                (
+                    40,
+                    vec![Condition::QueryString(vec![QueryStringPair {
+                        key: Some("v".into()),
+                        value: "2*".into(),
+                    }])],
+                    fixed(240),
+                ),
+                (
+                    45,
+                    vec![Condition::SourceIp(s(&["10.0.0.0/8"]))],
+                    fixed(245),
+                ),
             ],
             fixed(404),
         );
@@ -190,14 +259,23 @@ mod tests {
         let mut canary = HeaderMap::new();
         canary.insert("x-env", "CANARY".parse().unwrap());
         let cases = [
-            (view("GET", "WWW.Example.com", "/api/x", None, &h, "1.2.3.4"), 210),
+            (
+                view("GET", "WWW.Example.com", "/api/x", None, &h, "1.2.3.4"),
+                210,
+            ),
             (view("GET", "other.org", "/api/x", None, &h, "1.2.3.4"), 250),
             (view("GET", "other.org", "/API/x", None, &h, "1.2.3.4"), 404),
             (view("GET", "other.org", "/", None, &canary, "1.2.3.4"), 220),
             (view("DELETE", "other.org", "/", None, &h, "1.2.3.4"), 230),
             (view("delete", "other.org", "/", None, &h, "1.2.3.4"), 404),
-            (view("GET", "other.org", "/", Some("a=1&V=2%2E0"), &h, "1.2.3.4"), 240),
-            (view("GET", "other.org", "/", Some("v=1"), &h, "1.2.3.4"), 404),
+            (
+                view("GET", "other.org", "/", Some("a=1&V=2%2E0"), &h, "1.2.3.4"),
+                240,
+            ),
+            (
+                view("GET", "other.org", "/", Some("v=1"), &h, "1.2.3.4"),
+                404,
+            ),
             (view("GET", "other.org", "/", None, &h, "10.9.8.7"), 245),
         ];
         for (v, want) in cases {
@@ -213,24 +291,87 @@ mod tests {
     #[test]
     fn conditions_are_anded_values_ored() {
         let rules = CompiledRules::new(
-            vec![(1, vec![Condition::HostHeader(vec!["a.com".into(), "b.com".into()]), Condition::PathPattern(vec!["/x".into()])], fixed(200))],
+            vec![(
+                1,
+                vec![
+                    Condition::HostHeader(vec!["a.com".into(), "b.com".into()]),
+                    Condition::PathPattern(vec!["/x".into()]),
+                ],
+                fixed(200),
+            )],
             fixed(404),
         );
         let h = HeaderMap::new();
-        assert_eq!(status(rules.evaluate(&view("GET", "b.com", "/x", None, &h, "1.1.1.1")).1), 200);
-        assert_eq!(status(rules.evaluate(&view("GET", "b.com", "/y", None, &h, "1.1.1.1")).1), 404);
-        assert_eq!(status(rules.evaluate(&view("GET", "c.com", "/x", None, &h, "1.1.1.1")).1), 404);
+        assert_eq!(
+            status(
+                rules
+                    .evaluate(&view("GET", "b.com", "/x", None, &h, "1.1.1.1"))
+                    .1
+            ),
+            200
+        );
+        assert_eq!(
+            status(
+                rules
+                    .evaluate(&view("GET", "b.com", "/y", None, &h, "1.1.1.1"))
+                    .1
+            ),
+            404
+        );
+        assert_eq!(
+            status(
+                rules
+                    .evaluate(&view("GET", "c.com", "/x", None, &h, "1.1.1.1"))
+                    .1
+            ),
+            404
+        );
     }
 
     #[test]
     fn query_without_key_matches_any_value() {
         let rules = CompiledRules::new(
-            vec![(1, vec![Condition::QueryString(vec![QueryStringPair { key: None, value: "blue".into() }])], fixed(200))],
+            vec![(
+                1,
+                vec![Condition::QueryString(vec![QueryStringPair {
+                    key: None,
+                    value: "blue".into(),
+                }])],
+                fixed(200),
+            )],
             fixed(404),
         );
         let h = HeaderMap::new();
-        assert_eq!(status(rules.evaluate(&view("GET", "a.com", "/", Some("color=BLUE"), &h, "1.1.1.1")).1), 200);
-        assert_eq!(status(rules.evaluate(&view("GET", "a.com", "/", Some("color=red"), &h, "1.1.1.1")).1), 404);
-        assert_eq!(status(rules.evaluate(&view("GET", "a.com", "/", None, &h, "1.1.1.1")).1), 404);
+        assert_eq!(
+            status(
+                rules
+                    .evaluate(&view(
+                        "GET",
+                        "a.com",
+                        "/",
+                        Some("color=BLUE"),
+                        &h,
+                        "1.1.1.1"
+                    ))
+                    .1
+            ),
+            200
+        );
+        assert_eq!(
+            status(
+                rules
+                    .evaluate(&view("GET", "a.com", "/", Some("color=red"), &h, "1.1.1.1"))
+                    .1
+            ),
+            404
+        );
+        assert_eq!(
+            status(
+                rules
+                    .evaluate(&view("GET", "a.com", "/", None, &h, "1.1.1.1"))
+                    .1
+            ),
+            404
+        );
     }
 }

@@ -86,8 +86,13 @@ pub struct Action {
 }
 
 /// Content types a fixed-response action may declare.
-pub const FIXED_RESPONSE_CONTENT_TYPES: &[&str] =
-    &["text/plain", "text/css", "text/html", "application/javascript", "application/json"];
+pub const FIXED_RESPONSE_CONTENT_TYPES: &[&str] = &[
+    "text/plain",
+    "text/css",
+    "text/html",
+    "application/javascript",
+    "application/json",
+];
 
 impl Action {
     /// The AWS `Type` name.
@@ -102,7 +107,11 @@ impl Action {
     /// Target group ARNs this action refers to.
     pub fn target_group_arns(&self) -> Vec<&str> {
         match &self.kind {
-            ActionKind::Forward(f) => f.target_groups.iter().map(|t| t.target_group_arn.as_str()).collect(),
+            ActionKind::Forward(f) => f
+                .target_groups
+                .iter()
+                .map(|t| t.target_group_arn.as_str())
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -111,7 +120,9 @@ impl Action {
     pub fn validate(&self) -> Result<()> {
         if let Some(o) = self.order {
             if !(1..=50000).contains(&o) {
-                return Err(ModelError::validation("Action order must be between 1 and 50000"));
+                return Err(ModelError::validation(
+                    "Action order must be between 1 and 50000",
+                ));
             }
         }
         match &self.kind {
@@ -131,9 +142,14 @@ impl Action {
                 for (i, t) in f.target_groups.iter().enumerate() {
                     crate::ids::check_arn(&t.target_group_arn, "targetgroup")?;
                     if t.weight > 999 {
-                        return Err(ModelError::validation("Target group weight must be between 0 and 999"));
+                        return Err(ModelError::validation(
+                            "Target group weight must be between 0 and 999",
+                        ));
                     }
-                    if f.target_groups[..i].iter().any(|o| o.target_group_arn == t.target_group_arn) {
+                    if f.target_groups[..i]
+                        .iter()
+                        .any(|o| o.target_group_arn == t.target_group_arn)
+                    {
                         return Err(ModelError::new(
                             ErrorCode::InvalidLoadBalancerAction,
                             "A target group can appear only once in a forward action",
@@ -154,18 +170,28 @@ impl Action {
             }
             ActionKind::Redirect(r) => {
                 if r.status_code != 301 && r.status_code != 302 {
-                    return Err(ModelError::validation("Redirect status code must be HTTP_301 or HTTP_302"));
+                    return Err(ModelError::validation(
+                        "Redirect status code must be HTTP_301 or HTTP_302",
+                    ));
                 }
                 if !matches!(r.protocol.as_str(), "HTTP" | "HTTPS" | "#{protocol}") {
-                    return Err(ModelError::validation("Redirect protocol must be HTTP, HTTPS or #{protocol}"));
+                    return Err(ModelError::validation(
+                        "Redirect protocol must be HTTP, HTTPS or #{protocol}",
+                    ));
                 }
                 if r.port != "#{port}" && !matches!(r.port.parse::<u32>(), Ok(1..=65535)) {
-                    return Err(ModelError::validation("Redirect port must be 1-65535 or #{port}"));
+                    return Err(ModelError::validation(
+                        "Redirect port must be 1-65535 or #{port}",
+                    ));
                 }
                 if !r.path.starts_with('/') {
                     return Err(ModelError::validation("Redirect path must start with '/'"));
                 }
-                if r.host.is_empty() || r.host.len() > 128 || r.path.len() > 128 || r.query.len() > 128 {
+                if r.host.is_empty()
+                    || r.host.len() > 128
+                    || r.path.len() > 128
+                    || r.query.len() > 128
+                {
                     return Err(ModelError::validation("Redirect host, path and query are limited to 128 characters and host must not be empty"));
                 }
                 let unchanged = r.protocol == "#{protocol}"
@@ -183,7 +209,9 @@ impl Action {
             ActionKind::FixedResponse(f) => {
                 let class = f.status_code / 100;
                 if !(matches!(class, 2 | 4 | 5) && f.status_code < 600) {
-                    return Err(ModelError::validation("Fixed response status code must be 2XX, 4XX or 5XX"));
+                    return Err(ModelError::validation(
+                        "Fixed response status code must be 2XX, 4XX or 5XX",
+                    ));
                 }
                 if let Some(ct) = &f.content_type {
                     if !FIXED_RESPONSE_CONTENT_TYPES.contains(&ct.as_str()) {
@@ -193,8 +221,13 @@ impl Action {
                         )));
                     }
                 }
-                if f.message_body.as_ref().is_some_and(|b| b.chars().count() > 1024) {
-                    return Err(ModelError::validation("Fixed response message body is limited to 1024 characters"));
+                if f.message_body
+                    .as_ref()
+                    .is_some_and(|b| b.chars().count() > 1024)
+                {
+                    return Err(ModelError::validation(
+                        "Fixed response message body is limited to 1024 characters",
+                    ));
                 }
             }
         }
@@ -206,7 +239,9 @@ impl Action {
 /// (forward, redirect or fixed-response) and it comes last.
 pub fn validate_actions(actions: &[Action]) -> Result<()> {
     if actions.is_empty() {
-        return Err(ModelError::validation("At least one action must be specified"));
+        return Err(ModelError::validation(
+            "At least one action must be specified",
+        ));
     }
     for a in actions {
         a.validate()?;
@@ -225,13 +260,17 @@ pub fn validate_actions(actions: &[Action]) -> Result<()> {
 mod tests {
     use super::*;
 
-    const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/0123456789abcdef";
+    const TG: &str =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/a/0123456789abcdef";
 
     fn forward(weights: &[u32]) -> Action {
         let target_groups = weights
             .iter()
             .enumerate()
-            .map(|(i, w)| WeightedTargetGroup { target_group_arn: format!("{TG}{i}"), weight: *w })
+            .map(|(i, w)| WeightedTargetGroup {
+                target_group_arn: format!("{TG}{i}"),
+                weight: *w,
+            })
             .collect();
         Action {
             order: None,
@@ -255,8 +294,14 @@ mod tests {
     #[test]
     fn redirect_rules() {
         let mut r = RedirectConfig::default();
-        let a = |r: &RedirectConfig| Action { order: None, kind: ActionKind::Redirect(r.clone()) };
-        assert_eq!(a(&r).validate().unwrap_err().code, ErrorCode::InvalidLoadBalancerAction);
+        let a = |r: &RedirectConfig| Action {
+            order: None,
+            kind: ActionKind::Redirect(r.clone()),
+        };
+        assert_eq!(
+            a(&r).validate().unwrap_err().code,
+            ErrorCode::InvalidLoadBalancerAction
+        );
         r.protocol = "HTTPS".into();
         r.port = "443".into();
         a(&r).validate().unwrap();

@@ -52,12 +52,28 @@ pub const ALB_ATTRIBUTES: &[AttributeSpec] = &[
     spec("deletion_protection.enabled", "false", BOOL),
     spec("idle_timeout.timeout_seconds", "60", Int(1, 4000)),
     spec("load_balancing.cross_zone.enabled", "true", BOOL),
-    spec("routing.http.desync_mitigation_mode", "defensive", Enum(&["monitor", "defensive", "strictest"])),
-    spec("routing.http.drop_invalid_header_fields.enabled", "false", BOOL),
+    spec(
+        "routing.http.desync_mitigation_mode",
+        "defensive",
+        Enum(&["monitor", "defensive", "strictest"]),
+    ),
+    spec(
+        "routing.http.drop_invalid_header_fields.enabled",
+        "false",
+        BOOL,
+    ),
     spec("routing.http.preserve_host_header.enabled", "false", BOOL),
-    spec("routing.http.x_amzn_tls_version_and_cipher_suite.enabled", "false", BOOL),
+    spec(
+        "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+        "false",
+        BOOL,
+    ),
     spec("routing.http.xff_client_port.enabled", "false", BOOL),
-    spec("routing.http.xff_header_processing.mode", "append", Enum(&["append", "preserve", "remove"])),
+    spec(
+        "routing.http.xff_header_processing.mode",
+        "append",
+        Enum(&["append", "preserve", "remove"]),
+    ),
     spec("routing.http2.enabled", "true", BOOL),
     spec("waf.fail_open.enabled", "false", BOOL),
     spec("zonal_shift.config.enabled", "false", BOOL),
@@ -69,7 +85,15 @@ pub const NLB_ATTRIBUTES: &[AttributeSpec] = &[
     spec("access_logs.s3.bucket", "", Str(1024)),
     spec("access_logs.s3.prefix", "", Str(1024)),
     spec("deletion_protection.enabled", "false", BOOL),
-    spec("dns_record.client_routing_policy", "any_availability_zone", Enum(&["availability_zone_affinity", "partial_availability_zone_affinity", "any_availability_zone"])),
+    spec(
+        "dns_record.client_routing_policy",
+        "any_availability_zone",
+        Enum(&[
+            "availability_zone_affinity",
+            "partial_availability_zone_affinity",
+            "any_availability_zone",
+        ]),
+    ),
     spec("load_balancing.cross_zone.enabled", "false", BOOL),
     spec("zonal_shift.config.enabled", "false", BOOL),
 ];
@@ -80,45 +104,110 @@ pub const GWLB_ATTRIBUTES: &[AttributeSpec] = &[
     spec("load_balancing.cross_zone.enabled", "false", BOOL),
 ];
 
-const STICKINESS_TYPES: &[&str] =
-    &["lb_cookie", "app_cookie", "source_ip", "source_ip_dest_ip", "source_ip_dest_ip_proto"];
+const STICKINESS_TYPES: &[&str] = &[
+    "lb_cookie",
+    "app_cookie",
+    "source_ip",
+    "source_ip_dest_ip",
+    "source_ip_dest_ip_proto",
+];
 
 /// Attributes of a target group used by an ALB (HTTP/HTTPS).
 pub const ALB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     spec("deregistration_delay.timeout_seconds", "300", Int(0, 3600)),
-    spec("load_balancing.algorithm.type", "round_robin", Enum(&["round_robin", "least_outstanding_requests", "weighted_random"])),
-    spec("load_balancing.algorithm.anomaly_mitigation", "off", Enum(&["on", "off"])),
-    spec("load_balancing.cross_zone.enabled", "use_load_balancer_configuration", Enum(&["true", "false", "use_load_balancer_configuration"])),
+    spec(
+        "load_balancing.algorithm.type",
+        "round_robin",
+        Enum(&[
+            "round_robin",
+            "least_outstanding_requests",
+            "weighted_random",
+        ]),
+    ),
+    spec(
+        "load_balancing.algorithm.anomaly_mitigation",
+        "off",
+        Enum(&["on", "off"]),
+    ),
+    spec(
+        "load_balancing.cross_zone.enabled",
+        "use_load_balancer_configuration",
+        Enum(&["true", "false", "use_load_balancer_configuration"]),
+    ),
     spec("slow_start.duration_seconds", "0", ZeroOrInt(30, 900)),
     spec("stickiness.enabled", "false", BOOL),
     spec("stickiness.type", "lb_cookie", Enum(STICKINESS_TYPES)),
-    spec("stickiness.lb_cookie.duration_seconds", "86400", Int(1, 604800)),
+    spec(
+        "stickiness.lb_cookie.duration_seconds",
+        "86400",
+        Int(1, 604800),
+    ),
     spec("stickiness.app_cookie.cookie_name", "", Str(128)),
-    spec("stickiness.app_cookie.duration_seconds", "86400", Int(1, 604800)),
-    spec("target_group_health.dns_failover.minimum_healthy_targets.count", "1", Int(1, 1000)),
-    spec("target_group_health.unhealthy_state_routing.minimum_healthy_targets.count", "1", Int(1, 1000)),
+    spec(
+        "stickiness.app_cookie.duration_seconds",
+        "86400",
+        Int(1, 604800),
+    ),
+    spec(
+        "target_group_health.dns_failover.minimum_healthy_targets.count",
+        "1",
+        Int(1, 1000),
+    ),
+    spec(
+        "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
+        "1",
+        Int(1, 1000),
+    ),
 ];
 
 /// Attributes of a target group used by an NLB (TCP/UDP/TLS/TCP_UDP).
 pub const NLB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     spec("deregistration_delay.timeout_seconds", "300", Int(0, 3600)),
-    spec("deregistration_delay.connection_termination.enabled", "false", BOOL),
-    spec("load_balancing.cross_zone.enabled", "use_load_balancer_configuration", Enum(&["true", "false", "use_load_balancer_configuration"])),
+    spec(
+        "deregistration_delay.connection_termination.enabled",
+        "false",
+        BOOL,
+    ),
+    spec(
+        "load_balancing.cross_zone.enabled",
+        "use_load_balancer_configuration",
+        Enum(&["true", "false", "use_load_balancer_configuration"]),
+    ),
     spec("preserve_client_ip.enabled", "true", BOOL),
     spec("proxy_protocol_v2.enabled", "false", BOOL),
     spec("stickiness.enabled", "false", BOOL),
     spec("stickiness.type", "source_ip", Enum(STICKINESS_TYPES)),
-    spec("target_health_state.unhealthy.connection_termination.enabled", "true", BOOL),
-    spec("target_health_state.unhealthy.draining_interval_seconds", "0", Int(0, 360000)),
+    spec(
+        "target_health_state.unhealthy.connection_termination.enabled",
+        "true",
+        BOOL,
+    ),
+    spec(
+        "target_health_state.unhealthy.draining_interval_seconds",
+        "0",
+        Int(0, 360000),
+    ),
 ];
 
 /// Attributes of a target group used by a GWLB (GENEVE).
 pub const GWLB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     spec("deregistration_delay.timeout_seconds", "300", Int(0, 3600)),
     spec("stickiness.enabled", "false", BOOL),
-    spec("stickiness.type", "source_ip_dest_ip_proto", Enum(STICKINESS_TYPES)),
-    spec("target_failover.on_deregistration", "no_rebalance", Enum(&["rebalance", "no_rebalance"])),
-    spec("target_failover.on_unhealthy", "no_rebalance", Enum(&["rebalance", "no_rebalance"])),
+    spec(
+        "stickiness.type",
+        "source_ip_dest_ip_proto",
+        Enum(STICKINESS_TYPES),
+    ),
+    spec(
+        "target_failover.on_deregistration",
+        "no_rebalance",
+        Enum(&["rebalance", "no_rebalance"]),
+    ),
+    spec(
+        "target_failover.on_unhealthy",
+        "no_rebalance",
+        Enum(&["rebalance", "no_rebalance"]),
+    ),
 ];
 
 /// A resource's attribute values: the supported specs plus the values set explicitly.
@@ -131,7 +220,10 @@ pub struct Attributes {
 impl Attributes {
     /// All defaults for `specs`.
     pub fn new(specs: &'static [AttributeSpec]) -> Self {
-        Self { specs, set: BTreeMap::new() }
+        Self {
+            specs,
+            set: BTreeMap::new(),
+        }
     }
 
     /// The supported keys.
@@ -154,7 +246,10 @@ impl Attributes {
     }
 
     /// Validates and sets several attributes, all or nothing.
-    pub fn set_all<'a>(&mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<()> {
+    pub fn set_all<'a>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<()> {
         let mut next = self.clone();
         for (k, v) in pairs {
             next.set(k, v)?;
@@ -246,7 +341,9 @@ mod tests {
         assert_eq!(a.get_i64("idle_timeout.timeout_seconds"), 5);
         let e = a.set("no.such.key", "1").unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::ValidationError);
-        assert!(a.set("routing.http.xff_header_processing.mode", "bogus").is_err());
+        assert!(a
+            .set("routing.http.xff_header_processing.mode", "bogus")
+            .is_err());
     }
 
     #[test]

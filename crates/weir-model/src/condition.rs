@@ -68,7 +68,9 @@ impl Condition {
     pub fn wildcard_count(&self) -> usize {
         let count = |s: &str| s.chars().filter(|c| *c == '*' || *c == '?').count();
         match self {
-            Condition::HostHeader(v) | Condition::PathPattern(v) => v.iter().map(|s| count(s)).sum(),
+            Condition::HostHeader(v) | Condition::PathPattern(v) => {
+                v.iter().map(|s| count(s)).sum()
+            }
             Condition::HttpHeader { values, .. } => values.iter().map(|s| count(s)).sum(),
             Condition::QueryString(p) => p
                 .iter()
@@ -90,7 +92,10 @@ impl Condition {
             Condition::HostHeader(values) => {
                 for v in values {
                     check_len(v, 128, "host-header")?;
-                    if !v.chars().all(|c| c.is_ascii_alphanumeric() || "-.*?".contains(c)) {
+                    if !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-.*?".contains(c))
+                    {
                         return Err(ModelError::validation(format!(
                             "Condition value '{v}' contains a character that is not valid in a host header"
                         )));
@@ -100,7 +105,9 @@ impl Condition {
             Condition::PathPattern(values) => {
                 for v in values {
                     check_len(v, 128, "path-pattern")?;
-                    if !v.chars().all(|c| c.is_ascii_alphanumeric() || "_-.$/~\"'@:+&*?=%,;!()".contains(c))
+                    if !v
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.$/~\"'@:+&*?=%,;!()".contains(c))
                     {
                         return Err(ModelError::validation(format!(
                             "Condition value '{v}' contains a character that is not valid in a path pattern"
@@ -111,7 +118,9 @@ impl Condition {
             Condition::HttpHeader { name, values } => {
                 check_len(name, 40, "http-header name")?;
                 if name.is_empty() || !name.bytes().all(is_token_char) {
-                    return Err(ModelError::validation(format!("'{name}' is not a valid HTTP header name")));
+                    return Err(ModelError::validation(format!(
+                        "'{name}' is not a valid HTTP header name"
+                    )));
                 }
                 if name.eq_ignore_ascii_case("host") {
                     return Err(ModelError::validation(
@@ -126,7 +135,11 @@ impl Condition {
             Condition::HttpRequestMethod(values) => {
                 for v in values {
                     check_len(v, 40, "http-request-method")?;
-                    if v.is_empty() || !v.chars().all(|c| c.is_ascii_uppercase() || c == '-' || c == '_') {
+                    if v.is_empty()
+                        || !v
+                            .chars()
+                            .all(|c| c.is_ascii_uppercase() || c == '-' || c == '_')
+                    {
                         return Err(ModelError::validation(format!(
                             "HTTP request method '{v}' must contain only the characters A-Z, hyphen (-) and underscore (_)"
                         )));
@@ -138,7 +151,9 @@ impl Condition {
                     check_len(&kv.value, 128, "query-string value")?;
                     check_visible_ascii(&kv.value)?;
                     if kv.value.is_empty() {
-                        return Err(ModelError::validation("A query-string value must not be empty"));
+                        return Err(ModelError::validation(
+                            "A query-string value must not be empty",
+                        ));
                     }
                     if let Some(k) = &kv.key {
                         check_len(k, 128, "query-string key")?;
@@ -205,7 +220,9 @@ fn check_visible_ascii(v: &str) -> Result<()> {
     if v.bytes().all(|b| (0x20..0x7f).contains(&b)) {
         Ok(())
     } else {
-        Err(ModelError::validation(format!("Condition value '{v}' must contain only visible ASCII characters")))
+        Err(ModelError::validation(format!(
+            "Condition value '{v}' must contain only visible ASCII characters"
+        )))
     }
 }
 
@@ -228,11 +245,19 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -263,13 +288,22 @@ mod tests {
 
     #[test]
     fn limits() {
-        let ok = vec![hosts(&["a.example.com", "*.example.com"]), Condition::PathPattern(vec!["/api/*".into()])];
+        let ok = vec![
+            hosts(&["a.example.com", "*.example.com"]),
+            Condition::PathPattern(vec!["/api/*".into()]),
+        ];
         validate_rule_conditions(&ok).unwrap();
-        let too_many = vec![hosts(&["a.com", "b.com", "c.com"]), Condition::PathPattern(vec!["/a".into(), "/b".into(), "/c".into()])];
+        let too_many = vec![
+            hosts(&["a.com", "b.com", "c.com"]),
+            Condition::PathPattern(vec!["/a".into(), "/b".into(), "/c".into()]),
+        ];
         let e = validate_rule_conditions(&too_many).unwrap_err();
         assert!(e.message.contains("'5' condition values"), "{e}");
         let wild = vec![hosts(&["*.*.*.com", "?.??.com"])];
-        assert!(validate_rule_conditions(&wild).unwrap_err().message.contains("wildcards"));
+        assert!(validate_rule_conditions(&wild)
+            .unwrap_err()
+            .message
+            .contains("wildcards"));
         let dup = vec![hosts(&["a.com"]), hosts(&["b.com"])];
         assert!(validate_rule_conditions(&dup).is_err());
     }
@@ -277,12 +311,27 @@ mod tests {
     #[test]
     fn character_sets() {
         assert!(hosts(&["bad host"]).validate().is_err());
-        assert!(Condition::HttpRequestMethod(vec!["get".into()]).validate().is_err());
-        assert!(Condition::HttpRequestMethod(vec!["GET".into()]).validate().is_ok());
-        assert!(Condition::SourceIp(vec!["10.0.0.0/8".into()]).validate().is_ok());
-        assert!(Condition::SourceIp(vec!["10.0.0.0".into()]).validate().is_err());
-        assert!(Condition::SourceIp(vec!["10.0.0.0/33".into()]).validate().is_err());
-        assert!(Condition::HttpHeader { name: "Host".into(), values: vec!["x".into()] }.validate().is_err());
+        assert!(Condition::HttpRequestMethod(vec!["get".into()])
+            .validate()
+            .is_err());
+        assert!(Condition::HttpRequestMethod(vec!["GET".into()])
+            .validate()
+            .is_ok());
+        assert!(Condition::SourceIp(vec!["10.0.0.0/8".into()])
+            .validate()
+            .is_ok());
+        assert!(Condition::SourceIp(vec!["10.0.0.0".into()])
+            .validate()
+            .is_err());
+        assert!(Condition::SourceIp(vec!["10.0.0.0/33".into()])
+            .validate()
+            .is_err());
+        assert!(Condition::HttpHeader {
+            name: "Host".into(),
+            values: vec!["x".into()]
+        }
+        .validate()
+        .is_err());
         assert!(Condition::PathPattern(vec![]).validate().is_err());
     }
 

@@ -45,7 +45,9 @@ pub fn check_arn(s: &str, kind: &str) -> crate::error::Result<()> {
         Some(r) if r.starts_with(&format!("{kind}/")) && s.contains(":elasticloadbalancing:") => {
             Ok(())
         }
-        _ => Err(crate::ModelError::validation(format!("'{s}' is not a valid {kind} ARN"))),
+        _ => Err(crate::ModelError::validation(format!(
+            "'{s}' is not a valid {kind} ARN"
+        ))),
     }
 }
 
@@ -64,7 +66,8 @@ mod tests {
 
     #[test]
     fn arn_parts() {
-        let arn = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
+        let arn =
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web/0123456789abcdef";
         assert_eq!(arn_resource(arn), Some("targetgroup/web/0123456789abcdef"));
         assert!(check_arn(arn, "targetgroup").is_ok());
         assert!(check_arn(arn, "loadbalancer").is_err());

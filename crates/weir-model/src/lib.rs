@@ -16,7 +16,9 @@ pub mod state;
 pub mod target_group;
 pub mod zones;
 
-pub use action::{Action, ActionKind, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedTargetGroup};
+pub use action::{
+    Action, ActionKind, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedTargetGroup,
+};
 pub use attributes::{AttributeKind, AttributeSpec, Attributes};
 pub use condition::{Condition, QueryStringPair};
 pub use error::{ErrorCode, ModelError};

@@ -67,7 +67,9 @@ impl Scheme {
         match s {
             "internet-facing" => Ok(Self::InternetFacing),
             "internal" => Ok(Self::Internal),
-            _ => Err(ModelError::validation(format!("Scheme '{s}' must be internet-facing or internal"))),
+            _ => Err(ModelError::validation(format!(
+                "Scheme '{s}' must be internet-facing or internal"
+            ))),
         }
     }
     /// AWS's spelling.
@@ -94,7 +96,9 @@ impl IpAddressType {
         match s {
             "ipv4" => Ok(Self::Ipv4),
             "dualstack" => Ok(Self::Dualstack),
-            _ => Err(ModelError::validation(format!("IP address type '{s}' must be ipv4 or dualstack"))),
+            _ => Err(ModelError::validation(format!(
+                "IP address type '{s}' must be ipv4 or dualstack"
+            ))),
         }
     }
     /// AWS's spelling.
@@ -151,7 +155,9 @@ impl LoadBalancer {
             ));
         }
         if zones.is_empty() {
-            return Err(ModelError::validation("At least one subnet must be specified"));
+            return Err(ModelError::validation(
+                "At least one subnet must be specified",
+            ));
         }
         for (i, z) in zones.iter().enumerate() {
             if zones[..i].iter().any(|o| o.zone_name == z.zone_name) {
@@ -193,8 +199,13 @@ impl LoadBalancer {
 
     /// `NAME-NNNNNNNNNN.elb.weir.internal` (internal ones are prefixed `internal-`, as in AWS).
     pub fn dns_name(&self) -> String {
-        let digits = u64::from_str_radix(&self.id()[..8.min(self.id().len())], 16).unwrap_or(0) % 10_000_000_000;
-        let prefix = if self.scheme == Scheme::Internal { "internal-" } else { "" };
+        let digits = u64::from_str_radix(&self.id()[..8.min(self.id().len())], 16).unwrap_or(0)
+            % 10_000_000_000;
+        let prefix = if self.scheme == Scheme::Internal {
+            "internal-"
+        } else {
+            ""
+        };
         format!("{prefix}{}-{digits:010}.elb.weir.internal", self.name)
     }
 }
@@ -230,8 +241,20 @@ mod tests {
 
     #[test]
     fn names_and_arns() {
-        let lb = LoadBalancer::new("us-east-1", "123456789012", "web", LoadBalancerType::Application, Scheme::InternetFacing, zones(), 1, 0).unwrap();
-        assert!(lb.arn.starts_with("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/"));
+        let lb = LoadBalancer::new(
+            "us-east-1",
+            "123456789012",
+            "web",
+            LoadBalancerType::Application,
+            Scheme::InternetFacing,
+            zones(),
+            1,
+            0,
+        )
+        .unwrap();
+        assert!(lb.arn.starts_with(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/"
+        ));
         assert_eq!(lb.full_name(), format!("app/web/{}", lb.id()));
         assert!(lb.dns_name().starts_with("web-") && lb.dns_name().ends_with(".elb.weir.internal"));
         for bad in ["", "-a", "a-", "internal-x", "a_b", &"x".repeat(33)] {
@@ -242,7 +265,27 @@ mod tests {
     #[test]
     fn alb_needs_two_zones() {
         let one = zones()[..1].to_vec();
-        assert!(LoadBalancer::new("us-east-1", "1", "a", LoadBalancerType::Application, Scheme::Internal, one.clone(), 1, 0).is_err());
-        assert!(LoadBalancer::new("us-east-1", "1", "a", LoadBalancerType::Network, Scheme::Internal, one, 1, 0).is_ok());
+        assert!(LoadBalancer::new(
+            "us-east-1",
+            "1",
+            "a",
+            LoadBalancerType::Application,
+            Scheme::Internal,
+            one.clone(),
+            1,
+            0
+        )
+        .is_err());
+        assert!(LoadBalancer::new(
+            "us-east-1",
+            "1",
+            "a",
+            LoadBalancerType::Network,
+            Scheme::Internal,
+            one,
+            1,
+            0
+        )
+        .is_ok());
     }
 }

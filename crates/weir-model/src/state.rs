@@ -105,20 +105,29 @@ impl State {
 
     /// A listener by ARN.
     pub fn listener(&self, arn: &str) -> Result<&Listener> {
-        self.listeners.get(arn).ok_or_else(|| not_found(ErrorCode::ListenerNotFound, "Listener", arn))
+        self.listeners
+            .get(arn)
+            .ok_or_else(|| not_found(ErrorCode::ListenerNotFound, "Listener", arn))
     }
 
     /// Listeners of a load balancer, by port.
     pub fn listeners_of(&self, lb_arn: &str) -> Vec<&Listener> {
-        let mut v: Vec<&Listener> =
-            self.listeners.values().filter(|l| l.load_balancer_arn == lb_arn).collect();
+        let mut v: Vec<&Listener> = self
+            .listeners
+            .values()
+            .filter(|l| l.load_balancer_arn == lb_arn)
+            .collect();
         v.sort_by_key(|l| l.port);
         v
     }
 
     /// Rules of a listener, by priority (the default rule is not included).
     pub fn rules_of(&self, listener_arn: &str) -> Vec<&Rule> {
-        let mut v: Vec<&Rule> = self.rules.values().filter(|r| r.listener_arn == listener_arn).collect();
+        let mut v: Vec<&Rule> = self
+            .rules
+            .values()
+            .filter(|r| r.listener_arn == listener_arn)
+            .collect();
         v.sort_by_key(|r| r.priority);
         v
     }
@@ -126,9 +135,16 @@ impl State {
     /// ARNs of the load balancers whose listeners or rules forward to `tg_arn`.
     pub fn load_balancers_of_target_group(&self, tg_arn: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let uses = |actions: &[Action]| actions.iter().any(|a| a.target_group_arns().contains(&tg_arn));
+        let uses = |actions: &[Action]| {
+            actions
+                .iter()
+                .any(|a| a.target_group_arns().contains(&tg_arn))
+        };
         for l in self.listeners.values() {
-            let in_rules = self.rules.values().any(|r| r.listener_arn == l.arn && uses(&r.actions));
+            let in_rules = self
+                .rules
+                .values()
+                .any(|r| r.listener_arn == l.arn && uses(&r.actions));
             if (uses(&l.default_actions) || in_rules) && !out.contains(&l.load_balancer_arn) {
                 out.push(l.load_balancer_arn.clone());
             }
@@ -160,14 +176,33 @@ impl State {
         let mut azs = Vec::new();
         for s in &subnets {
             azs.push(zones::subnet_zone(&self.region, s).ok_or_else(|| {
-                ModelError::new(ErrorCode::SubnetNotFound, format!("The subnet ID '{s}' does not exist"))
+                ModelError::new(
+                    ErrorCode::SubnetNotFound,
+                    format!("The subnet ID '{s}' does not exist"),
+                )
             })?);
         }
-        let used: Vec<u8> = self.load_balancers.values().map(|lb| lb.node_index).collect();
+        let used: Vec<u8> = self
+            .load_balancers
+            .values()
+            .map(|lb| lb.node_index)
+            .collect();
         let node_index = (1..=254u8).find(|i| !used.contains(i)).ok_or_else(|| {
-            ModelError::new(ErrorCode::TooManyLoadBalancers, "The quota for the number of load balancers has been reached")
+            ModelError::new(
+                ErrorCode::TooManyLoadBalancers,
+                "The quota for the number of load balancers has been reached",
+            )
         })?;
-        let lb = LoadBalancer::new(&self.region, &self.account, name, lb_type, scheme, azs, node_index, created_ms)?;
+        let lb = LoadBalancer::new(
+            &self.region,
+            &self.account,
+            name,
+            lb_type,
+            scheme,
+            azs,
+            node_index,
+            created_ms,
+        )?;
         let arn = lb.arn.clone();
         self.load_balancers.insert(arn.clone(), lb);
         Ok(arn)
@@ -182,7 +217,11 @@ impl State {
                 format!("Load balancer '{arn}' cannot be deleted because deletion protection is enabled"),
             ));
         }
-        let listeners: Vec<String> = self.listeners_of(arn).iter().map(|l| l.arn.clone()).collect();
+        let listeners: Vec<String> = self
+            .listeners_of(arn)
+            .iter()
+            .map(|l| l.arn.clone())
+            .collect();
         for l in listeners {
             self.delete_listener(&l)?;
         }
@@ -195,7 +234,10 @@ impl State {
         if self.target_groups.values().any(|t| t.name == tg.name) {
             return Err(ModelError::new(
                 ErrorCode::DuplicateTargetGroupName,
-                format!("A target group with the same name '{}' exists, but with different settings", tg.name),
+                format!(
+                    "A target group with the same name '{}' exists, but with different settings",
+                    tg.name
+                ),
             ));
         }
         tg.health_check.validate(tg.protocol)?;
@@ -219,7 +261,10 @@ impl State {
 
     fn resolve_target(&self, tg: &TargetGroup, spec: &TargetSpec) -> Result<Target> {
         let invalid = |why: &str| {
-            ModelError::new(ErrorCode::InvalidTarget, format!("The following targets are not valid: '{}': {why}", spec.id))
+            ModelError::new(
+                ErrorCode::InvalidTarget,
+                format!("The following targets are not valid: '{}': {why}", spec.id),
+            )
         };
         let port = spec.port.unwrap_or(tg.port);
         if port == 0 {
@@ -246,11 +291,20 @@ impl State {
             TargetType::Lambda | TargetType::Alb => return Err(invalid("unsupported target type")),
         };
         let availability_zone = match &spec.availability_zone {
-            Some(z) if z == "all" || zones::zone_index(z).is_some() && z.starts_with(&self.region) => z.clone(),
+            Some(z)
+                if z == "all" || zones::zone_index(z).is_some() && z.starts_with(&self.region) =>
+            {
+                z.clone()
+            }
             Some(z) => return Err(invalid(&format!("unknown availability zone '{z}'"))),
             None => derived_zone,
         };
-        Ok(Target { id: spec.id.clone(), port, availability_zone, address })
+        Ok(Target {
+            id: spec.id.clone(),
+            port,
+            availability_zone,
+            address,
+        })
     }
 
     /// Registers targets (already-registered id/port pairs are left as they are).
@@ -260,7 +314,10 @@ impl State {
         for s in specs {
             resolved.push(self.resolve_target(tg, s)?);
         }
-        let tg = self.target_groups.get_mut(tg_arn).ok_or_else(|| not_found(ErrorCode::TargetGroupNotFound, "Target group", tg_arn))?;
+        let tg = self
+            .target_groups
+            .get_mut(tg_arn)
+            .ok_or_else(|| not_found(ErrorCode::TargetGroupNotFound, "Target group", tg_arn))?;
         let mut next = tg.targets.clone();
         for t in resolved {
             if !next.iter().any(|o| o.id == t.id && o.port == t.port) {
@@ -268,7 +325,10 @@ impl State {
             }
         }
         if next.len() > MAX_TARGETS_PER_TG {
-            return Err(ModelError::new(ErrorCode::TooManyTargets, "You've reached the limit on the number of targets"));
+            return Err(ModelError::new(
+                ErrorCode::TooManyTargets,
+                "You've reached the limit on the number of targets",
+            ));
         }
         tg.targets = next;
         Ok(())
@@ -277,18 +337,28 @@ impl State {
     /// Deregisters targets; a spec without a port removes every registration of that id with the
     /// group's port. Unknown targets are an `InvalidTarget` error, as in AWS.
     pub fn deregister_targets(&mut self, tg_arn: &str, specs: &[TargetSpec]) -> Result<()> {
-        let tg = self.target_groups.get_mut(tg_arn).ok_or_else(|| not_found(ErrorCode::TargetGroupNotFound, "Target group", tg_arn))?;
+        let tg = self
+            .target_groups
+            .get_mut(tg_arn)
+            .ok_or_else(|| not_found(ErrorCode::TargetGroupNotFound, "Target group", tg_arn))?;
         for s in specs {
             let port = s.port.unwrap_or(tg.port);
             if !tg.targets.iter().any(|t| t.id == s.id && t.port == port) {
                 return Err(ModelError::new(
                     ErrorCode::InvalidTarget,
-                    format!("The following targets are not registered in target group '{tg_arn}': '{}'", s.id),
+                    format!(
+                        "The following targets are not registered in target group '{tg_arn}': '{}'",
+                        s.id
+                    ),
                 ));
             }
         }
         let tg_port = tg.port;
-        tg.targets.retain(|t| !specs.iter().any(|s| s.id == t.id && s.port.unwrap_or(tg_port) == t.port));
+        tg.targets.retain(|t| {
+            !specs
+                .iter()
+                .any(|s| s.id == t.id && s.port.unwrap_or(tg_port) == t.port)
+        });
         Ok(())
     }
 
@@ -319,7 +389,11 @@ impl State {
             if lb.lb_type != LoadBalancerType::Application && a.target_group_arns().is_empty() {
                 return Err(ModelError::new(
                     ErrorCode::InvalidLoadBalancerAction,
-                    format!("Action type '{}' is not supported by {} load balancers", a.type_name(), lb.lb_type.as_str()),
+                    format!(
+                        "Action type '{}' is not supported by {} load balancers",
+                        a.type_name(),
+                        lb.lb_type.as_str()
+                    ),
                 ));
             }
         }
@@ -327,7 +401,13 @@ impl State {
     }
 
     /// Creates a listener. Returns its ARN.
-    pub fn create_listener(&mut self, lb_arn: &str, port: u16, protocol: Protocol, default_actions: Vec<Action>) -> Result<String> {
+    pub fn create_listener(
+        &mut self,
+        lb_arn: &str,
+        port: u16,
+        protocol: Protocol,
+        default_actions: Vec<Action>,
+    ) -> Result<String> {
         let lb = self.load_balancer(lb_arn)?;
         if port == 0 {
             return Err(ModelError::validation("Port must be between 1 and 65535"));
@@ -340,33 +420,63 @@ impl State {
         if !ok_protocol {
             return Err(ModelError::new(
                 ErrorCode::IncompatibleProtocols,
-                format!("Protocol '{}' is not supported by {} load balancers", protocol.as_str(), lb.lb_type.as_str()),
+                format!(
+                    "Protocol '{}' is not supported by {} load balancers",
+                    protocol.as_str(),
+                    lb.lb_type.as_str()
+                ),
             ));
         }
         if protocol != Protocol::Http {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
-                format!("Listener protocol '{}' is not supported by Weir yet", protocol.as_str()),
+                format!(
+                    "Listener protocol '{}' is not supported by Weir yet",
+                    protocol.as_str()
+                ),
             ));
         }
         if self.listeners_of(lb_arn).iter().any(|l| l.port == port) {
-            return Err(ModelError::new(ErrorCode::DuplicateListener, "A listener already exists on this port for this load balancer"));
+            return Err(ModelError::new(
+                ErrorCode::DuplicateListener,
+                "A listener already exists on this port for this load balancer",
+            ));
         }
         if self.listeners_of(lb_arn).len() >= MAX_LISTENERS_PER_LB {
-            return Err(ModelError::new(ErrorCode::TooManyListeners, "You've reached the limit on the number of listeners per load balancer"));
+            return Err(ModelError::new(
+                ErrorCode::TooManyListeners,
+                "You've reached the limit on the number of listeners per load balancer",
+            ));
         }
         self.check_actions(lb, &default_actions)?;
-        let lb_res = ids::arn_resource(lb_arn).unwrap_or_default().trim_start_matches("loadbalancer/").to_string();
-        let arn = format!("{}:listener/{lb_res}/{}", ids::elb_arn_prefix(&self.region, &self.account), ids::new_hex_id());
+        let lb_res = ids::arn_resource(lb_arn)
+            .unwrap_or_default()
+            .trim_start_matches("loadbalancer/")
+            .to_string();
+        let arn = format!(
+            "{}:listener/{lb_res}/{}",
+            ids::elb_arn_prefix(&self.region, &self.account),
+            ids::new_hex_id()
+        );
         self.listeners.insert(
             arn.clone(),
-            Listener { arn: arn.clone(), load_balancer_arn: lb_arn.to_string(), port, protocol, default_actions },
+            Listener {
+                arn: arn.clone(),
+                load_balancer_arn: lb_arn.to_string(),
+                port,
+                protocol,
+                default_actions,
+            },
         );
         Ok(arn)
     }
 
     /// Replaces a listener's default actions.
-    pub fn modify_listener_default_actions(&mut self, arn: &str, actions: Vec<Action>) -> Result<()> {
+    pub fn modify_listener_default_actions(
+        &mut self,
+        arn: &str,
+        actions: Vec<Action>,
+    ) -> Result<()> {
         let l = self.listener(arn)?;
         let lb = self.load_balancer(&l.load_balancer_arn)?;
         self.check_actions(lb, &actions)?;
@@ -385,43 +495,85 @@ impl State {
     }
 
     /// Creates a rule at `priority` (1–50000). Returns its ARN.
-    pub fn create_rule(&mut self, listener_arn: &str, priority: u32, conditions: Vec<Condition>, actions: Vec<Action>) -> Result<String> {
+    pub fn create_rule(
+        &mut self,
+        listener_arn: &str,
+        priority: u32,
+        conditions: Vec<Condition>,
+        actions: Vec<Action>,
+    ) -> Result<String> {
         let l = self.listener(listener_arn)?;
         let lb = self.load_balancer(&l.load_balancer_arn)?;
         if lb.lb_type != LoadBalancerType::Application {
-            return Err(ModelError::validation("Rules are supported only by Application Load Balancers"));
+            return Err(ModelError::validation(
+                "Rules are supported only by Application Load Balancers",
+            ));
         }
         if !(1..=50000).contains(&priority) {
-            return Err(ModelError::validation("Priority must be between 1 and 50000"));
+            return Err(ModelError::validation(
+                "Priority must be between 1 and 50000",
+            ));
         }
         if conditions.is_empty() {
-            return Err(ModelError::validation("A rule must have at least one condition"));
+            return Err(ModelError::validation(
+                "A rule must have at least one condition",
+            ));
         }
         validate_rule_conditions(&conditions)?;
-        if self.rules_of(listener_arn).iter().any(|r| r.priority == RulePriority::Number(priority)) {
-            return Err(ModelError::new(ErrorCode::PriorityInUse, format!("Priority '{priority}' is currently in use")));
+        if self
+            .rules_of(listener_arn)
+            .iter()
+            .any(|r| r.priority == RulePriority::Number(priority))
+        {
+            return Err(ModelError::new(
+                ErrorCode::PriorityInUse,
+                format!("Priority '{priority}' is currently in use"),
+            ));
         }
         let lb_rules = self
             .rules
             .values()
-            .filter(|r| self.listeners.get(&r.listener_arn).is_some_and(|x| x.load_balancer_arn == lb.arn))
+            .filter(|r| {
+                self.listeners
+                    .get(&r.listener_arn)
+                    .is_some_and(|x| x.load_balancer_arn == lb.arn)
+            })
             .count();
         if lb_rules >= MAX_RULES_PER_ALB {
-            return Err(ModelError::new(ErrorCode::TooManyRules, "You've reached the limit on the number of rules per load balancer"));
+            return Err(ModelError::new(
+                ErrorCode::TooManyRules,
+                "You've reached the limit on the number of rules per load balancer",
+            ));
         }
         self.check_actions(lb, &actions)?;
-        let l_res = ids::arn_resource(listener_arn).unwrap_or_default().trim_start_matches("listener/").to_string();
-        let arn = format!("{}:listener-rule/{l_res}/{}", ids::elb_arn_prefix(&self.region, &self.account), ids::new_hex_id());
+        let l_res = ids::arn_resource(listener_arn)
+            .unwrap_or_default()
+            .trim_start_matches("listener/")
+            .to_string();
+        let arn = format!(
+            "{}:listener-rule/{l_res}/{}",
+            ids::elb_arn_prefix(&self.region, &self.account),
+            ids::new_hex_id()
+        );
         self.rules.insert(
             arn.clone(),
-            Rule { arn: arn.clone(), listener_arn: listener_arn.to_string(), priority: RulePriority::Number(priority), conditions, actions },
+            Rule {
+                arn: arn.clone(),
+                listener_arn: listener_arn.to_string(),
+                priority: RulePriority::Number(priority),
+                conditions,
+                actions,
+            },
         );
         Ok(arn)
     }
 
     /// Deletes a rule.
     pub fn delete_rule(&mut self, arn: &str) -> Result<()> {
-        self.rules.remove(arn).map(|_| ()).ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))
+        self.rules
+            .remove(arn)
+            .map(|_| ())
+            .ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))
     }
 }
 

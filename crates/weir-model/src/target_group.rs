@@ -75,7 +75,9 @@ impl ProtocolVersion {
             "HTTP1" => Ok(Self::Http1),
             "HTTP2" => Ok(Self::Http2),
             "GRPC" => Ok(Self::Grpc),
-            _ => Err(ModelError::validation(format!("Protocol version '{s}' must be HTTP1, HTTP2 or GRPC"))),
+            _ => Err(ModelError::validation(format!(
+                "Protocol version '{s}' must be HTTP1, HTTP2 or GRPC"
+            ))),
         }
     }
     /// AWS's spelling.
@@ -106,7 +108,9 @@ impl TargetType {
             "ip" => Ok(Self::Ip),
             "lambda" => Ok(Self::Lambda),
             "alb" => Ok(Self::Alb),
-            _ => Err(ModelError::validation(format!("Target type '{s}' must be one of: instance, ip, lambda, alb"))),
+            _ => Err(ModelError::validation(format!(
+                "Target type '{s}' must be one of: instance, ip, lambda, alb"
+            ))),
         }
     }
     /// AWS's spelling.
@@ -195,7 +199,11 @@ impl Matcher {
         if ranges.is_empty() {
             return Err(bad());
         }
-        Ok(Self { text: text.to_string(), grpc, ranges })
+        Ok(Self {
+            text: text.to_string(),
+            grpc,
+            ranges,
+        })
     }
 
     /// Whether `code` counts as a success.
@@ -234,7 +242,9 @@ impl HealthCheck {
             Protocol::Http => (Protocol::Http, 30, 5, 5, 2),
             Protocol::Https => (Protocol::Https, 30, 5, 5, 2),
             Protocol::Geneve => (Protocol::Tcp, 10, 5, 5, 2),
-            Protocol::Tcp | Protocol::Tls | Protocol::Udp | Protocol::TcpUdp => (Protocol::Tcp, 30, 10, 5, 2),
+            Protocol::Tcp | Protocol::Tls | Protocol::Udp | Protocol::TcpUdp => {
+                (Protocol::Tcp, 30, 10, 5, 2)
+            }
         };
         let matcher = match (hc_protocol, version) {
             (Protocol::Http | Protocol::Https, ProtocolVersion::Grpc) => Matcher::grpc("12").ok(),
@@ -242,11 +252,17 @@ impl HealthCheck {
             _ => None,
         };
         let path = match (hc_protocol, version) {
-            (Protocol::Http | Protocol::Https, ProtocolVersion::Grpc) => Some("/AWS.ALB/healthcheck".into()),
+            (Protocol::Http | Protocol::Https, ProtocolVersion::Grpc) => {
+                Some("/AWS.ALB/healthcheck".into())
+            }
             (Protocol::Http | Protocol::Https, _) => Some("/".into()),
             _ => None,
         };
-        let port = if protocol == Protocol::Geneve { HealthCheckPort::Port(80) } else { HealthCheckPort::TrafficPort };
+        let port = if protocol == Protocol::Geneve {
+            HealthCheckPort::Port(80)
+        } else {
+            HealthCheckPort::TrafficPort
+        };
         Self {
             enabled: true,
             protocol: hc_protocol,
@@ -262,8 +278,13 @@ impl HealthCheck {
 
     /// Validates ranges and combinations.
     pub fn validate(&self, tg_protocol: Protocol) -> Result<()> {
-        if !matches!(self.protocol, Protocol::Http | Protocol::Https | Protocol::Tcp) {
-            return Err(ModelError::validation("Health check protocol must be HTTP, HTTPS or TCP"));
+        if !matches!(
+            self.protocol,
+            Protocol::Http | Protocol::Https | Protocol::Tcp
+        ) {
+            return Err(ModelError::validation(
+                "Health check protocol must be HTTP, HTTPS or TCP",
+            ));
         }
         if tg_protocol.is_l7() && self.protocol == Protocol::Tcp {
             return Err(ModelError::validation(
@@ -274,7 +295,9 @@ impl HealthCheck {
             if (lo..=hi).contains(&v) {
                 Ok(())
             } else {
-                Err(ModelError::validation(format!("{what} must be between {lo} and {hi}")))
+                Err(ModelError::validation(format!(
+                    "{what} must be between {lo} and {hi}"
+                )))
             }
         };
         range(self.interval_seconds, 5, 300, "Health check interval")?;
@@ -352,7 +375,10 @@ impl TargetGroup {
         if target_type == TargetType::Lambda || target_type == TargetType::Alb {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
-                format!("Target type '{}' is not supported by Weir yet", target_type.as_str()),
+                format!(
+                    "Target type '{}' is not supported by Weir yet",
+                    target_type.as_str()
+                ),
             ));
         }
         let specs = match protocol {
@@ -380,12 +406,16 @@ impl TargetGroup {
 
     /// `targetgroup/NAME/ID`, the CloudWatch `TargetGroup` dimension.
     pub fn full_name(&self) -> String {
-        crate::ids::arn_resource(&self.arn).unwrap_or_default().to_string()
+        crate::ids::arn_resource(&self.arn)
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// The load-balancing algorithm attribute.
     pub fn algorithm(&self) -> &str {
-        self.attributes.get("load_balancing.algorithm.type").unwrap_or("round_robin")
+        self.attributes
+            .get("load_balancing.algorithm.type")
+            .unwrap_or("round_robin")
     }
 }
 
@@ -425,7 +455,15 @@ mod tests {
     #[test]
     fn alb_defaults() {
         let hc = HealthCheck::defaults(Protocol::Http, ProtocolVersion::Http1);
-        assert_eq!((hc.interval_seconds, hc.timeout_seconds, hc.healthy_threshold, hc.unhealthy_threshold), (30, 5, 5, 2));
+        assert_eq!(
+            (
+                hc.interval_seconds,
+                hc.timeout_seconds,
+                hc.healthy_threshold,
+                hc.unhealthy_threshold
+            ),
+            (30, 5, 5, 2)
+        );
         assert_eq!(hc.path.as_deref(), Some("/"));
         assert_eq!(hc.matcher.as_ref().unwrap().text, "200");
         assert_eq!(hc.port, HealthCheckPort::TrafficPort);
@@ -438,7 +476,11 @@ mod tests {
     fn health_check_ranges() {
         let mut hc = HealthCheck::defaults(Protocol::Http, ProtocolVersion::Http1);
         hc.timeout_seconds = 30;
-        assert!(hc.validate(Protocol::Http).unwrap_err().message.contains("greater than the timeout"));
+        assert!(hc
+            .validate(Protocol::Http)
+            .unwrap_err()
+            .message
+            .contains("greater than the timeout"));
         hc.timeout_seconds = 5;
         hc.healthy_threshold = 11;
         assert!(hc.validate(Protocol::Http).is_err());

@@ -5,7 +5,10 @@
 use serde_json::Value;
 use weir_model::condition::QueryStringPair;
 use weir_model::state::TargetSpec;
-use weir_model::{Action, ActionKind, Condition, FixedResponseConfig, ForwardConfig, ModelError, RedirectConfig, WeightedTargetGroup};
+use weir_model::{
+    Action, ActionKind, Condition, FixedResponseConfig, ForwardConfig, ModelError, RedirectConfig,
+    WeightedTargetGroup,
+};
 
 type Result<T> = std::result::Result<T, ModelError>;
 
@@ -28,7 +31,10 @@ pub fn get_str(obj: &Value, key: &str) -> Option<String> {
 pub fn get_u32(obj: &Value, key: &str) -> Result<Option<u32>> {
     match get_str(obj, key) {
         None => Ok(None),
-        Some(s) => s.parse().map(Some).map_err(|_| ModelError::validation(format!("{key} must be a number, got '{s}'"))),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| ModelError::validation(format!("{key} must be a number, got '{s}'"))),
     }
 }
 
@@ -38,32 +44,49 @@ pub fn get_bool(obj: &Value, key: &str) -> Result<Option<bool>> {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
-        Some(s) => Err(ModelError::validation(format!("{key} must be true or false, got '{s}'"))),
+        Some(s) => Err(ModelError::validation(format!(
+            "{key} must be true or false, got '{s}'"
+        ))),
     }
 }
 
 /// `obj[key]` as a list of strings.
 pub fn get_strs(obj: &Value, key: &str) -> Vec<String> {
-    obj.get(key).and_then(Value::as_array).map(|a| a.iter().filter_map(str_of).collect()).unwrap_or_default()
+    obj.get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(str_of).collect())
+        .unwrap_or_default()
 }
 
 /// `[{Key, Value}]` pairs.
 pub fn key_values(v: Option<&Value>) -> Vec<(String, String)> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|kv| Some((get_str(kv, "Key")?, get_str(kv, "Value").unwrap_or_default()))).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|kv| {
+                    Some((
+                        get_str(kv, "Key")?,
+                        get_str(kv, "Value").unwrap_or_default(),
+                    ))
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// A list of actions.
 pub fn actions(v: Option<&Value>) -> Result<Vec<Action>> {
-    let list = v.and_then(Value::as_array).ok_or_else(|| ModelError::validation("Actions must be a list"))?;
+    let list = v
+        .and_then(Value::as_array)
+        .ok_or_else(|| ModelError::validation("Actions must be a list"))?;
     let mut out: Vec<Action> = list.iter().map(action).collect::<Result<_>>()?;
     out.sort_by_key(|a| a.order.unwrap_or(u32::MAX));
     Ok(out)
 }
 
 fn action(v: &Value) -> Result<Action> {
-    let ty = get_str(v, "Type").ok_or_else(|| ModelError::validation("An action must have a Type"))?;
+    let ty =
+        get_str(v, "Type").ok_or_else(|| ModelError::validation("An action must have a Type"))?;
     let order = get_u32(v, "Order")?;
     let kind = match ty.as_str() {
         "forward" => {
@@ -125,12 +148,17 @@ fn action(v: &Value) -> Result<Action> {
 
 /// A list of rule conditions.
 pub fn conditions(v: Option<&Value>) -> Result<Vec<Condition>> {
-    let list = v.and_then(Value::as_array).ok_or_else(|| ModelError::validation("Conditions must be a list"))?;
+    let list = v
+        .and_then(Value::as_array)
+        .ok_or_else(|| ModelError::validation("Conditions must be a list"))?;
     list.iter().map(condition).collect()
 }
 
 fn config_values(c: &Value, config: &str) -> Vec<String> {
-    let from_config = c.get(config).map(|x| get_strs(x, "Values")).unwrap_or_default();
+    let from_config = c
+        .get(config)
+        .map(|x| get_strs(x, "Values"))
+        .unwrap_or_default();
     if from_config.is_empty() {
         get_strs(c, "Values")
     } else {
@@ -139,7 +167,8 @@ fn config_values(c: &Value, config: &str) -> Vec<String> {
 }
 
 fn condition(c: &Value) -> Result<Condition> {
-    let field = get_str(c, "Field").ok_or_else(|| ModelError::validation("A condition must have a Field"))?;
+    let field = get_str(c, "Field")
+        .ok_or_else(|| ModelError::validation("A condition must have a Field"))?;
     Ok(match field.as_str() {
         "host-header" => Condition::HostHeader(config_values(c, "HostHeaderConfig")),
         "path-pattern" => Condition::PathPattern(config_values(c, "PathPatternConfig")),
@@ -168,16 +197,23 @@ fn condition(c: &Value) -> Result<Condition> {
 /// A list of target descriptions.
 pub fn targets(v: Option<&Value>) -> Result<Vec<TargetSpec>> {
     let Some(list) = v else { return Ok(Vec::new()) };
-    let list = list.as_array().ok_or_else(|| ModelError::validation("Targets must be a list"))?;
+    let list = list
+        .as_array()
+        .ok_or_else(|| ModelError::validation("Targets must be a list"))?;
     list.iter()
         .map(|t| {
             let port = match get_u32(t, "Port")? {
                 Some(p) if (1..=65535).contains(&p) => Some(p as u16),
-                Some(p) => return Err(ModelError::validation(format!("Target port {p} must be between 1 and 65535"))),
+                Some(p) => {
+                    return Err(ModelError::validation(format!(
+                        "Target port {p} must be between 1 and 65535"
+                    )))
+                }
                 None => None,
             };
             Ok(TargetSpec {
-                id: get_str(t, "Id").ok_or_else(|| ModelError::validation("A target must have an Id"))?,
+                id: get_str(t, "Id")
+                    .ok_or_else(|| ModelError::validation("A target must have an Id"))?,
                 port,
                 availability_zone: get_str(t, "AvailabilityZone"),
             })
@@ -194,12 +230,26 @@ mod tests {
     fn actions_and_conditions() {
         let a = actions(Some(&json!([{"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": 443, "StatusCode": "HTTP_301"}}]))).unwrap();
         match &a[0].kind {
-            ActionKind::Redirect(r) => assert_eq!((r.protocol.as_str(), r.port.as_str(), r.path.as_str(), r.status_code), ("HTTPS", "443", "/#{path}", 301)),
+            ActionKind::Redirect(r) => assert_eq!(
+                (
+                    r.protocol.as_str(),
+                    r.port.as_str(),
+                    r.path.as_str(),
+                    r.status_code
+                ),
+                ("HTTPS", "443", "/#{path}", 301)
+            ),
             k => panic!("{k:?}"),
         }
         let f = actions(Some(&json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": "a", "Weight": 80}, {"TargetGroupArn": "b", "Weight": "20"}]}}]))).unwrap();
         match &f[0].kind {
-            ActionKind::Forward(fc) => assert_eq!(fc.target_groups.iter().map(|t| t.weight).collect::<Vec<_>>(), vec![80, 20]),
+            ActionKind::Forward(fc) => assert_eq!(
+                fc.target_groups
+                    .iter()
+                    .map(|t| t.weight)
+                    .collect::<Vec<_>>(),
+                vec![80, 20]
+            ),
             k => panic!("{k:?}"),
         }
         assert!(actions(Some(&json!([{"Type": "authenticate-oidc"}]))).is_err());

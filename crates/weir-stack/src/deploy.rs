@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{json, Value};
-use weir_model::{HealthCheck, HealthCheckPort, LoadBalancerType, Matcher, ModelError, Protocol, ProtocolVersion, Scheme, State, TargetGroup, TargetType};
+use weir_model::{
+    HealthCheck, HealthCheckPort, LoadBalancerType, Matcher, ModelError, Protocol, ProtocolVersion,
+    Scheme, State, TargetGroup, TargetType,
+};
 
 use crate::convert::{self, get_bool, get_str, get_strs, get_u32};
 use crate::intrinsics::{references, Context};
@@ -84,25 +87,44 @@ fn terr(m: impl Into<String>) -> StackError {
 }
 
 /// Deploys `template` as stack `stack_name` into `state`.
-pub fn deploy(template: &Template, stack_name: &str, params: &BTreeMap<String, String>, state: &mut State, now_ms: u64) -> Result<Deployment, StackError> {
-    let mut ctx = Context { region: state.region.clone(), mappings: template.section("Mappings").clone(), ..Default::default() };
+pub fn deploy(
+    template: &Template,
+    stack_name: &str,
+    params: &BTreeMap<String, String>,
+    state: &mut State,
+    now_ms: u64,
+) -> Result<Deployment, StackError> {
+    let mut ctx = Context {
+        region: state.region.clone(),
+        mappings: template.section("Mappings").clone(),
+        ..Default::default()
+    };
     ctx.refs.insert("AWS::Region".into(), json!(state.region));
-    ctx.refs.insert("AWS::AccountId".into(), json!(state.account));
+    ctx.refs
+        .insert("AWS::AccountId".into(), json!(state.account));
     ctx.refs.insert("AWS::StackName".into(), json!(stack_name));
     ctx.refs.insert("AWS::Partition".into(), json!("aws"));
-    ctx.refs.insert("AWS::URLSuffix".into(), json!("amazonaws.com"));
+    ctx.refs
+        .insert("AWS::URLSuffix".into(), json!("amazonaws.com"));
     ctx.refs.insert(
         "AWS::StackId".into(),
-        json!(format!("arn:aws:cloudformation:{}:{}:stack/{stack_name}/weir", state.region, state.account)),
+        json!(format!(
+            "arn:aws:cloudformation:{}:{}:stack/{stack_name}/weir",
+            state.region, state.account
+        )),
     );
     resolve_parameters(template, params, &mut ctx)?;
     resolve_conditions(template, &mut ctx)?;
 
     let resources = template.section("Resources");
     for (id, r) in resources {
-        let ty = get_str(r, "Type").ok_or_else(|| terr(format!("Template format error: resource {id} has no Type")))?;
+        let ty = get_str(r, "Type")
+            .ok_or_else(|| terr(format!("Template format error: resource {id} has no Type")))?;
         if !SUPPORTED.contains(&ty.as_str()) {
-            return Err(StackError::Unsupported { logical_id: id.clone(), resource_type: ty });
+            return Err(StackError::Unsupported {
+                logical_id: id.clone(),
+                resource_type: ty,
+            });
         }
     }
     let order = creation_order(resources, &ctx)?;
@@ -112,17 +134,31 @@ pub fn deploy(template: &Template, stack_name: &str, params: &BTreeMap<String, S
     for id in order {
         let r = &resources[&id];
         if let Some(c) = get_str(r, "Condition") {
-            if !ctx.conditions.get(&c).copied().ok_or_else(|| terr(format!("Template error: unknown condition {c}")))? {
+            if !ctx
+                .conditions
+                .get(&c)
+                .copied()
+                .ok_or_else(|| terr(format!("Template error: unknown condition {c}")))?
+            {
                 continue;
             }
         }
         let ty = get_str(r, "Type").unwrap_or_default();
         let props = ctx.eval(r.get("Properties").unwrap_or(&json!({})))?;
-        let wrap = |error: ModelError| StackError::Resource { logical_id: id.clone(), resource_type: ty.clone(), error };
-        let (physical, attrs) = create(&mut next, &ty, &id, stack_name, &props, now_ms).map_err(wrap)?;
+        let wrap = |error: ModelError| StackError::Resource {
+            logical_id: id.clone(),
+            resource_type: ty.clone(),
+            error,
+        };
+        let (physical, attrs) =
+            create(&mut next, &ty, &id, stack_name, &props, now_ms).map_err(wrap)?;
         ctx.refs.insert(id.clone(), json!(physical));
         ctx.attrs.insert(id.clone(), attrs);
-        out.resources.push(DeployedResource { logical_id: id.clone(), resource_type: ty, physical_id: physical });
+        out.resources.push(DeployedResource {
+            logical_id: id.clone(),
+            resource_type: ty,
+            physical_id: physical,
+        });
     }
     for (name, o) in template.section("Outputs") {
         if let Some(c) = get_str(o, "Condition") {
@@ -130,9 +166,16 @@ pub fn deploy(template: &Template, stack_name: &str, params: &BTreeMap<String, S
                 continue;
             }
         }
-        let v = ctx.eval(o.get("Value").ok_or_else(|| terr(format!("Template format error: output {name} has no Value")))?)?;
+        let v =
+            ctx.eval(o.get("Value").ok_or_else(|| {
+                terr(format!("Template format error: output {name} has no Value"))
+            })?)?;
         let text = match v {
-            Value::Array(a) => a.iter().filter_map(convert::str_of).collect::<Vec<_>>().join(","),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(convert::str_of)
+                .collect::<Vec<_>>()
+                .join(","),
             other => convert::str_of(&other).unwrap_or_else(|| other.to_string()),
         };
         out.outputs.insert(name.clone(), text);
@@ -141,11 +184,20 @@ pub fn deploy(template: &Template, stack_name: &str, params: &BTreeMap<String, S
     Ok(out)
 }
 
-fn resolve_parameters(t: &Template, given: &BTreeMap<String, String>, ctx: &mut Context) -> Result<(), StackError> {
+fn resolve_parameters(
+    t: &Template,
+    given: &BTreeMap<String, String>,
+    ctx: &mut Context,
+) -> Result<(), StackError> {
     let declared = t.section("Parameters");
-    let unknown: Vec<&String> = given.keys().filter(|k| !declared.contains_key(*k)).collect();
+    let unknown: Vec<&String> = given
+        .keys()
+        .filter(|k| !declared.contains_key(*k))
+        .collect();
     if !unknown.is_empty() {
-        return Err(terr(format!("Parameters: {unknown:?} do not exist in the template")));
+        return Err(terr(format!(
+            "Parameters: {unknown:?} do not exist in the template"
+        )));
     }
     let mut missing = Vec::new();
     for (name, p) in declared {
@@ -156,11 +208,15 @@ fn resolve_parameters(t: &Template, given: &BTreeMap<String, String>, ctx: &mut 
         };
         let allowed = get_strs(p, "AllowedValues");
         if !allowed.is_empty() && !allowed.contains(&value) {
-            return Err(terr(format!("Parameter '{name}' must be one of AllowedValues")));
+            return Err(terr(format!(
+                "Parameter '{name}' must be one of AllowedValues"
+            )));
         }
         let ty = get_str(p, "Type").unwrap_or_else(|| "String".into());
         let v = if ty == "Number" {
-            value.parse::<f64>().map_err(|_| terr(format!("Parameter '{name}' must be a number")))?;
+            value
+                .parse::<f64>()
+                .map_err(|_| terr(format!("Parameter '{name}' must be a number")))?;
             json!(value)
         } else if ty == "CommaDelimitedList" || ty.starts_with("List<") {
             Value::Array(value.split(',').map(|s| json!(s.trim())).collect())
@@ -199,7 +255,10 @@ fn resolve_conditions(t: &Template, ctx: &mut Context) -> Result<(), StackError>
     Ok(())
 }
 
-fn creation_order(resources: &serde_json::Map<String, Value>, ctx: &Context) -> Result<Vec<String>, StackError> {
+fn creation_order(
+    resources: &serde_json::Map<String, Value>,
+    ctx: &Context,
+) -> Result<Vec<String>, StackError> {
     let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (id, r) in resources {
         let mut refs = BTreeSet::new();
@@ -224,10 +283,16 @@ fn creation_order(resources: &serde_json::Map<String, Value>, ctx: &Context) -> 
     let mut order = Vec::new();
     let mut done = BTreeSet::new();
     while order.len() < deps.len() {
-        let ready: Vec<String> = deps.iter().filter(|(id, d)| !done.contains(*id) && d.iter().all(|x| done.contains(x))).map(|(id, _)| id.clone()).collect();
+        let ready: Vec<String> = deps
+            .iter()
+            .filter(|(id, d)| !done.contains(*id) && d.iter().all(|x| done.contains(x)))
+            .map(|(id, _)| id.clone())
+            .collect();
         if ready.is_empty() {
             let cyc: Vec<&String> = deps.keys().filter(|id| !done.contains(*id)).collect();
-            return Err(terr(format!("Circular dependency between resources: {cyc:?}")));
+            return Err(terr(format!(
+                "Circular dependency between resources: {cyc:?}"
+            )));
         }
         for id in ready {
             done.insert(id.clone());
@@ -239,52 +304,102 @@ fn creation_order(resources: &serde_json::Map<String, Value>, ctx: &Context) -> 
 
 /// CloudFormation's generated physical name: `STACK-LOGICAL-RANDOM`, at most 32 characters.
 fn generated_name(stack: &str, logical: &str) -> String {
-    let clean = |s: &str, n: usize| s.chars().filter(|c| c.is_ascii_alphanumeric()).take(n).collect::<String>();
+    let clean = |s: &str, n: usize| {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(n)
+            .collect::<String>()
+    };
     let suffix = format!("{:X}", weir_model::ids::random_u64() & 0xFFFF_FFFF_FFFF);
-    format!("{}-{}-{}", clean(stack, 8), clean(logical, 8), &suffix[..suffix.len().min(12)])
+    format!(
+        "{}-{}-{}",
+        clean(stack, 8),
+        clean(logical, 8),
+        &suffix[..suffix.len().min(12)]
+    )
 }
 
 type Attrs = BTreeMap<String, Value>;
 
-fn create(state: &mut State, ty: &str, id: &str, stack: &str, p: &Value, now_ms: u64) -> Result<(String, Attrs), ModelError> {
+fn create(
+    state: &mut State,
+    ty: &str,
+    id: &str,
+    stack: &str,
+    p: &Value,
+    now_ms: u64,
+) -> Result<(String, Attrs), ModelError> {
     match ty {
         "AWS::ElasticLoadBalancingV2::LoadBalancer" => create_lb(state, id, stack, p, now_ms),
         "AWS::ElasticLoadBalancingV2::TargetGroup" => create_tg(state, id, stack, p),
         "AWS::ElasticLoadBalancingV2::Listener" => {
-            let lb = get_str(p, "LoadBalancerArn").ok_or_else(|| ModelError::validation("Listener needs a LoadBalancerArn"))?;
-            let port = get_u32(p, "Port")?.ok_or_else(|| ModelError::validation("Listener needs a Port"))?;
-            let port = u16::try_from(port).map_err(|_| ModelError::validation("Port must be between 1 and 65535"))?;
-            let protocol = Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
+            let lb = get_str(p, "LoadBalancerArn")
+                .ok_or_else(|| ModelError::validation("Listener needs a LoadBalancerArn"))?;
+            let port = get_u32(p, "Port")?
+                .ok_or_else(|| ModelError::validation("Listener needs a Port"))?;
+            let port = u16::try_from(port)
+                .map_err(|_| ModelError::validation("Port must be between 1 and 65535"))?;
+            let protocol =
+                Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
             let actions = convert::actions(p.get("DefaultActions"))?;
             let arn = state.create_listener(&lb, port, protocol, actions)?;
-            Ok((arn.clone(), BTreeMap::from([("ListenerArn".into(), json!(arn))])))
+            Ok((
+                arn.clone(),
+                BTreeMap::from([("ListenerArn".into(), json!(arn))]),
+            ))
         }
         "AWS::ElasticLoadBalancingV2::ListenerRule" => {
-            let l = get_str(p, "ListenerArn").ok_or_else(|| ModelError::validation("ListenerRule needs a ListenerArn"))?;
-            let priority = get_u32(p, "Priority")?.ok_or_else(|| ModelError::validation("ListenerRule needs a Priority"))?;
-            let arn = state.create_rule(&l, priority, convert::conditions(p.get("Conditions"))?, convert::actions(p.get("Actions"))?)?;
-            Ok((arn.clone(), BTreeMap::from([("RuleArn".into(), json!(arn)), ("IsDefault".into(), json!(false))])))
+            let l = get_str(p, "ListenerArn")
+                .ok_or_else(|| ModelError::validation("ListenerRule needs a ListenerArn"))?;
+            let priority = get_u32(p, "Priority")?
+                .ok_or_else(|| ModelError::validation("ListenerRule needs a Priority"))?;
+            let arn = state.create_rule(
+                &l,
+                priority,
+                convert::conditions(p.get("Conditions"))?,
+                convert::actions(p.get("Actions"))?,
+            )?;
+            Ok((
+                arn.clone(),
+                BTreeMap::from([
+                    ("RuleArn".into(), json!(arn)),
+                    ("IsDefault".into(), json!(false)),
+                ]),
+            ))
         }
-        other => Err(ModelError::validation(format!("Unsupported resource type {other}"))),
+        other => Err(ModelError::validation(format!(
+            "Unsupported resource type {other}"
+        ))),
     }
 }
 
-fn create_lb(state: &mut State, id: &str, stack: &str, p: &Value, now_ms: u64) -> Result<(String, Attrs), ModelError> {
+fn create_lb(
+    state: &mut State,
+    id: &str,
+    stack: &str,
+    p: &Value,
+    now_ms: u64,
+) -> Result<(String, Attrs), ModelError> {
     let name = get_str(p, "Name").unwrap_or_else(|| generated_name(stack, id));
-    let lb_type = LoadBalancerType::parse(&get_str(p, "Type").unwrap_or_else(|| "application".into()))?;
+    let lb_type =
+        LoadBalancerType::parse(&get_str(p, "Type").unwrap_or_else(|| "application".into()))?;
     let scheme = Scheme::parse(&get_str(p, "Scheme").unwrap_or_else(|| "internet-facing".into()))?;
     let mut subnets = get_strs(p, "Subnets");
     if let Some(m) = p.get("SubnetMappings").and_then(Value::as_array) {
         subnets.extend(m.iter().filter_map(|x| get_str(x, "SubnetId")));
     }
     let arn = state.create_load_balancer(&name, lb_type, scheme, &subnets, now_ms)?;
-    let lb = state.load_balancers.get_mut(&arn).ok_or_else(|| ModelError::validation("load balancer vanished"))?;
+    let lb = state
+        .load_balancers
+        .get_mut(&arn)
+        .ok_or_else(|| ModelError::validation("load balancer vanished"))?;
     if let Some(t) = get_str(p, "IpAddressType") {
         lb.ip_address_type = weir_model::IpAddressType::parse(&t)?;
     }
     lb.security_groups = get_strs(p, "SecurityGroups");
     let attrs = convert::key_values(p.get("LoadBalancerAttributes"));
-    lb.attributes.set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    lb.attributes
+        .set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let out = BTreeMap::from([
         ("LoadBalancerArn".into(), json!(arn)),
         ("DNSName".into(), json!(lb.dns_name())),
@@ -296,13 +411,31 @@ fn create_lb(state: &mut State, id: &str, stack: &str, p: &Value, now_ms: u64) -
     Ok((arn, out))
 }
 
-fn create_tg(state: &mut State, id: &str, stack: &str, p: &Value) -> Result<(String, Attrs), ModelError> {
+fn create_tg(
+    state: &mut State,
+    id: &str,
+    stack: &str,
+    p: &Value,
+) -> Result<(String, Attrs), ModelError> {
     let name = get_str(p, "Name").unwrap_or_else(|| generated_name(stack, id));
-    let protocol = Protocol::parse(&get_str(p, "Protocol").ok_or_else(|| ModelError::validation("A target group needs a Protocol"))?)?;
-    let port = get_u32(p, "Port")?.ok_or_else(|| ModelError::validation("A target group needs a Port"))?;
-    let port = u16::try_from(port).map_err(|_| ModelError::validation("Port must be between 1 and 65535"))?;
-    let target_type = TargetType::parse(&get_str(p, "TargetType").unwrap_or_else(|| "instance".into()))?;
-    let mut tg = TargetGroup::new(&state.region, &state.account, &name, protocol, port, target_type)?;
+    let protocol = Protocol::parse(
+        &get_str(p, "Protocol")
+            .ok_or_else(|| ModelError::validation("A target group needs a Protocol"))?,
+    )?;
+    let port =
+        get_u32(p, "Port")?.ok_or_else(|| ModelError::validation("A target group needs a Port"))?;
+    let port = u16::try_from(port)
+        .map_err(|_| ModelError::validation("Port must be between 1 and 65535"))?;
+    let target_type =
+        TargetType::parse(&get_str(p, "TargetType").unwrap_or_else(|| "instance".into()))?;
+    let mut tg = TargetGroup::new(
+        &state.region,
+        &state.account,
+        &name,
+        protocol,
+        port,
+        target_type,
+    )?;
     if let Some(v) = get_str(p, "ProtocolVersion") {
         tg.protocol_version = ProtocolVersion::parse(&v)?;
         tg.health_check = HealthCheck::defaults(protocol, tg.protocol_version);
@@ -346,11 +479,16 @@ fn create_tg(state: &mut State, id: &str, stack: &str, p: &Value) -> Result<(Str
         hc.matcher = Some(match (get_str(m, "HttpCode"), get_str(m, "GrpcCode")) {
             (Some(h), None) => Matcher::http(&h, 200, max)?,
             (None, Some(g)) => Matcher::grpc(&g)?,
-            _ => return Err(ModelError::validation("Matcher must specify exactly one of HttpCode or GrpcCode")),
+            _ => {
+                return Err(ModelError::validation(
+                    "Matcher must specify exactly one of HttpCode or GrpcCode",
+                ))
+            }
         });
     }
     let attrs = convert::key_values(p.get("TargetGroupAttributes"));
-    tg.attributes.set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    tg.attributes
+        .set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let full_name = tg.full_name();
     let arn = state.add_target_group(tg)?;
     state.register_targets(&arn, &convert::targets(p.get("Targets"))?)?;

@@ -83,8 +83,8 @@ fn sub_vars(t: &str) -> Vec<String> {
     let mut rest = t;
     while let Some(i) = rest.find("${") {
         let after = &rest[i + 2..];
-        if after.starts_with('!') {
-            rest = &after[1..];
+        if let Some(literal) = after.strip_prefix('!') {
+            rest = literal;
             continue;
         }
         match after.find('}') {
@@ -104,7 +104,9 @@ impl Context {
         match self.eval(v)? {
             Value::Bool(b) => Ok(b),
             Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
-            other => Err(err(format!("a condition must evaluate to a boolean, got {other}"))),
+            other => Err(err(format!(
+                "a condition must evaluate to a boolean, got {other}"
+            ))),
         }
     }
 
@@ -125,14 +127,23 @@ impl Context {
                 let (k, arg) = m.iter().next().ok_or_else(|| err("empty object"))?;
                 match k.as_str() {
                     "Ref" => self.reference(&as_str(arg)?),
-                    "Condition" => Ok(Value::Bool(*self.conditions.get(&as_str(arg)?).ok_or_else(|| err(format!("unknown condition {arg}")))?)),
+                    "Condition" => Ok(Value::Bool(
+                        *self
+                            .conditions
+                            .get(&as_str(arg)?)
+                            .ok_or_else(|| err(format!("unknown condition {arg}")))?,
+                    )),
                     "Fn::GetAtt" => self.get_att(arg),
                     "Fn::Sub" => self.sub(arg),
                     "Fn::Join" => self.join(arg),
                     "Fn::Select" => self.select(arg),
                     "Fn::Split" => self.split(arg),
                     "Fn::FindInMap" => self.find_in_map(arg),
-                    "Fn::GetAZs" => Ok(Value::Array((0..3).map(|i| Value::String(weir_model::zones::zone_name(&self.region, i))).collect())),
+                    "Fn::GetAZs" => Ok(Value::Array(
+                        (0..3)
+                            .map(|i| Value::String(weir_model::zones::zone_name(&self.region, i)))
+                            .collect(),
+                    )),
                     "Fn::Base64" => Ok(Value::String(base64(as_str(&self.eval(arg)?)?.as_bytes()))),
                     "Fn::If" => self.fn_if(arg),
                     "Fn::Equals" => {
@@ -143,16 +154,31 @@ impl Context {
                         }
                     }
                     "Fn::And" | "Fn::Or" => {
-                        let items = arg.as_array().ok_or_else(|| err(format!("{k} takes a list")))?;
-                        let vals = items.iter().map(|c| self.condition(c)).collect::<Result<Vec<_>, _>>()?;
-                        Ok(Value::Bool(if k == "Fn::And" { vals.iter().all(|b| *b) } else { vals.iter().any(|b| *b) }))
+                        let items = arg
+                            .as_array()
+                            .ok_or_else(|| err(format!("{k} takes a list")))?;
+                        let vals = items
+                            .iter()
+                            .map(|c| self.condition(c))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        Ok(Value::Bool(if k == "Fn::And" {
+                            vals.iter().all(|b| *b)
+                        } else {
+                            vals.iter().any(|b| *b)
+                        }))
                     }
                     "Fn::Not" => {
-                        let items = arg.as_array().ok_or_else(|| err("Fn::Not takes a list of one condition"))?;
-                        let first = items.first().ok_or_else(|| err("Fn::Not takes a list of one condition"))?;
+                        let items = arg
+                            .as_array()
+                            .ok_or_else(|| err("Fn::Not takes a list of one condition"))?;
+                        let first = items
+                            .first()
+                            .ok_or_else(|| err("Fn::Not takes a list of one condition"))?;
                         Ok(Value::Bool(!self.condition(first)?))
                     }
-                    k if k.starts_with("Fn::") => Err(err(format!("unsupported intrinsic function {k}"))),
+                    k if k.starts_with("Fn::") => {
+                        Err(err(format!("unsupported intrinsic function {k}")))
+                    }
                     _ => {
                         let mut out = Map::new();
                         out.insert(k.clone(), self.eval(arg)?);
@@ -178,7 +204,11 @@ impl Context {
         if name == "AWS::NoValue" {
             return Ok(Value::String(NO_VALUE.into()));
         }
-        self.refs.get(name).cloned().ok_or_else(|| err(format!("Unresolved resource dependencies [{name}] in the Resources block of the template")))
+        self.refs.get(name).cloned().ok_or_else(|| {
+            err(format!(
+                "Unresolved resource dependencies [{name}] in the Resources block of the template"
+            ))
+        })
     }
 
     fn get_att(&self, arg: &Value) -> Result<Value, StackError> {
@@ -186,12 +216,22 @@ impl Context {
             Value::Array(a) if a.len() == 2 => (as_str(&a[0])?, as_str(&self.eval(&a[1])?)?),
             Value::String(s) => match s.split_once('.') {
                 Some((a, b)) => (a.to_string(), b.to_string()),
-                None => return Err(err(format!("Fn::GetAtt '{s}' must name Resource.Attribute"))),
+                None => {
+                    return Err(err(format!(
+                        "Fn::GetAtt '{s}' must name Resource.Attribute"
+                    )))
+                }
             },
             _ => return Err(err("Fn::GetAtt takes [Resource, Attribute]")),
         };
-        let attrs = self.attrs.get(&res).ok_or_else(|| err(format!("Fn::GetAtt refers to unknown resource {res}")))?;
-        attrs.get(&att).cloned().ok_or_else(|| err(format!("Fn::GetAtt: resource {res} has no attribute {att}")))
+        let attrs = self
+            .attrs
+            .get(&res)
+            .ok_or_else(|| err(format!("Fn::GetAtt refers to unknown resource {res}")))?;
+        attrs
+            .get(&att)
+            .cloned()
+            .ok_or_else(|| err(format!("Fn::GetAtt: resource {res} has no attribute {att}")))
     }
 
     fn sub(&self, arg: &Value) -> Result<Value, StackError> {
@@ -216,11 +256,14 @@ impl Context {
                 rest = lit;
                 continue;
             }
-            let j = after.find('}').ok_or_else(|| err("Fn::Sub: unterminated ${"))?;
+            let j = after
+                .find('}')
+                .ok_or_else(|| err("Fn::Sub: unterminated ${"))?;
             let name = after[..j].trim();
             let value = if let Some(v) = vars.get(name) {
                 v.clone()
-            } else if let Some((r, a)) = name.split_once('.').filter(|_| !name.starts_with("AWS::")) {
+            } else if let Some((r, a)) = name.split_once('.').filter(|_| !name.starts_with("AWS::"))
+            {
                 self.get_att(&Value::Array(vec![r.into(), a.into()]))?
             } else {
                 self.reference(name)?
@@ -233,30 +276,59 @@ impl Context {
     }
 
     fn join(&self, arg: &Value) -> Result<Value, StackError> {
-        let a = arg.as_array().filter(|a| a.len() == 2).ok_or_else(|| err("Fn::Join takes [delimiter, list]"))?;
+        let a = arg
+            .as_array()
+            .filter(|a| a.len() == 2)
+            .ok_or_else(|| err("Fn::Join takes [delimiter, list]"))?;
         let delim = as_str(&a[0])?;
         let items = self.eval(&a[1])?;
-        let items = items.as_array().ok_or_else(|| err("Fn::Join's second argument must be a list"))?;
-        Ok(Value::String(items.iter().map(as_str).collect::<Result<Vec<_>, _>>()?.join(&delim)))
+        let items = items
+            .as_array()
+            .ok_or_else(|| err("Fn::Join's second argument must be a list"))?;
+        Ok(Value::String(
+            items
+                .iter()
+                .map(as_str)
+                .collect::<Result<Vec<_>, _>>()?
+                .join(&delim),
+        ))
     }
 
     fn select(&self, arg: &Value) -> Result<Value, StackError> {
-        let a = arg.as_array().filter(|a| a.len() == 2).ok_or_else(|| err("Fn::Select takes [index, list]"))?;
-        let idx: usize = as_str(&self.eval(&a[0])?)?.parse().map_err(|_| err("Fn::Select index must be a number"))?;
+        let a = arg
+            .as_array()
+            .filter(|a| a.len() == 2)
+            .ok_or_else(|| err("Fn::Select takes [index, list]"))?;
+        let idx: usize = as_str(&self.eval(&a[0])?)?
+            .parse()
+            .map_err(|_| err("Fn::Select index must be a number"))?;
         let list = self.eval(&a[1])?;
-        list.as_array().and_then(|l| l.get(idx)).cloned().ok_or_else(|| err(format!("Fn::Select index {idx} is out of range")))
+        list.as_array()
+            .and_then(|l| l.get(idx))
+            .cloned()
+            .ok_or_else(|| err(format!("Fn::Select index {idx} is out of range")))
     }
 
     fn split(&self, arg: &Value) -> Result<Value, StackError> {
-        let a = arg.as_array().filter(|a| a.len() == 2).ok_or_else(|| err("Fn::Split takes [delimiter, string]"))?;
+        let a = arg
+            .as_array()
+            .filter(|a| a.len() == 2)
+            .ok_or_else(|| err("Fn::Split takes [delimiter, string]"))?;
         let delim = as_str(&a[0])?;
         let s = as_str(&self.eval(&a[1])?)?;
-        Ok(Value::Array(s.split(delim.as_str()).map(|p| Value::String(p.into())).collect()))
+        Ok(Value::Array(
+            s.split(delim.as_str())
+                .map(|p| Value::String(p.into()))
+                .collect(),
+        ))
     }
 
     fn find_in_map(&self, arg: &Value) -> Result<Value, StackError> {
         let a = self.eval(arg)?;
-        let a = a.as_array().filter(|a| a.len() == 3).ok_or_else(|| err("Fn::FindInMap takes [map, top key, second key]"))?;
+        let a = a
+            .as_array()
+            .filter(|a| a.len() == 3)
+            .ok_or_else(|| err("Fn::FindInMap takes [map, top key, second key]"))?;
         let (m, k1, k2) = (as_str(&a[0])?, as_str(&a[1])?, as_str(&a[2])?);
         self.mappings
             .get(&m)
@@ -267,16 +339,24 @@ impl Context {
     }
 
     fn fn_if(&self, arg: &Value) -> Result<Value, StackError> {
-        let a = arg.as_array().filter(|a| a.len() == 3).ok_or_else(|| err("Fn::If takes [condition, then, else]"))?;
+        let a = arg
+            .as_array()
+            .filter(|a| a.len() == 3)
+            .ok_or_else(|| err("Fn::If takes [condition, then, else]"))?;
         let name = as_str(&a[0])?;
-        let c = *self.conditions.get(&name).ok_or_else(|| err(format!("Fn::If refers to unknown condition {name}")))?;
+        let c = *self
+            .conditions
+            .get(&name)
+            .ok_or_else(|| err(format!("Fn::If refers to unknown condition {name}")))?;
         self.eval(if c { &a[1] } else { &a[2] })
     }
 }
 
 fn loose_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::String(x), Value::Number(n)) | (Value::Number(n), Value::String(x)) => *x == n.to_string(),
+        (Value::String(x), Value::Number(n)) | (Value::Number(n), Value::String(x)) => {
+            *x == n.to_string()
+        }
         _ => a == b,
     }
 }
@@ -304,27 +384,69 @@ mod tests {
     use serde_json::json;
 
     fn ctx() -> Context {
-        let mut c = Context { region: "us-east-1".into(), ..Default::default() };
+        let mut c = Context {
+            region: "us-east-1".into(),
+            ..Default::default()
+        };
         c.refs.insert("Env".into(), json!("prod"));
         c.refs.insert("AWS::Region".into(), json!("us-east-1"));
-        c.attrs.entry("LB".into()).or_default().insert("DNSName".into(), json!("lb-1.elb.weir.internal"));
+        c.attrs
+            .entry("LB".into())
+            .or_default()
+            .insert("DNSName".into(), json!("lb-1.elb.weir.internal"));
         c.conditions.insert("IsProd".into(), true);
-        c.mappings = json!({"Sizes": {"prod": {"Count": 3}}}).as_object().unwrap().clone();
+        c.mappings = json!({"Sizes": {"prod": {"Count": 3}}})
+            .as_object()
+            .unwrap()
+            .clone();
         c
     }
 
     #[test]
     fn functions() {
         let c = ctx();
-        assert_eq!(c.eval(&json!({"Fn::Sub": "${Env}-${AWS::Region}-${LB.DNSName}-${!Literal}"})).unwrap(), json!("prod-us-east-1-lb-1.elb.weir.internal-${Literal}"));
-        assert_eq!(c.eval(&json!({"Fn::Sub": ["${X}-${Env}", {"X": "a"}]})).unwrap(), json!("a-prod"));
-        assert_eq!(c.eval(&json!({"Fn::Join": ["-", ["a", {"Ref": "Env"}]]})).unwrap(), json!("a-prod"));
-        assert_eq!(c.eval(&json!({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]})).unwrap(), json!("b"));
-        assert_eq!(c.eval(&json!({"Fn::FindInMap": ["Sizes", {"Ref": "Env"}, "Count"]})).unwrap(), json!(3));
-        assert_eq!(c.eval(&json!({"Fn::If": ["IsProd", 1, 2]})).unwrap(), json!(1));
-        assert_eq!(c.eval(&json!({"Fn::Equals": ["3", 3]})).unwrap(), json!(true));
-        assert_eq!(c.eval(&json!({"Fn::Base64": "hello"})).unwrap(), json!("aGVsbG8="));
-        assert_eq!(c.eval(&json!({"A": {"Ref": "AWS::NoValue"}, "B": 1})).unwrap(), json!({"B": 1}));
+        assert_eq!(
+            c.eval(&json!({"Fn::Sub": "${Env}-${AWS::Region}-${LB.DNSName}-${!Literal}"}))
+                .unwrap(),
+            json!("prod-us-east-1-lb-1.elb.weir.internal-${Literal}")
+        );
+        assert_eq!(
+            c.eval(&json!({"Fn::Sub": ["${X}-${Env}", {"X": "a"}]}))
+                .unwrap(),
+            json!("a-prod")
+        );
+        assert_eq!(
+            c.eval(&json!({"Fn::Join": ["-", ["a", {"Ref": "Env"}]]}))
+                .unwrap(),
+            json!("a-prod")
+        );
+        assert_eq!(
+            c.eval(&json!({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}))
+                .unwrap(),
+            json!("b")
+        );
+        assert_eq!(
+            c.eval(&json!({"Fn::FindInMap": ["Sizes", {"Ref": "Env"}, "Count"]}))
+                .unwrap(),
+            json!(3)
+        );
+        assert_eq!(
+            c.eval(&json!({"Fn::If": ["IsProd", 1, 2]})).unwrap(),
+            json!(1)
+        );
+        assert_eq!(
+            c.eval(&json!({"Fn::Equals": ["3", 3]})).unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            c.eval(&json!({"Fn::Base64": "hello"})).unwrap(),
+            json!("aGVsbG8=")
+        );
+        assert_eq!(
+            c.eval(&json!({"A": {"Ref": "AWS::NoValue"}, "B": 1}))
+                .unwrap(),
+            json!({"B": 1})
+        );
         assert!(c.eval(&json!({"Ref": "Missing"})).is_err());
         assert!(c.eval(&json!({"Fn::Bogus": 1})).is_err());
     }
@@ -332,7 +454,10 @@ mod tests {
     #[test]
     fn dependency_scan() {
         let mut s = BTreeSet::new();
-        references(&json!({"a": {"Ref": "X"}, "b": [{"Fn::GetAtt": ["Y", "Z"]}], "c": {"Fn::Sub": "${W.Arn}${!No}"}}), &mut s);
+        references(
+            &json!({"a": {"Ref": "X"}, "b": [{"Fn::GetAtt": ["Y", "Z"]}], "c": {"Fn::Sub": "${W.Arn}${!No}"}}),
+            &mut s,
+        );
         assert_eq!(s.into_iter().collect::<Vec<_>>(), vec!["W", "X", "Y"]);
     }
 }

@@ -16,7 +16,10 @@ impl Template {
     /// A top-level section (`Resources`, `Parameters`, …) or an empty object.
     pub fn section(&self, name: &str) -> &Map<String, Value> {
         static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-        self.body.get(name).and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+        self.body
+            .get(name)
+            .and_then(Value::as_object)
+            .unwrap_or_else(|| EMPTY.get_or_init(Map::new))
     }
 }
 
@@ -24,18 +27,31 @@ impl Template {
 pub fn parse_template(text: &str) -> Result<Template, StackError> {
     let trimmed = text.trim_start();
     let body = if trimmed.starts_with('{') {
-        serde_json::from_str(text).map_err(|e| StackError::Template(format!("Template format error: JSON not well-formed. ({e})")))?
+        serde_json::from_str(text).map_err(|e| {
+            StackError::Template(format!(
+                "Template format error: JSON not well-formed. ({e})"
+            ))
+        })?
     } else {
-        let y: serde_norway::Value = serde_norway::from_str(text)
-            .map_err(|e| StackError::Template(format!("Template format error: YAML not well-formed. ({e})")))?;
+        let y: serde_norway::Value = serde_norway::from_str(text).map_err(|e| {
+            StackError::Template(format!(
+                "Template format error: YAML not well-formed. ({e})"
+            ))
+        })?;
         yaml_to_json(y)?
     };
     if !body.is_object() {
-        return Err(StackError::Template("Template format error: the template must be a mapping".into()));
+        return Err(StackError::Template(
+            "Template format error: the template must be a mapping".into(),
+        ));
     }
     match body.get("Resources") {
         Some(Value::Object(r)) if !r.is_empty() => {}
-        _ => return Err(StackError::Template("Template format error: At least one Resources member must be defined.".into())),
+        _ => {
+            return Err(StackError::Template(
+                "Template format error: At least one Resources member must be defined.".into(),
+            ))
+        }
     }
     Ok(Template { body })
 }
@@ -51,7 +67,8 @@ fn yaml_to_json(v: serde_norway::Value) -> Result<Value, StackError> {
             } else if let Some(u) = n.as_u64() {
                 Value::from(u)
             } else {
-                serde_json::Number::from_f64(n.as_f64().unwrap_or(0.0)).map_or(Value::Null, Value::Number)
+                serde_json::Number::from_f64(n.as_f64().unwrap_or(0.0))
+                    .map_or(Value::Null, Value::Number)
             }
         }
         Y::String(s) => Value::String(s),
@@ -63,7 +80,11 @@ fn yaml_to_json(v: serde_norway::Value) -> Result<Value, StackError> {
                     Y::String(s) => s,
                     Y::Number(n) => n.to_string(),
                     Y::Bool(b) => b.to_string(),
-                    other => return Err(StackError::Template(format!("Template format error: unsupported mapping key {other:?}"))),
+                    other => {
+                        return Err(StackError::Template(format!(
+                            "Template format error: unsupported mapping key {other:?}"
+                        )))
+                    }
                 };
                 out.insert(key, yaml_to_json(v)?);
             }
@@ -86,9 +107,14 @@ fn yaml_to_json(v: serde_norway::Value) -> Result<Value, StackError> {
                     };
                     ("Fn::GetAtt".to_string(), v)
                 }
-                "Sub" | "Join" | "Select" | "Split" | "If" | "Equals" | "And" | "Or" | "Not" | "FindInMap" | "GetAZs"
-                | "Base64" | "ImportValue" | "Cidr" | "Length" | "ToJsonString" => (format!("Fn::{name}"), inner),
-                _ => return Err(StackError::Template(format!("Template format error: unknown tag !{name}"))),
+                "Sub" | "Join" | "Select" | "Split" | "If" | "Equals" | "And" | "Or" | "Not"
+                | "FindInMap" | "GetAZs" | "Base64" | "ImportValue" | "Cidr" | "Length"
+                | "ToJsonString" => (format!("Fn::{name}"), inner),
+                _ => {
+                    return Err(StackError::Template(format!(
+                        "Template format error: unknown tag !{name}"
+                    )))
+                }
             };
             let mut m = Map::new();
             m.insert(key, val);
@@ -108,14 +134,26 @@ mod tests {
         assert_eq!(p["P"], serde_json::json!({"Ref": "B"}));
         assert_eq!(p["Q"], serde_json::json!({"Fn::GetAtt": ["C", "DNSName"]}));
         assert_eq!(p["R"], serde_json::json!({"Fn::Sub": "${A}-x"}));
-        assert_eq!(p["S"], serde_json::json!({"Fn::Join": ["-", [{"Ref": "B"}, "c"]]}));
+        assert_eq!(
+            p["S"],
+            serde_json::json!({"Fn::Join": ["-", [{"Ref": "B"}, "c"]]})
+        );
     }
 
     #[test]
     fn errors_are_clear() {
-        assert!(parse_template("Resources: {}").unwrap_err().to_string().contains("At least one Resources member"));
-        assert!(parse_template("{bad json").unwrap_err().to_string().contains("JSON not well-formed"));
-        assert!(parse_template("Resources:\n  A: !Bogus x\n").unwrap_err().to_string().contains("unknown tag"));
+        assert!(parse_template("Resources: {}")
+            .unwrap_err()
+            .to_string()
+            .contains("At least one Resources member"));
+        assert!(parse_template("{bad json")
+            .unwrap_err()
+            .to_string()
+            .contains("JSON not well-formed"));
+        assert!(parse_template("Resources:\n  A: !Bogus x\n")
+            .unwrap_err()
+            .to_string()
+            .contains("unknown tag"));
         assert!(parse_template("Resources: [1, 2").is_err());
     }
 }

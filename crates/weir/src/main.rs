@@ -14,7 +14,11 @@ use weir_demo::DemoBackend;
 use weir_model::State;
 
 #[derive(Parser, Debug)]
-#[command(name = "weir", version, about = "Self-hosted Elastic Load Balancing: the AWS ELB API in front of a real data plane")]
+#[command(
+    name = "weir",
+    version,
+    about = "Self-hosted Elastic Load Balancing: the AWS ELB API in front of a real data plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,20 +81,23 @@ fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -100,8 +107,13 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn load(file: &PathBuf, stack: &str, params: &BTreeMap<String, String>) -> Result<(weir_stack::Template, State, weir_stack::Deployment)> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+fn load(
+    file: &PathBuf,
+    stack: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<(weir_stack::Template, State, weir_stack::Deployment)> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let template = weir_stack::parse_template(&text)?;
     let mut state = State::default();
     let deployment = weir_stack::deploy(&template, stack, params, &mut state, now_ms())?;
@@ -111,15 +123,36 @@ fn load(file: &PathBuf, stack: &str, params: &BTreeMap<String, String>) -> Resul
 fn print_summary(state: &State, d: &weir_stack::Deployment, stack: &str) {
     println!("stack {stack}: {} resources created", d.resources.len());
     for lb in state.load_balancers.values() {
-        println!("  load balancer {} ({}, {})", lb.name, lb.lb_type.as_str(), lb.scheme.as_str());
+        println!(
+            "  load balancer {} ({}, {})",
+            lb.name,
+            lb.lb_type.as_str(),
+            lb.scheme.as_str()
+        );
         println!("    DNS name: {}", lb.dns_name());
         for l in state.listeners_of(&lb.arn) {
-            println!("    listener {}:{} rules: {}", l.protocol.as_str(), l.port, state.rules_of(&l.arn).len());
+            println!(
+                "    listener {}:{} rules: {}",
+                l.protocol.as_str(),
+                l.port,
+                state.rules_of(&l.arn).len()
+            );
         }
     }
     for tg in state.target_groups.values() {
-        let targets: Vec<String> = tg.targets.iter().map(|t| format!("{}:{}", t.id, t.port)).collect();
-        println!("  target group {} ({}:{}, {}) targets: {}", tg.name, tg.protocol.as_str(), tg.port, tg.algorithm(), targets.join(", "));
+        let targets: Vec<String> = tg
+            .targets
+            .iter()
+            .map(|t| format!("{}:{}", t.id, t.port))
+            .collect();
+        println!(
+            "  target group {} ({}:{}, {}) targets: {}",
+            tg.name,
+            tg.protocol.as_str(),
+            tg.port,
+            tg.algorithm(),
+            targets.join(", ")
+        );
     }
     for (k, v) in &d.outputs {
         println!("  output {k} = {v}");
@@ -127,14 +160,31 @@ fn print_summary(state: &State, d: &weir_stack::Deployment, stack: &str) {
 }
 
 async fn start_demo_backends(template: &weir_stack::Template) -> Result<Vec<DemoBackend>> {
-    let list = template.body.pointer("/Metadata/Weir/DemoBackends").and_then(|v| v.as_array()).cloned().unwrap_or_default();
+    let list = template
+        .body
+        .pointer("/Metadata/Weir/DemoBackends")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
     let mut out = Vec::new();
     for b in list {
-        let name = b.get("Name").and_then(|v| v.as_str()).unwrap_or("demo").to_string();
-        let port = b.get("Port").and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))).context("DemoBackends entries need a Port")?;
+        let name = b
+            .get("Name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("demo")
+            .to_string();
+        let port = b
+            .get("Port")
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
+            .context("DemoBackends entries need a Port")?;
         let port = u16::try_from(port).context("DemoBackends port must be 1-65535")?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let backend = DemoBackend::start(addr, &name).await.with_context(|| format!("starting demo backend {name} on {addr}"))?;
+        let backend = DemoBackend::start(addr, &name)
+            .await
+            .with_context(|| format!("starting demo backend {name} on {addr}"))?;
         println!("  demo backend {name} on {addr}");
         out.push(backend);
     }
@@ -144,20 +194,44 @@ async fn start_demo_backends(template: &weir_stack::Template) -> Result<Vec<Demo
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| "weir=info,warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "weir=info,warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { file, stack_name, parameters, public_addresses, no_demo_backends } => {
-            let stack = stack_name.unwrap_or_else(|| file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned()));
+        Command::Up {
+            file,
+            stack_name,
+            parameters,
+            public_addresses,
+            no_demo_backends,
+        } => {
+            let stack = stack_name.unwrap_or_else(|| {
+                file.file_stem()
+                    .map_or("stack".into(), |s| s.to_string_lossy().into_owned())
+            });
             let (template, state, deployment) = load(&file, &stack, &parse_params(&parameters)?)?;
-            let _backends = if no_demo_backends { Vec::new() } else { start_demo_backends(&template).await? };
-            let dp = Dataplane::new(DataplaneConfig { public_addresses, bind_zone_nodes: true });
+            let _backends = if no_demo_backends {
+                Vec::new()
+            } else {
+                start_demo_backends(&template).await?
+            };
+            let dp = Dataplane::new(DataplaneConfig {
+                public_addresses,
+                bind_zone_nodes: true,
+            });
             dp.apply(&state).await.context("starting listeners")?;
             print_summary(&state, &deployment, &stack);
             for l in state.listeners.values() {
-                let addrs: Vec<String> = dp.listener_addrs(&l.arn).await.iter().map(|a| format!("http://{a}/")).collect();
+                let addrs: Vec<String> = dp
+                    .listener_addrs(&l.arn)
+                    .await
+                    .iter()
+                    .map(|a| format!("http://{a}/"))
+                    .collect();
                 println!("  serving listener port {} on {}", l.port, addrs.join(" "));
             }
             println!("weir is up; press Ctrl-C to stop");
@@ -166,11 +240,19 @@ async fn main() -> Result<()> {
             dp.shutdown().await;
         }
         Command::Validate { file, parameters } => {
-            let stack = file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned());
+            let stack = file
+                .file_stem()
+                .map_or("stack".into(), |s| s.to_string_lossy().into_owned());
             let (_, state, deployment) = load(&file, &stack, &parse_params(&parameters)?)?;
             print_summary(&state, &deployment, &stack);
         }
-        Command::DemoBackend { port, name, address, health_status, delay_ms } => {
+        Command::DemoBackend {
+            port,
+            name,
+            address,
+            health_status,
+            delay_ms,
+        } => {
             let b = DemoBackend::start(SocketAddr::new(address, port), &name).await?;
             b.set_health(health_status);
             b.set_delay_ms(delay_ms);

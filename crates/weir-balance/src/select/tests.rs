@@ -7,7 +7,10 @@ fn cells(n: usize) -> Vec<Arc<TargetCell>> {
         .map(|i| {
             let port = 9000 + i as u16;
             Arc::new(TargetCell::new(
-                TargetKey { id: "127.0.0.1".into(), port },
+                TargetKey {
+                    id: "127.0.0.1".into(),
+                    port,
+                },
                 format!("127.0.0.1:{port}").parse().unwrap(),
                 "us-east-1a".into(),
             ))
@@ -23,7 +26,9 @@ fn healthy(c: &[Arc<TargetCell>]) {
 
 #[test]
 fn empty_selector_gives_none() {
-    assert!(Selector::new(Algorithm::RoundRobin, vec![]).pick(None).is_none());
+    assert!(Selector::new(Algorithm::RoundRobin, vec![])
+        .pick(None)
+        .is_none());
 }
 
 #[test]
@@ -39,7 +44,11 @@ fn fail_open_uses_unhealthy_but_never_draining() {
     }
     c[1].set_health(HealthState::Healthy, Reason::None);
     for _ in 0..10 {
-        assert_eq!(s.pick(None).unwrap().target().key.port, 9001, "healthy targets win over fail-open");
+        assert_eq!(
+            s.pick(None).unwrap().target().key.port,
+            9001,
+            "healthy targets win over fail-open"
+        );
     }
 }
 

@@ -1,0 +1,125 @@
+//! The real `weir` binary: `weir up examples/quickstart.yaml` serves what the README shows,
+//! checked with curl; `weir validate` reports template errors clearly.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn weir() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+}
+
+fn repo_file(rel: &str) -> String {
+    format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn quickstart_serves_what_the_readme_shows() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = weir()
+        .args([
+            "up",
+            &repo_file("examples/quickstart.yaml"),
+            "--parameter",
+            &format!("ListenerPort={port}"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Kill(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("weir is up") {
+            break;
+        }
+    }
+    assert!(seen.contains("weir is up"), "{seen}");
+    assert!(seen.contains("DNS name: quickstart-"), "{seen}");
+    let base = format!("http://127.0.0.1:{port}");
+
+    let mut web = Vec::new();
+    for _ in 0..4 {
+        web.push(
+            curl(&[&format!("{base}/")])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    web.sort();
+    assert_eq!(web, vec!["web-1", "web-1", "web-2", "web-2"]);
+    assert!(curl(&[&format!("{base}/api/users")]).starts_with("api-"));
+    let head = curl(&["-i", &format!("{base}/old/page?x=1")]);
+    assert!(head.starts_with("HTTP/1.1 301"), "{head}");
+    assert!(
+        head.contains(&format!("location: http://127.0.0.1:{port}/new/page?x=1")),
+        "{head}"
+    );
+    assert_eq!(curl(&[&format!("{base}/ping")]), "pong");
+    assert!(
+        curl(&["-X", "POST", &format!("{base}/ping")]).starts_with("web-"),
+        "POST /ping is not matched by the GET/HEAD rule"
+    );
+}
+
+#[test]
+fn validate_reports_errors_with_resource_names() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    std::fs::write(&bad, "Resources:\n  Web:\n    Type: AWS::ElasticLoadBalancingV2::TargetGroup\n    Properties: { Name: web, Protocol: HTTP, Port: 80, HealthCheckIntervalSeconds: 5 }\n").unwrap();
+    let out = weir()
+        .args(["validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Web")
+            && err.contains("Health check interval must be greater than the timeout"),
+        "{err}"
+    );
+    let ok = weir()
+        .args(["validate", &repo_file("examples/quickstart.yaml")])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("7 resources created"));
+    let _ = std::fs::remove_dir_all(dir);
+}
