@@ -121,12 +121,14 @@ async fn tls_server(status: u16) -> SocketAddr {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
     let ck = rcgen::generate_simple_self_signed(vec!["target.internal".into()]).unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
-    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)
-        .unwrap();
+    let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![ck.cert.der().clone()], key)
+    .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -134,7 +136,9 @@ async fn tls_server(status: u16) -> SocketAddr {
         while let Ok((s, _)) = l.accept().await {
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(s).await else { return };
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
                 let mut buf = [0u8; 2048];
                 let n = tls.read(&mut buf).await.unwrap_or(0);
                 assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /health HTTP/1.1"));
@@ -150,11 +154,23 @@ async fn tls_server(status: u16) -> SocketAddr {
 #[tokio::test]
 async fn https_probe_over_tls_without_verifying_the_target() {
     let ok = tls_server(200).await;
-    assert_eq!(probe(ok, &spec(Protocol::Https, "200")).await, ProbeOutcome::Success);
+    assert_eq!(
+        probe(ok, &spec(Protocol::Https, "200")).await,
+        ProbeOutcome::Success
+    );
     let bad = tls_server(500).await;
-    assert_eq!(probe(bad, &spec(Protocol::Https, "200")).await, ProbeOutcome::CodeMismatch(500));
+    assert_eq!(
+        probe(bad, &spec(Protocol::Https, "200")).await,
+        ProbeOutcome::CodeMismatch(500)
+    );
     // Plain HTTP against a TLS target fails; HTTPS against a plain target fails.
-    assert_ne!(probe(ok, &spec(Protocol::Http, "200")).await, ProbeOutcome::Success);
+    assert_ne!(
+        probe(ok, &spec(Protocol::Http, "200")).await,
+        ProbeOutcome::Success
+    );
     let plain = one_shot_server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-    assert_eq!(probe(plain, &spec(Protocol::Https, "200")).await, ProbeOutcome::Failed);
+    assert_eq!(
+        probe(plain, &spec(Protocol::Https, "200")).await,
+        ProbeOutcome::Failed
+    );
 }

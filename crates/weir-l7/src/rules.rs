@@ -7,6 +7,8 @@
 //! Query-string pairs are compared after percent-decoding. Source IPs are the client's address,
 //! never `X-Forwarded-For`.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -76,7 +78,8 @@ impl Compiled {
         }
     }
 
-    fn matches(&self, r: &RequestView<'_>) -> bool {
+    fn matches(&self, e: &Eval<'_, '_>) -> bool {
+        let r = e.view;
         match self {
             Compiled::Host(p) => p.iter().any(|p| p.matches(r.host)),
             Compiled::Path(p) => p.iter().any(|p| p.matches(r.path)),
@@ -87,33 +90,51 @@ impl Compiled {
                 .filter_map(|v| v.to_str().ok())
                 .any(|v| p.iter().any(|p| p.matches(v))),
             Compiled::Method(m) => m.iter().any(|m| m == r.method),
-            Compiled::Query(pairs) => {
-                let Some(q) = r.query else { return false };
-                query_pairs(q).any(|(k, v)| {
-                    pairs.iter().any(|(pk, pv)| {
-                        pk.as_ref().is_none_or(|pk| pk.matches(&k)) && pv.matches(&v)
-                    })
-                })
-            }
+            Compiled::Query(pairs) => e.query().iter().any(|(k, v)| {
+                pairs
+                    .iter()
+                    .any(|(pk, pv)| pk.as_ref().is_none_or(|pk| pk.matches(k)) && pv.matches(v))
+            }),
             Compiled::Source(c) => c.iter().any(|c| c.contains(r.source)),
             Compiled::Never => false,
         }
     }
 }
 
-fn query_pairs(q: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    let decode = |s: &str| {
-        let s = s.replace('+', " ");
-        percent_encoding::percent_decode_str(&s)
+/// One request's evaluation: the view plus lazily computed, shared derived values.
+struct Eval<'v, 'a> {
+    view: &'v RequestView<'a>,
+    query: OnceCell<Vec<(Cow<'a, str>, Cow<'a, str>)>>,
+}
+
+impl<'a> Eval<'_, 'a> {
+    /// The query's `key=value` pairs, decoded once per request and only if a rule asks.
+    fn query(&self) -> &[(Cow<'a, str>, Cow<'a, str>)] {
+        self.query
+            .get_or_init(|| self.view.query.map(query_pairs).unwrap_or_default())
+    }
+}
+
+fn decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['+', '%']) {
+        return Cow::Borrowed(s);
+    }
+    let spaced = s.replace('+', " ");
+    Cow::Owned(
+        percent_encoding::percent_decode_str(&spaced)
             .decode_utf8_lossy()
-            .into_owned()
-    };
+            .into_owned(),
+    )
+}
+
+fn query_pairs(q: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
     q.split('&')
         .filter(|p| !p.is_empty())
-        .map(move |p| match p.split_once('=') {
+        .map(|p| match p.split_once('=') {
             Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
+            None => (decode(p), Cow::Borrowed("")),
         })
+        .collect()
 }
 
 /// One compiled rule.
@@ -157,8 +178,12 @@ impl CompiledRules {
 
     /// The first matching rule's priority (`None` for the default rule) and action.
     pub fn evaluate(&self, r: &RequestView<'_>) -> (Option<u32>, &Arc<CompiledAction>) {
+        let e = Eval {
+            view: r,
+            query: OnceCell::new(),
+        };
         for rule in &self.rules {
-            if rule.conditions.iter().all(|c| c.matches(r)) {
+            if rule.conditions.iter().all(|c| c.matches(&e)) {
                 return (Some(rule.priority), &rule.action);
             }
         }

@@ -192,8 +192,21 @@ fn incompatible_and_associated_target_groups() {
 #[test]
 fn deletion_protection_blocks_delete() {
     let (mut s, lb, _tg) = setup();
-    s.load_balancers.get_mut(&lb).unwrap().attributes.set("deletion_protection.enabled", "true").unwrap();
-    assert_eq!(s.delete_load_balancer(&lb).unwrap_err().code, ErrorCode::OperationNotPermitted);
-    s.load_balancers.get_mut(&lb).unwrap().attributes.set("deletion_protection.enabled", "false").unwrap();
+    s.load_balancers
+        .get_mut(&lb)
+        .unwrap()
+        .attributes
+        .set("deletion_protection.enabled", "true")
+        .unwrap();
+    assert_eq!(
+        s.delete_load_balancer(&lb).unwrap_err().code,
+        ErrorCode::OperationNotPermitted
+    );
+    s.load_balancers
+        .get_mut(&lb)
+        .unwrap()
+        .attributes
+        .set("deletion_protection.enabled", "false")
+        .unwrap();
     s.delete_load_balancer(&lb).unwrap();
 }

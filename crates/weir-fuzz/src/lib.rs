@@ -1,0 +1,128 @@
+//! Fuzz entry points. Each takes arbitrary bytes and must never panic; the cargo-fuzz targets in
+//! `fuzz/` call them, and `tests/replay.rs` replays the committed corpora through them on every
+//! `cargo test`.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use weir_l7::glob::Pattern;
+use weir_l7::snapshot::CompiledAction;
+use weir_l7::{CompiledRules, RequestView};
+use weir_model::condition::QueryStringPair;
+use weir_model::{Condition, FixedResponseConfig, State};
+
+/// Template text (user input to `weir up` and, later, the CloudFormation API): parse and deploy
+/// into an empty state. Errors are fine; panics are not. A failed deploy must leave the state
+/// untouched.
+pub fn template(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let Ok(t) = weir_stack::parse_template(&text) else {
+        return;
+    };
+    let mut state = State::default();
+    if weir_stack::deploy(&t, "fuzz", &BTreeMap::new(), &mut state, 0).is_err() {
+        assert_eq!(state, State::default(), "a failed deploy changed the state");
+    }
+}
+
+fn fixed(code: u16) -> Arc<CompiledAction> {
+    Arc::new(CompiledAction::Fixed(FixedResponseConfig {
+        status_code: code,
+        content_type: None,
+        message_body: None,
+    }))
+}
+
+/// Rule evaluation over request parts taken from the input (network input on every request):
+/// lines are method, host, path, query, header value, then a wildcard pattern and a text that is
+/// also checked against a reference matcher.
+pub fn rules(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.split('\n');
+    let mut next = || parts.next().unwrap_or("").to_string();
+    let (method, host, path, query, header, pattern, subject) =
+        (next(), next(), next(), next(), next(), next(), next());
+    let rules = CompiledRules::new(
+        vec![
+            (
+                1,
+                vec![Condition::HostHeader(vec![
+                    "*.example.?om".into(),
+                    host.clone(),
+                ])],
+                fixed(201),
+            ),
+            (
+                2,
+                vec![Condition::PathPattern(vec![
+                    "/a/*/b?".into(),
+                    pattern.clone(),
+                ])],
+                fixed(202),
+            ),
+            (
+                3,
+                vec![Condition::HttpHeader {
+                    name: "x-h".into(),
+                    values: vec![pattern.clone()],
+                }],
+                fixed(203),
+            ),
+            (
+                4,
+                vec![Condition::QueryString(vec![
+                    QueryStringPair {
+                        key: Some("k*".into()),
+                        value: pattern.clone(),
+                    },
+                    QueryStringPair {
+                        key: None,
+                        value: "v".into(),
+                    },
+                ])],
+                fixed(204),
+            ),
+            (
+                5,
+                vec![
+                    Condition::HttpRequestMethod(vec![method.clone()]),
+                    Condition::SourceIp(vec!["10.0.0.0/8".into(), "::/0".into()]),
+                ],
+                fixed(205),
+            ),
+        ],
+        fixed(404),
+    );
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(&header) {
+        headers.insert("x-h", v);
+    }
+    let view = RequestView {
+        method: &method,
+        host: &host,
+        path: &path,
+        query: Some(&query),
+        headers: &headers,
+        source: std::net::IpAddr::from([10, 1, 2, 3]),
+    };
+    let _ = rules.evaluate(&view);
+    // Differential check of the wildcard matcher on short inputs.
+    if pattern.len() <= 12 && subject.len() <= 24 {
+        assert_eq!(
+            Pattern::new(&pattern, false).matches(&subject),
+            reference(pattern.as_bytes(), subject.as_bytes()),
+            "pattern {pattern:?} subject {subject:?}"
+        );
+    }
+}
+
+fn reference(p: &[u8], t: &[u8]) -> bool {
+    match (p.first(), t.first()) {
+        (None, _) => t.is_empty(),
+        (Some(b'*'), _) => reference(&p[1..], t) || (!t.is_empty() && reference(p, &t[1..])),
+        (Some(_), None) => false,
+        (Some(b'?'), Some(_)) => reference(&p[1..], &t[1..]),
+        (Some(a), Some(b)) => a == b && reference(&p[1..], &t[1..]),
+    }
+}

@@ -1,0 +1,55 @@
+//! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) through the fuzz entry points.
+
+use std::path::PathBuf;
+
+fn replay(target: &str, f: fn(&[u8])) -> usize {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("dir entry").path();
+        let data = std::fs::read(&path).expect("corpus file");
+        f(&data);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn template_corpus() {
+    assert!(replay("template", weir_fuzz::template) >= 5);
+}
+
+#[test]
+fn rules_corpus() {
+    assert!(replay("rules", weir_fuzz::rules) >= 5);
+}
+
+mod random {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn rules_never_panic(lines in proptest::collection::vec("[a-zA-Z0-9*?./=&%:-]{0,20}", 0..8)) {
+            weir_fuzz::rules(lines.join("\n").as_bytes());
+        }
+
+        #[test]
+        fn template_fragments_never_panic(
+            keys in proptest::collection::vec(prop_oneof![
+                Just("Type: AWS::ElasticLoadBalancingV2::LoadBalancer"), Just("Type: AWS::ElasticLoadBalancingV2::TargetGroup"),
+                Just("Type: AWS::ElasticLoadBalancingV2::Listener"), Just("Properties: {Port: !Ref X}"),
+                Just("Properties: {Protocol: HTTP, Port: 80, Name: !Sub '${AWS::Region}'}"), Just("DependsOn: A"),
+                Just("Condition: C"), Just("Properties: {LoadBalancerArn: !GetAtt A.DNSName, DefaultActions: [{Type: forward}]}"),
+            ], 0..4),
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut t = String::from("Resources:\n  A:\n");
+            for k in keys { t.push_str("    "); t.push_str(k); t.push('\n'); }
+            weir_fuzz::template(t.as_bytes());
+            weir_fuzz::template(&bytes);
+        }
+    }
+}
