@@ -208,3 +208,46 @@ pub fn raw_status(resp: &str) -> u16 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
+
+/// The usual test template: one ALB named `name` (extra LB properties in `lb_props`, each line
+/// indented 6 spaces), one `ip` target group named `name` (extra properties in `tg_props`, same
+/// indentation) with `targets` (YAML list items indented 8), and a listener on `${PORT}` whose
+/// default action forwards to the group.
+pub fn one_group(name: &str, lb_props: &str, tg_props: &str, targets: &str) -> String {
+    format!(
+        r#"
+Resources:
+  LB:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties:
+      Name: {name}
+{lb_props}
+  TG:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      Name: {name}
+      Protocol: HTTP
+      Port: 80
+      TargetType: ip
+{tg_props}
+      Targets:
+{targets}
+  L:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref LB
+      Port: ${{PORT}}
+      Protocol: HTTP
+      DefaultActions: [{{ Type: forward, TargetGroupArn: !Ref TG }}]
+"#
+    )
+}
+
+/// `LoadBalancerAttributes` / `TargetGroupAttributes` lines for [`one_group`].
+pub fn attributes(key: &str, pairs: &[(&str, &str)]) -> String {
+    let items: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{{ Key: {k}, Value: \"{v}\" }}"))
+        .collect();
+    format!("      {key}: [{}]", items.join(", "))
+}

@@ -8,33 +8,15 @@ use weir_tests::*;
 
 async fn lb_with(algorithm: &str, n: usize) -> (Lb, Vec<weir_demo::DemoBackend>) {
     let b = backends(algorithm, n).await;
-    let yaml = format!(
-        r#"
-Resources:
-  LB: {{ Type: AWS::ElasticLoadBalancingV2::LoadBalancer, Properties: {{ Name: algo }} }}
-  TG:
-    Type: AWS::ElasticLoadBalancingV2::TargetGroup
-    Properties:
-      Name: algo
-      Protocol: HTTP
-      Port: 80
-      TargetType: ip
-      HealthCheckPath: /health
-      HealthCheckIntervalSeconds: 5
-      HealthCheckTimeoutSeconds: 2
-      HealthyThresholdCount: 2
-      TargetGroupAttributes: [{{ Key: load_balancing.algorithm.type, Value: {algorithm} }}]
-      Targets:
-{}
-  L:
-    Type: AWS::ElasticLoadBalancingV2::Listener
-    Properties:
-      LoadBalancerArn: !Ref LB
-      Port: ${{PORT}}
-      DefaultActions: [{{ Type: forward, TargetGroupArn: !Ref TG }}]
-"#,
-        targets_yaml(&b, 8)
+    let hc = "      HealthCheckPath: /health\n      HealthCheckIntervalSeconds: 5\n      HealthCheckTimeoutSeconds: 2\n      HealthyThresholdCount: 2\n";
+    let tg = format!(
+        "{hc}{}",
+        attributes(
+            "TargetGroupAttributes",
+            &[("load_balancing.algorithm.type", algorithm)]
+        )
     );
+    let yaml = one_group("algo", "", &tg, &targets_yaml(&b, 8));
     (Lb::up(&yaml).await, b)
 }
 

@@ -13,31 +13,17 @@ use tokio::net::TcpListener;
 use weir_tests::*;
 
 fn single_target(port: u16, lb_attrs: &str, tg_props: &str) -> String {
-    format!(
-        r#"
-Resources:
-  LB:
-    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
-    Properties:
-      Name: errors
-      LoadBalancerAttributes: [{lb_attrs}]
-  TG:
-    Type: AWS::ElasticLoadBalancingV2::TargetGroup
-    Properties:
-      Name: errors
-      Protocol: HTTP
-      Port: 80
-      TargetType: ip
-      HealthCheckEnabled: false
-{tg_props}
-      Targets: [{{ Id: 127.0.0.1, Port: {port} }}]
-  L:
-    Type: AWS::ElasticLoadBalancingV2::Listener
-    Properties:
-      LoadBalancerArn: !Ref LB
-      Port: ${{PORT}}
-      DefaultActions: [{{ Type: forward, TargetGroupArn: !Ref TG }}]
-"#
+    let lb = if lb_attrs.is_empty() {
+        String::new()
+    } else {
+        format!("      LoadBalancerAttributes: [{lb_attrs}]")
+    };
+    let targets = format!("        - {{ Id: 127.0.0.1, Port: {port} }}\n");
+    one_group(
+        "errors",
+        &lb,
+        &format!("      HealthCheckEnabled: false\n{tg_props}"),
+        &targets,
     )
 }
 
@@ -121,8 +107,12 @@ async fn slow_target_is_504_after_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_registered_targets_is_503() {
-    let yaml =
-        single_target(1, "", "").replace("      Targets: [{ Id: 127.0.0.1, Port: 1 }]\n", "");
+    let yaml = one_group(
+        "no-targets",
+        "",
+        "      HealthCheckEnabled: false",
+        "        []",
+    );
     let lb = Lb::up(&yaml).await;
     let r = get(&lb.url("/")).await;
     assert_eq!(r.status, 503);

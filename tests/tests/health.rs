@@ -12,34 +12,8 @@ use weir_tests::weir_model::HealthCheck;
 use weir_tests::*;
 
 fn template(targets: &str, extra_tg_props: &str) -> String {
-    format!(
-        r#"
-Resources:
-  LB: {{ Type: AWS::ElasticLoadBalancingV2::LoadBalancer, Properties: {{ Name: health }} }}
-  TG:
-    Type: AWS::ElasticLoadBalancingV2::TargetGroup
-    Properties:
-      Name: hc
-      Protocol: HTTP
-      Port: 80
-      TargetType: ip
-      HealthCheckPath: /health
-      HealthCheckIntervalSeconds: 5
-      HealthCheckTimeoutSeconds: 2
-      HealthyThresholdCount: 2
-      UnhealthyThresholdCount: 2
-      Matcher: {{ HttpCode: "200" }}
-{extra_tg_props}
-      Targets:
-{targets}
-  L:
-    Type: AWS::ElasticLoadBalancingV2::Listener
-    Properties:
-      LoadBalancerArn: !Ref LB
-      Port: ${{PORT}}
-      DefaultActions: [{{ Type: forward, TargetGroupArn: !Ref TG }}]
-"#
-    )
+    let hc = "      HealthCheckPath: /health\n      HealthCheckIntervalSeconds: 5\n      HealthCheckTimeoutSeconds: 2\n      HealthyThresholdCount: 2\n      UnhealthyThresholdCount: 2\n      Matcher: { HttpCode: \"200\" }\n";
+    one_group("hc", "", &format!("{hc}{extra_tg_props}"), targets)
 }
 
 fn states(h: &[weir_dataplane::TargetHealthInfo]) -> Vec<&'static str> {
@@ -201,7 +175,14 @@ async fn unused_targets_and_disabled_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deregistered_target_drains_then_disappears() {
     let b = backends("drain", 2).await;
-    let mut lb = Lb::up(&template(&targets_yaml(&b, 8), "      TargetGroupAttributes: [{ Key: deregistration_delay.timeout_seconds, Value: \"30\" }]\n")).await;
+    let mut lb = Lb::up(&template(
+        &targets_yaml(&b, 8),
+        &(attributes(
+            "TargetGroupAttributes",
+            &[("deregistration_delay.timeout_seconds", "30")],
+        ) + "\n"),
+    ))
+    .await;
     lb.wait_health("hc", 12, |h| {
         h.iter().all(|t| t.state.as_str() == "healthy")
     })

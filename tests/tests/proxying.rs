@@ -14,33 +14,13 @@ use weir_model::{Action, ActionKind, Condition, FixedResponseConfig};
 use weir_tests::*;
 
 fn lb_yaml(targets: &str, lb_attrs: &str) -> String {
-    format!(
-        r#"
-Resources:
-  LB:
-    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
-    Properties:
-      Name: proxying
-      Subnets: [subnet-0000000000000000a, subnet-0000000000000000b, subnet-0000000000000000c]
-      LoadBalancerAttributes: [{lb_attrs}]
-  TG:
-    Type: AWS::ElasticLoadBalancingV2::TargetGroup
-    Properties:
-      Name: proxying
-      Protocol: HTTP
-      Port: 80
-      TargetType: ip
-      HealthCheckPath: /health
-      Targets:
-{targets}
-  L:
-    Type: AWS::ElasticLoadBalancingV2::Listener
-    Properties:
-      LoadBalancerArn: !Ref LB
-      Port: ${{PORT}}
-      DefaultActions: [{{ Type: forward, TargetGroupArn: !Ref TG }}]
-"#
-    )
+    let subnets = "      Subnets: [subnet-0000000000000000a, subnet-0000000000000000b, subnet-0000000000000000c]";
+    let lb = if lb_attrs.is_empty() {
+        subnets.to_string()
+    } else {
+        format!("{subnets}\n      LoadBalancerAttributes: [{lb_attrs}]")
+    };
+    one_group("proxying", &lb, "      HealthCheckPath: /health", targets)
 }
 
 fn header<'a>(body: &'a str, name: &str) -> Option<&'a str> {

@@ -16,7 +16,7 @@
 
 mod compile;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -231,7 +231,7 @@ impl Dataplane {
     }
 
     fn apply_targets(&self, inner: &mut Inner, state: &State) {
-        let mut seen: Vec<CellKey> = Vec::new();
+        let mut seen: HashSet<CellKey> = HashSet::new();
         for tg in state.target_groups.values() {
             let lbs = state.load_balancers_of_target_group(&tg.arn);
             let zones: Vec<&str> = lbs
@@ -251,7 +251,7 @@ impl Dataplane {
                         port: t.port,
                     },
                 );
-                seen.push(key.clone());
+                seen.insert(key.clone());
                 let in_use = !lbs.is_empty()
                     && (t.availability_zone == "all"
                         || zones.contains(&t.availability_zone.as_str()));
