@@ -4,7 +4,7 @@
 use crate::error::{ErrorCode, ModelError, Result};
 
 /// One target group of a forward action with its weight (0–999).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WeightedTargetGroup {
     /// Target group ARN.
     pub target_group_arn: String,
@@ -13,7 +13,7 @@ pub struct WeightedTargetGroup {
 }
 
 /// Forward to one or more target groups.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ForwardConfig {
     /// Target groups with weights.
     pub target_groups: Vec<WeightedTargetGroup>,
@@ -25,7 +25,7 @@ pub struct ForwardConfig {
 
 /// Redirect target, each part possibly containing `#{protocol}`, `#{host}`, `#{port}`,
 /// `#{path}` and `#{query}` placeholders.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RedirectConfig {
     /// `HTTP`, `HTTPS` or `#{protocol}`.
     pub protocol: String,
@@ -55,7 +55,7 @@ impl Default for RedirectConfig {
 }
 
 /// A fixed response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FixedResponseConfig {
     /// 2XX, 4XX or 5XX.
     pub status_code: u16,
@@ -66,7 +66,7 @@ pub struct FixedResponseConfig {
 }
 
 /// What an action does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ActionKind {
     /// `forward`.
     Forward(ForwardConfig),
@@ -77,7 +77,7 @@ pub enum ActionKind {
 }
 
 /// A rule or default action.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Action {
     /// Order (1–50000); the terminal action is the one with the highest order.
     pub order: Option<u32>,

@@ -210,29 +210,60 @@ pub const GWLB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     ),
 ];
 
-/// A resource's attribute values: the supported specs plus the values set explicitly.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which attribute table a resource uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum AttributeSet {
+    /// [`ALB_ATTRIBUTES`].
+    Alb,
+    /// [`NLB_ATTRIBUTES`].
+    Nlb,
+    /// [`GWLB_ATTRIBUTES`].
+    Gwlb,
+    /// [`ALB_TG_ATTRIBUTES`].
+    AlbTargetGroup,
+    /// [`NLB_TG_ATTRIBUTES`].
+    NlbTargetGroup,
+    /// [`GWLB_TG_ATTRIBUTES`].
+    GwlbTargetGroup,
+}
+
+impl AttributeSet {
+    /// The specs of this set.
+    pub fn specs(self) -> &'static [AttributeSpec] {
+        match self {
+            Self::Alb => ALB_ATTRIBUTES,
+            Self::Nlb => NLB_ATTRIBUTES,
+            Self::Gwlb => GWLB_ATTRIBUTES,
+            Self::AlbTargetGroup => ALB_TG_ATTRIBUTES,
+            Self::NlbTargetGroup => NLB_TG_ATTRIBUTES,
+            Self::GwlbTargetGroup => GWLB_TG_ATTRIBUTES,
+        }
+    }
+}
+
+/// A resource's attribute values: the attribute table plus the values set explicitly.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Attributes {
-    specs: &'static [AttributeSpec],
+    table: AttributeSet,
     set: BTreeMap<String, String>,
 }
 
 impl Attributes {
-    /// All defaults for `specs`.
-    pub fn new(specs: &'static [AttributeSpec]) -> Self {
+    /// All defaults of `table`.
+    pub fn new(table: AttributeSet) -> Self {
         Self {
-            specs,
+            table,
             set: BTreeMap::new(),
         }
     }
 
     /// The supported keys.
     pub fn specs(&self) -> &'static [AttributeSpec] {
-        self.specs
+        self.table.specs()
     }
 
     fn spec(&self, key: &str) -> Option<&'static AttributeSpec> {
-        self.specs.iter().find(|s| s.key == key)
+        self.specs().iter().find(|s| s.key == key)
     }
 
     /// Validates and sets one attribute.
@@ -278,7 +309,7 @@ impl Attributes {
 
     /// Every supported key with its current value, in AWS's key order.
     pub fn all(&self) -> Vec<(&'static str, String)> {
-        self.specs
+        self.specs()
             .iter()
             .map(|s| (s.key, self.get(s.key).unwrap_or(s.default).to_string()))
             .collect()
@@ -333,7 +364,7 @@ mod tests {
 
     #[test]
     fn defaults_and_ranges() {
-        let mut a = Attributes::new(ALB_ATTRIBUTES);
+        let mut a = Attributes::new(AttributeSet::Alb);
         assert_eq!(a.get("idle_timeout.timeout_seconds"), Some("60"));
         assert!(a.set("idle_timeout.timeout_seconds", "0").is_err());
         assert!(a.set("idle_timeout.timeout_seconds", "4001").is_err());
@@ -348,7 +379,7 @@ mod tests {
 
     #[test]
     fn slow_start_zero_or_range() {
-        let mut a = Attributes::new(ALB_TG_ATTRIBUTES);
+        let mut a = Attributes::new(AttributeSet::AlbTargetGroup);
         assert!(a.set("slow_start.duration_seconds", "0").is_ok());
         assert!(a.set("slow_start.duration_seconds", "29").is_err());
         assert!(a.set("slow_start.duration_seconds", "30").is_ok());
@@ -357,7 +388,7 @@ mod tests {
 
     #[test]
     fn set_all_is_atomic() {
-        let mut a = Attributes::new(ALB_TG_ATTRIBUTES);
+        let mut a = Attributes::new(AttributeSet::AlbTargetGroup);
         let r = a.set_all([
             ("deregistration_delay.timeout_seconds", "10"),
             ("stickiness.enabled", "maybe"),

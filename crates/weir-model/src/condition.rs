@@ -9,7 +9,7 @@ pub const MAX_CONDITION_VALUES_PER_RULE: usize = 5;
 pub const MAX_WILDCARDS_PER_RULE: usize = 5;
 
 /// One `Key=Value` pair of a query-string condition; a missing key matches any key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueryStringPair {
     /// Optional key pattern.
     pub key: Option<String>,
@@ -18,7 +18,7 @@ pub struct QueryStringPair {
 }
 
 /// A rule condition. Values of one condition are OR-ed; the conditions of a rule are AND-ed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Condition {
     /// `host-header`: host names, case-insensitive, `*`/`?` wildcards.
     HostHeader(Vec<String>),

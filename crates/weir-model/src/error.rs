@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// AWS ELB error codes that the model can raise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[allow(missing_docs)]
 pub enum ErrorCode {
     ValidationError,
@@ -79,7 +79,7 @@ impl ErrorCode {
 
 /// A model error: an AWS error code and a message in AWS's wording. Always the caller's fault
 /// (the client side), never the load balancer's.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ModelError {
     /// The AWS error code.
     pub code: ErrorCode,

@@ -2,7 +2,8 @@
 //! and validation errors (AWS error codes and wording), ARNs and ids, and [`State`], the desired
 //! state that every surface (templates, API) edits through validated operations.
 //!
-//! Pure data: no I/O, no async. The data plane is handed snapshots compiled from a [`State`].
+//! Pure data: no I/O, no async. [`shape`] converts AWS's JSON shapes (CloudFormation properties,
+//! nested Query API parameters) into model values. The data plane is handed snapshots compiled from a [`State`].
 #![forbid(unsafe_code)]
 
 pub mod action;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod listener;
 pub mod load_balancer;
+pub mod shape;
 pub mod state;
 pub mod target_group;
 pub mod zones;
@@ -19,7 +21,7 @@ pub mod zones;
 pub use action::{
     Action, ActionKind, FixedResponseConfig, ForwardConfig, RedirectConfig, WeightedTargetGroup,
 };
-pub use attributes::{AttributeKind, AttributeSpec, Attributes};
+pub use attributes::{AttributeKind, AttributeSet, AttributeSpec, Attributes};
 pub use condition::{Condition, QueryStringPair};
 pub use error::{ErrorCode, ModelError};
 pub use listener::{Listener, Rule, RulePriority};

@@ -5,7 +5,7 @@ use crate::condition::Condition;
 use crate::target_group::Protocol;
 
 /// A listener: a port and protocol on a load balancer, with default actions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Listener {
     /// ARN: `...:listener/app/LBNAME/LBID/ID`.
     pub arn: String,
@@ -20,7 +20,9 @@ pub struct Listener {
 }
 
 /// A rule's priority.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum RulePriority {
     /// 1–50000, lower evaluated first.
     Number(u32),
@@ -39,7 +41,7 @@ impl RulePriority {
 }
 
 /// A listener rule: conditions (AND-ed) and actions, at a priority.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rule {
     /// ARN: `...:listener-rule/app/LBNAME/LBID/LISTENERID/ID`.
     pub arn: String,

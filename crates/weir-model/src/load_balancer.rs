@@ -5,7 +5,7 @@ use crate::error::{ModelError, Result};
 use crate::zones::AvailabilityZone;
 
 /// The `Type` of a load balancer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum LoadBalancerType {
     /// `application` (ALB).
     Application,
@@ -43,17 +43,17 @@ impl LoadBalancerType {
             Self::Gateway => "gwy",
         }
     }
-    fn attribute_specs(self) -> &'static [attributes::AttributeSpec] {
+    fn attribute_set(self) -> attributes::AttributeSet {
         match self {
-            Self::Application => attributes::ALB_ATTRIBUTES,
-            Self::Network => attributes::NLB_ATTRIBUTES,
-            Self::Gateway => attributes::GWLB_ATTRIBUTES,
+            Self::Application => attributes::AttributeSet::Alb,
+            Self::Network => attributes::AttributeSet::Nlb,
+            Self::Gateway => attributes::AttributeSet::Gwlb,
         }
     }
 }
 
 /// The `Scheme` of a load balancer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Scheme {
     /// Reachable on the configured public address(es) as well as the zone nodes.
     InternetFacing,
@@ -82,7 +82,7 @@ impl Scheme {
 }
 
 /// The `IpAddressType` of a load balancer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum IpAddressType {
     /// `ipv4`.
     Ipv4,
@@ -111,7 +111,7 @@ impl IpAddressType {
 }
 
 /// A load balancer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoadBalancer {
     /// ARN: `arn:aws:elasticloadbalancing:REGION:ACCOUNT:loadbalancer/app/NAME/ID`.
     pub arn: String,
@@ -180,7 +180,7 @@ impl LoadBalancer {
             ip_address_type: IpAddressType::Ipv4,
             zones,
             security_groups: Vec::new(),
-            attributes: Attributes::new(lb_type.attribute_specs()),
+            attributes: Attributes::new(lb_type.attribute_set()),
             node_index,
             created_ms,
         })

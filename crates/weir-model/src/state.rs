@@ -25,7 +25,7 @@ pub const MAX_TARGETS_PER_TG: usize = 1000;
 pub const MAX_LOAD_BALANCERS: usize = 254;
 
 /// A registration request: target id, optional port and zone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TargetSpec {
     /// Instance id or IP address.
     pub id: String,
@@ -36,7 +36,7 @@ pub struct TargetSpec {
 }
 
 /// A compute instance that `instance` targets can name (launched by Auto Scaling).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Instance {
     /// `i-...` id.
     pub id: String,
@@ -47,7 +47,7 @@ pub struct Instance {
 }
 
 /// The whole desired state of one Weir region/account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// Region name.
     pub region: String,

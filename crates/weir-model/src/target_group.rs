@@ -7,7 +7,7 @@ use crate::attributes::{self, Attributes};
 use crate::error::{ErrorCode, ModelError, Result};
 
 /// A listener or target-group protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[allow(missing_docs)]
 pub enum Protocol {
     Http,
@@ -60,7 +60,7 @@ impl Protocol {
 }
 
 /// The protocol version a target group speaks to its targets (ALB only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[allow(missing_docs)]
 pub enum ProtocolVersion {
     Http1,
@@ -91,7 +91,7 @@ impl ProtocolVersion {
 }
 
 /// The kind of targets a group holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[allow(missing_docs)]
 pub enum TargetType {
     Instance,
@@ -125,7 +125,7 @@ impl TargetType {
 }
 
 /// The port health checks are sent to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum HealthCheckPort {
     /// The port each target receives traffic on (`traffic-port`).
     TrafficPort,
@@ -156,7 +156,7 @@ impl HealthCheckPort {
 }
 
 /// A health-check success matcher: a set of HTTP codes (or gRPC codes) as inclusive ranges.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Matcher {
     /// The text as configured, e.g. `200,202` or `200-299`.
     pub text: String,
@@ -213,7 +213,7 @@ impl Matcher {
 }
 
 /// Health-check settings of a target group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HealthCheck {
     /// `HealthCheckEnabled`.
     pub enabled: bool,
@@ -321,7 +321,7 @@ impl HealthCheck {
 }
 
 /// A registered target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Target {
     /// Instance id, or IP address for `ip` target groups.
     pub id: String,
@@ -334,7 +334,7 @@ pub struct Target {
 }
 
 /// A target group.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TargetGroup {
     /// ARN: `...:targetgroup/NAME/ID`.
     pub arn: String,
@@ -382,9 +382,9 @@ impl TargetGroup {
             ));
         }
         let specs = match protocol {
-            Protocol::Http | Protocol::Https => attributes::ALB_TG_ATTRIBUTES,
-            Protocol::Geneve => attributes::GWLB_TG_ATTRIBUTES,
-            _ => attributes::NLB_TG_ATTRIBUTES,
+            Protocol::Http | Protocol::Https => attributes::AttributeSet::AlbTargetGroup,
+            Protocol::Geneve => attributes::AttributeSet::GwlbTargetGroup,
+            _ => attributes::AttributeSet::NlbTargetGroup,
         };
         Ok(Self {
             arn: format!(

@@ -14,7 +14,7 @@ pub const ZONE_LETTERS: [char; 6] = ['a', 'b', 'c', 'd', 'e', 'f'];
 pub const DEFAULT_VPC_ID: &str = "vpc-00000000000000001";
 
 /// One zone that a load balancer is enabled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AvailabilityZone {
     /// Zone name, e.g. `us-east-1a`.
     pub zone_name: String,

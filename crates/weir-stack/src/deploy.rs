@@ -11,9 +11,9 @@ use weir_model::{
     Scheme, State, TargetGroup, TargetType,
 };
 
-use crate::convert::{self, get_bool, get_str, get_strs, get_u32};
 use crate::intrinsics::{references, Context};
 use crate::template::Template;
+use weir_model::shape::{self as convert, get_bool, get_str, get_strs, get_u32};
 
 /// Why a deployment failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,6 @@
 //! the resource types `AWS::ElasticLoadBalancingV2::{LoadBalancer,TargetGroup,Listener,ListenerRule}`.
 #![forbid(unsafe_code)]
 
-pub mod convert;
 pub mod deploy;
 pub mod intrinsics;
 pub mod template;

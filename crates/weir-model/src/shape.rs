@@ -1,14 +1,14 @@
-//! Converts ELBv2 structures in their CloudFormation/API JSON shape (`DefaultActions`,
-//! `Conditions`, `Targets`, `…Attributes`) into model values. The Query API reuses these by
-//! building the same shape from its form parameters.
+//! Converts ELBv2 structures in their AWS JSON shape (`DefaultActions`, `Conditions`, `Targets`,
+//! `…Attributes`) into model values. CloudFormation properties have this shape directly; the
+//! Query API gets it by nesting its `X.member.N.Y` form parameters. One conversion serves both.
 
-use serde_json::Value;
-use weir_model::condition::QueryStringPair;
-use weir_model::state::TargetSpec;
-use weir_model::{
+use crate::condition::QueryStringPair;
+use crate::state::TargetSpec;
+use crate::{
     Action, ActionKind, Condition, FixedResponseConfig, ForwardConfig, ModelError, RedirectConfig,
     WeightedTargetGroup,
 };
+use serde_json::Value;
 
 type Result<T> = std::result::Result<T, ModelError>;
 
@@ -138,7 +138,7 @@ fn action(v: &Value) -> Result<Action> {
         }
         other => {
             return Err(ModelError::new(
-                weir_model::ErrorCode::InvalidLoadBalancerAction,
+                crate::ErrorCode::InvalidLoadBalancerAction,
                 format!("Action type '{other}' is not supported; supported types are forward, redirect and fixed-response"),
             ))
         }
@@ -221,6 +221,54 @@ pub fn targets(v: Option<&Value>) -> Result<Vec<TargetSpec>> {
         .collect()
 }
 
+/// Nests flat Query API parameters into the JSON shape: `A.member.2.B=x` becomes
+/// `{"A": [_, {"B": "x"}]}` (lists are 1-based on the wire), other dotted keys become objects.
+/// Gaps in a list are left as `null`. A key that is both a value and a structure keeps the
+/// structure (AWS would reject such a request; the typed reader then reports what is missing).
+pub fn nest_query_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Value {
+    let mut root = Value::Object(serde_json::Map::new());
+    for (key, value) in pairs {
+        let parts: Vec<&str> = key.split('.').collect();
+        let mut node = &mut root;
+        let mut i = 0;
+        while i < parts.len() {
+            let last = i + 1 == parts.len();
+            if parts[i] == "member" && i + 1 < parts.len() {
+                let Ok(n) = parts[i + 1].parse::<usize>() else {
+                    break;
+                };
+                if n == 0 || n > 1000 {
+                    break;
+                }
+                if !node.is_array() {
+                    *node = Value::Array(Vec::new());
+                }
+                let Value::Array(a) = node else { break };
+                if a.len() < n {
+                    a.resize(n, Value::Null);
+                }
+                node = &mut a[n - 1];
+                i += 2;
+                if i == parts.len() {
+                    *node = Value::String(value.to_string());
+                }
+                continue;
+            }
+            if !node.is_object() {
+                *node = Value::Object(serde_json::Map::new());
+            }
+            let Value::Object(m) = node else { break };
+            if last {
+                m.insert(parts[i].to_string(), Value::String(value.to_string()));
+                break;
+            }
+            node = m.entry(parts[i].to_string()).or_insert(Value::Null);
+            i += 1;
+        }
+    }
+    root
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +310,52 @@ mod tests {
         .unwrap();
         assert_eq!(c.len(), 4);
         assert!(conditions(Some(&json!([{"Field": "cookie"}]))).is_err());
+    }
+
+    #[test]
+    fn query_params_nest_into_the_json_shape() {
+        let v = nest_query_params([
+            ("Action", "CreateRule"),
+            ("Conditions.member.1.Field", "path-pattern"),
+            (
+                "Conditions.member.1.PathPatternConfig.Values.member.1",
+                "/a/*",
+            ),
+            (
+                "Conditions.member.1.PathPatternConfig.Values.member.2",
+                "/b",
+            ),
+            ("Actions.member.1.Type", "forward"),
+            (
+                "Actions.member.1.ForwardConfig.TargetGroups.member.1.TargetGroupArn",
+                "tg",
+            ),
+            (
+                "Actions.member.1.ForwardConfig.TargetGroups.member.1.Weight",
+                "3",
+            ),
+            ("Subnets.member.2", "s2"),
+            ("Subnets.member.1", "s1"),
+            ("Bad.member.0", "ignored"),
+            ("Bad2.member.x", "ignored"),
+        ]);
+        assert_eq!(v["Action"], "CreateRule");
+        assert_eq!(v["Subnets"], json!(["s1", "s2"]));
+        let c = conditions(v.get("Conditions")).unwrap();
+        assert_eq!(
+            c,
+            vec![Condition::PathPattern(vec!["/a/*".into(), "/b".into()])]
+        );
+        let a = actions(v.get("Actions")).unwrap();
+        match &a[0].kind {
+            ActionKind::Forward(f) => assert_eq!(
+                (
+                    f.target_groups[0].target_group_arn.as_str(),
+                    f.target_groups[0].weight
+                ),
+                ("tg", 3)
+            ),
+            k => panic!("{k:?}"),
+        }
     }
 }
