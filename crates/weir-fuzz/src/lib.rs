@@ -26,6 +26,20 @@ pub fn template(data: &[u8]) {
     }
 }
 
+/// Query API form bodies (network input on every API request): parse as the API does, nest, and
+/// run the shape conversions the handlers use.
+pub fn query_params(data: &[u8]) {
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(data).into_owned().collect();
+    let v =
+        weir_model::shape::nest_query_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let _ = weir_model::shape::actions(v.get("Actions"));
+    let _ = weir_model::shape::actions(v.get("DefaultActions"));
+    let _ = weir_model::shape::conditions(v.get("Conditions"));
+    let _ = weir_model::shape::targets(v.get("Targets"));
+    let _ = weir_model::shape::key_values(v.get("Attributes"));
+    let _ = weir_model::shape::target_group(&State::default(), &v, "fuzz");
+}
+
 fn fixed(code: u16) -> Arc<CompiledAction> {
     Arc::new(CompiledAction::Fixed(FixedResponseConfig {
         status_code: code,

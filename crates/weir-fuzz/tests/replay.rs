@@ -22,6 +22,11 @@ fn template_corpus() {
 }
 
 #[test]
+fn query_params_corpus() {
+    assert!(replay("query_params", weir_fuzz::query_params) >= 4);
+}
+
+#[test]
 fn rules_corpus() {
     assert!(replay("rules", weir_fuzz::rules) >= 5);
 }
@@ -34,6 +39,12 @@ mod random {
         #[test]
         fn rules_never_panic(lines in proptest::collection::vec("[a-zA-Z0-9*?./=&%:-]{0,20}", 0..8)) {
             weir_fuzz::rules(lines.join("\n").as_bytes());
+        }
+
+        #[test]
+        fn query_params_never_panic(keys in proptest::collection::vec("(Actions|Conditions|Targets|Attributes|Port)(\\.member\\.[0-9]{1,4}(\\.[A-Za-z]{1,12})?){0,3}", 0..8), vals in proptest::collection::vec("[a-z0-9/*%=&.-]{0,8}", 8)) {
+            let body: Vec<String> = keys.iter().zip(vals.iter()).map(|(k, v)| format!("{k}={v}")).collect();
+            weir_fuzz::query_params(body.join("&").as_bytes());
         }
 
         #[test]

@@ -221,6 +221,97 @@ pub fn targets(v: Option<&Value>) -> Result<Vec<TargetSpec>> {
         .collect()
 }
 
+/// A new target group from `CreateTargetGroup` parameters / CloudFormation properties (without
+/// attributes and targets, which callers add). Defaults are AWS's for the protocol.
+pub fn target_group(state: &crate::State, p: &Value, name: &str) -> Result<crate::TargetGroup> {
+    use crate::{HealthCheck, Protocol, ProtocolVersion, TargetGroup, TargetType};
+    let protocol = Protocol::parse(
+        &get_str(p, "Protocol")
+            .ok_or_else(|| ModelError::validation("A target group needs a Protocol"))?,
+    )?;
+    let port =
+        get_u32(p, "Port")?.ok_or_else(|| ModelError::validation("A target group needs a Port"))?;
+    let port = u16::try_from(port)
+        .map_err(|_| ModelError::validation("Port must be between 1 and 65535"))?;
+    let target_type =
+        TargetType::parse(&get_str(p, "TargetType").unwrap_or_else(|| "instance".into()))?;
+    let mut tg = TargetGroup::new(
+        &state.region,
+        &state.account,
+        name,
+        protocol,
+        port,
+        target_type,
+    )?;
+    if let Some(v) = get_str(p, "ProtocolVersion") {
+        if !protocol.is_l7() {
+            return Err(ModelError::validation(
+                "ProtocolVersion is supported only for HTTP and HTTPS target groups",
+            ));
+        }
+        tg.protocol_version = ProtocolVersion::parse(&v)?;
+        tg.health_check = HealthCheck::defaults(protocol, tg.protocol_version);
+    }
+    if let Some(v) = get_str(p, "VpcId") {
+        tg.vpc_id = v;
+    }
+    modify_health_check(&mut tg, p)?;
+    Ok(tg)
+}
+
+/// Applies the `HealthCheck*`, threshold and `Matcher` parameters present in `p` and validates
+/// the result (`ModifyTargetGroup`, and target-group creation).
+pub fn modify_health_check(tg: &mut crate::TargetGroup, p: &Value) -> Result<()> {
+    use crate::{HealthCheckPort, Matcher, Protocol};
+    let hc = &mut tg.health_check;
+    if let Some(b) = get_bool(p, "HealthCheckEnabled")? {
+        hc.enabled = b;
+    }
+    if let Some(v) = get_str(p, "HealthCheckProtocol") {
+        hc.protocol = Protocol::parse(&v)?;
+        if hc.protocol == Protocol::Tcp {
+            hc.path = None;
+            hc.matcher = None;
+        } else {
+            hc.path.get_or_insert_with(|| "/".into());
+            if hc.matcher.is_none() {
+                hc.matcher = Some(Matcher::http("200-399", 200, 599)?);
+            }
+        }
+    }
+    if let Some(v) = get_str(p, "HealthCheckPort") {
+        hc.port = HealthCheckPort::parse(&v)?;
+    }
+    if let Some(v) = get_str(p, "HealthCheckPath") {
+        hc.path = Some(v);
+    }
+    if let Some(v) = get_u32(p, "HealthCheckIntervalSeconds")? {
+        hc.interval_seconds = v;
+    }
+    if let Some(v) = get_u32(p, "HealthCheckTimeoutSeconds")? {
+        hc.timeout_seconds = v;
+    }
+    if let Some(v) = get_u32(p, "HealthyThresholdCount")? {
+        hc.healthy_threshold = v;
+    }
+    if let Some(v) = get_u32(p, "UnhealthyThresholdCount")? {
+        hc.unhealthy_threshold = v;
+    }
+    if let Some(m) = p.get("Matcher") {
+        let max = if tg.protocol.is_l7() { 499 } else { 599 };
+        hc.matcher = Some(match (get_str(m, "HttpCode"), get_str(m, "GrpcCode")) {
+            (Some(h), None) => Matcher::http(&h, 200, max)?,
+            (None, Some(g)) => Matcher::grpc(&g)?,
+            _ => {
+                return Err(ModelError::validation(
+                    "Matcher must specify exactly one of HttpCode or GrpcCode",
+                ))
+            }
+        });
+    }
+    hc.validate(tg.protocol)
+}
+
 /// Nests flat Query API parameters into the JSON shape: `A.member.2.B=x` becomes
 /// `{"A": [_, {"B": "x"}]}` (lists are 1-based on the wire), other dotted keys become objects.
 /// Gaps in a list are left as `null`. A key that is both a value and a structure keeps the

@@ -568,6 +568,123 @@ impl State {
         Ok(arn)
     }
 
+    /// A rule by ARN.
+    pub fn rule(&self, arn: &str) -> Result<&Rule> {
+        self.rules
+            .get(arn)
+            .ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))
+    }
+
+    /// Changes a listener's port, protocol and/or default actions.
+    pub fn modify_listener(
+        &mut self,
+        arn: &str,
+        port: Option<u16>,
+        protocol: Option<Protocol>,
+        actions: Option<Vec<Action>>,
+    ) -> Result<()> {
+        let l = self.listener(arn)?.clone();
+        let lb = self.load_balancer(&l.load_balancer_arn)?;
+        if let Some(p) = port {
+            if p == 0 {
+                return Err(ModelError::validation("Port must be between 1 and 65535"));
+            }
+            if p != l.port && self.listeners_of(&lb.arn).iter().any(|o| o.port == p) {
+                return Err(ModelError::new(
+                    ErrorCode::DuplicateListener,
+                    "A listener already exists on this port for this load balancer",
+                ));
+            }
+        }
+        if let Some(p) = protocol {
+            if p != Protocol::Http {
+                return Err(ModelError::new(
+                    ErrorCode::UnsupportedProtocol,
+                    format!(
+                        "Listener protocol '{}' is not supported by Weir yet",
+                        p.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(a) = &actions {
+            self.check_actions(lb, a)?;
+        }
+        if let Some(l) = self.listeners.get_mut(arn) {
+            l.port = port.unwrap_or(l.port);
+            l.protocol = protocol.unwrap_or(l.protocol);
+            if let Some(a) = actions {
+                l.default_actions = a;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces a rule's conditions and/or actions.
+    pub fn modify_rule(
+        &mut self,
+        arn: &str,
+        conditions: Option<Vec<Condition>>,
+        actions: Option<Vec<Action>>,
+    ) -> Result<()> {
+        let r = self.rule(arn)?;
+        let l = self.listener(&r.listener_arn)?;
+        let lb = self.load_balancer(&l.load_balancer_arn)?;
+        if let Some(c) = &conditions {
+            if c.is_empty() {
+                return Err(ModelError::validation(
+                    "A rule must have at least one condition",
+                ));
+            }
+            validate_rule_conditions(c)?;
+        }
+        if let Some(a) = &actions {
+            self.check_actions(lb, a)?;
+        }
+        if let Some(r) = self.rules.get_mut(arn) {
+            if let Some(c) = conditions {
+                r.conditions = c;
+            }
+            if let Some(a) = actions {
+                r.actions = a;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets several rules' priorities at once; the result must leave every priority on each
+    /// listener unique.
+    pub fn set_rule_priorities(&mut self, changes: &[(String, u32)]) -> Result<()> {
+        let mut next = self.rules.clone();
+        for (arn, p) in changes {
+            if !(1..=50000).contains(p) {
+                return Err(ModelError::validation(
+                    "Priority must be between 1 and 50000",
+                ));
+            }
+            let r = next
+                .get_mut(arn)
+                .ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))?;
+            r.priority = RulePriority::Number(*p);
+        }
+        for (arn, _) in changes {
+            let r = &next[arn];
+            if next
+                .values()
+                .filter(|o| o.listener_arn == r.listener_arn && o.priority == r.priority)
+                .count()
+                > 1
+            {
+                return Err(ModelError::new(
+                    ErrorCode::PriorityInUse,
+                    format!("Priority '{}' is currently in use", r.priority.to_aws()),
+                ));
+            }
+        }
+        self.rules = next;
+        Ok(())
+    }
+
     /// Deletes a rule.
     pub fn delete_rule(&mut self, arn: &str) -> Result<()> {
         self.rules

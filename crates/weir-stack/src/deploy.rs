@@ -6,14 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde_json::{json, Value};
-use weir_model::{
-    HealthCheck, HealthCheckPort, LoadBalancerType, Matcher, ModelError, Protocol, ProtocolVersion,
-    Scheme, State, TargetGroup, TargetType,
-};
+use weir_model::{LoadBalancerType, ModelError, Protocol, Scheme, State};
 
 use crate::intrinsics::{references, Context};
 use crate::template::Template;
-use weir_model::shape::{self as convert, get_bool, get_str, get_strs, get_u32};
+use weir_model::shape::{self as convert, get_str, get_strs, get_u32};
 
 /// Why a deployment failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -418,74 +415,7 @@ fn create_tg(
     p: &Value,
 ) -> Result<(String, Attrs), ModelError> {
     let name = get_str(p, "Name").unwrap_or_else(|| generated_name(stack, id));
-    let protocol = Protocol::parse(
-        &get_str(p, "Protocol")
-            .ok_or_else(|| ModelError::validation("A target group needs a Protocol"))?,
-    )?;
-    let port =
-        get_u32(p, "Port")?.ok_or_else(|| ModelError::validation("A target group needs a Port"))?;
-    let port = u16::try_from(port)
-        .map_err(|_| ModelError::validation("Port must be between 1 and 65535"))?;
-    let target_type =
-        TargetType::parse(&get_str(p, "TargetType").unwrap_or_else(|| "instance".into()))?;
-    let mut tg = TargetGroup::new(
-        &state.region,
-        &state.account,
-        &name,
-        protocol,
-        port,
-        target_type,
-    )?;
-    if let Some(v) = get_str(p, "ProtocolVersion") {
-        tg.protocol_version = ProtocolVersion::parse(&v)?;
-        tg.health_check = HealthCheck::defaults(protocol, tg.protocol_version);
-    }
-    if let Some(v) = get_str(p, "VpcId") {
-        tg.vpc_id = v;
-    }
-    let hc = &mut tg.health_check;
-    if let Some(b) = get_bool(p, "HealthCheckEnabled")? {
-        hc.enabled = b;
-    }
-    if let Some(v) = get_str(p, "HealthCheckProtocol") {
-        hc.protocol = Protocol::parse(&v)?;
-        if hc.protocol == Protocol::Tcp {
-            hc.path = None;
-            hc.matcher = None;
-        } else if hc.path.is_none() {
-            hc.path = Some("/".into());
-        }
-    }
-    if let Some(v) = get_str(p, "HealthCheckPort") {
-        hc.port = HealthCheckPort::parse(&v)?;
-    }
-    if let Some(v) = get_str(p, "HealthCheckPath") {
-        hc.path = Some(v);
-    }
-    if let Some(v) = get_u32(p, "HealthCheckIntervalSeconds")? {
-        hc.interval_seconds = v;
-    }
-    if let Some(v) = get_u32(p, "HealthCheckTimeoutSeconds")? {
-        hc.timeout_seconds = v;
-    }
-    if let Some(v) = get_u32(p, "HealthyThresholdCount")? {
-        hc.healthy_threshold = v;
-    }
-    if let Some(v) = get_u32(p, "UnhealthyThresholdCount")? {
-        hc.unhealthy_threshold = v;
-    }
-    if let Some(m) = p.get("Matcher") {
-        let max = if protocol.is_l7() { 499 } else { 599 };
-        hc.matcher = Some(match (get_str(m, "HttpCode"), get_str(m, "GrpcCode")) {
-            (Some(h), None) => Matcher::http(&h, 200, max)?,
-            (None, Some(g)) => Matcher::grpc(&g)?,
-            _ => {
-                return Err(ModelError::validation(
-                    "Matcher must specify exactly one of HttpCode or GrpcCode",
-                ))
-            }
-        });
-    }
+    let mut tg = convert::target_group(state, p, &name)?;
     let attrs = convert::key_values(p.get("TargetGroupAttributes"));
     tg.attributes
         .set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;

@@ -68,6 +68,17 @@ impl Store {
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        Self::init(conn, path)
+    }
+
+    /// A store that lives in memory only (`weir up` until stacks persist), starting from `state`.
+    pub fn in_memory(state: State) -> Result<Self, StoreError> {
+        let mut s = Self::init(Connection::open_in_memory()?, PathBuf::from(":memory:"))?;
+        s.state = state;
+        Ok(s)
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Self, StoreError> {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);

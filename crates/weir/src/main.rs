@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context as _, Result};
@@ -42,6 +43,24 @@ enum Command {
         /// Do not start the demo backends the template's `Metadata.Weir.DemoBackends` declares.
         #[arg(long)]
         no_demo_backends: bool,
+        /// Where the AWS Query API listens (its state is in memory for `up`).
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        api_address: SocketAddr,
+    },
+    /// Serve the AWS Query API and the data plane, with state persisted under --data-dir.
+    Serve {
+        /// Where the AWS Query API listens.
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        api_address: SocketAddr,
+        /// Directory of the state database.
+        #[arg(long, default_value = "./weir-data")]
+        data_dir: PathBuf,
+        /// Address internet-facing load balancers bind besides their zone nodes (repeatable).
+        #[arg(long = "public-address", default_value = "127.0.0.1")]
+        public_addresses: Vec<IpAddr>,
+        /// Serve the API without authentication (the only mode until SigV4 lands; loopback only).
+        #[arg(long)]
+        no_auth: bool,
     },
     /// Parse and deploy a template into an empty state without serving, and print the result.
     Validate {
@@ -202,12 +221,45 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve {
+            api_address,
+            data_dir,
+            public_addresses,
+            no_auth: _,
+        } => {
+            let store = weir_store::Store::open(&data_dir)
+                .with_context(|| format!("opening state in {}", data_dir.display()))?;
+            let dp = Dataplane::new(DataplaneConfig {
+                public_addresses,
+                bind_zone_nodes: true,
+            });
+            if let Err(e) = dp.apply(store.state()).await {
+                eprintln!("weir: some listeners could not start: {e}");
+            }
+            let n = store.state().load_balancers.len();
+            let api = Arc::new(weir_api::Api {
+                store: tokio::sync::Mutex::new(store),
+                dataplane: dp.clone(),
+            });
+            let (addr, _task) = weir_api::serve(api, api_address)
+                .await
+                .with_context(|| format!("binding the API on {api_address}"))?;
+            println!(
+                "weir serve: {n} load balancers loaded from {}",
+                data_dir.display()
+            );
+            println!("weir serve: AWS API on http://{addr}/ (aws --endpoint-url http://{addr} elbv2 ...)");
+            shutdown_signal().await;
+            println!("weir: shutting down");
+            dp.shutdown().await;
+        }
         Command::Up {
             file,
             stack_name,
             parameters,
             public_addresses,
             no_demo_backends,
+            api_address,
         } => {
             let stack = stack_name.unwrap_or_else(|| {
                 file.file_stem()
@@ -234,6 +286,15 @@ async fn main() -> Result<()> {
                     .collect();
                 println!("  serving listener port {} on {}", l.port, addrs.join(" "));
             }
+            let store = weir_store::Store::in_memory(state.clone())?;
+            let api = Arc::new(weir_api::Api {
+                store: tokio::sync::Mutex::new(store),
+                dataplane: dp.clone(),
+            });
+            let (addr, _task) = weir_api::serve(api, api_address)
+                .await
+                .with_context(|| format!("binding the API on {api_address}"))?;
+            println!("  AWS API on http://{addr}/");
             println!("weir is up; press Ctrl-C to stop");
             shutdown_signal().await;
             println!("weir: shutting down");

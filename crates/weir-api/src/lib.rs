@@ -1,0 +1,178 @@
+//! Weir's AWS Query API endpoint. Requests (`POST` form bodies or `GET` query strings) are
+//! dispatched by `Action` and `Version`; parameters in AWS's `X.member.N.Y` form are nested into
+//! the JSON shape that `weir_model::shape` converts, so the API and templates share one
+//! conversion. Every change goes through the durable [`Store`] and then, as a new state, to the
+//! data plane. Responses are XML in the service's namespace; errors are
+//! `ErrorResponse/Error/{Type,Code,Message}` with a `RequestId`.
+//!
+//! Implemented now: the ELBv2 (2015-12-01) operations the ALB data plane supports (see
+//! `docs/api.md`). Authentication (SigV4) is not implemented yet: run it on loopback only.
+#![forbid(unsafe_code)]
+
+mod elbv2;
+pub mod xml;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State as AxState;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::sync::Mutex;
+use weir_dataplane::Dataplane;
+use weir_model::shape::{get_str, nest_query_params};
+use weir_model::ModelError;
+use weir_store::{Store, StoreError};
+
+/// Shared state of the API server.
+pub struct Api {
+    /// The durable state. Held across the data-plane update so commands apply in order.
+    pub store: Mutex<Store>,
+    /// The data plane that serves the state.
+    pub dataplane: Arc<Dataplane>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// An API error as AWS reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// `Sender` (the caller's fault) or `Receiver`.
+    pub kind: &'static str,
+    /// AWS error code.
+    pub code: String,
+    /// Message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A `ValidationError` (400, Sender).
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            kind: "Sender",
+            code: "ValidationError".into(),
+            message: message.into(),
+        }
+    }
+    /// A required parameter is missing.
+    pub fn missing(name: &str) -> Self {
+        Self::validation(format!("1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null"))
+    }
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        Self {
+            status: e.code.http_status(),
+            kind: "Sender",
+            code: e.code.as_str().into(),
+            message: e.message,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(m) => m.into(),
+            other => {
+                tracing::error!(error = %other, "state store failure");
+                Self {
+                    status: 500,
+                    kind: "Receiver",
+                    code: "InternalFailure".into(),
+                    message: "The request processing has failed because of an unknown error."
+                        .into(),
+                }
+            }
+        }
+    }
+}
+
+const ELBV2_NS: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
+
+/// The router: every path, GET or POST, is the Query endpoint.
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new().fallback(handle).with_state(api)
+}
+
+/// Serves the API on `addr` until the task is dropped. Returns the bound address.
+pub async fn serve(
+    api: Arc<Api>,
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router(api)).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    Ok((local, task))
+}
+
+async fn handle(AxState(api): AxState<Arc<Api>>, uri: Uri, body: Bytes) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut pairs: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    pairs.extend(form_urlencoded::parse(&body).into_owned());
+    let params = nest_query_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let action = get_str(&params, "Action").unwrap_or_default();
+    let version = get_str(&params, "Version").unwrap_or_default();
+    let result = match version.as_str() {
+        "2015-12-01" => elbv2::dispatch(&api, &action, &params)
+            .await
+            .map(|body| (ELBV2_NS, body)),
+        _ => Err(ApiError {
+            status: 400,
+            kind: "Sender",
+            code: "InvalidAction".into(),
+            message: format!("Could not find operation {action} for version {version}"),
+        }),
+    };
+    match result {
+        Ok((ns, body)) => {
+            let xml = format!(
+                "<{action}Response xmlns=\"{ns}\"><{action}Result>{body}</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+            );
+            (
+                [
+                    ("content-type", "text/xml"),
+                    ("x-amzn-requestid", request_id.as_str()),
+                ],
+                xml,
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::debug!(action, code = %e.code, message = %e.message, "API error");
+            let xml = format!(
+                "<ErrorResponse xmlns=\"{ELBV2_NS}\"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+                e.kind,
+                xml::escape(&e.code),
+                xml::escape(&e.message)
+            );
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            (
+                status,
+                [
+                    ("content-type", "text/xml"),
+                    ("x-amzn-requestid", request_id.as_str()),
+                ],
+                xml,
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! The ELBv2 Query API driven by the real `aws` CLI and boto3 against `weir serve`: a full
+//! lifecycle with traffic, AWS error codes, pagination, and state surviving a restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(args: &[&str], ready: &str) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let proc = Proc(child);
+    let mut lines = BufReader::new(out).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) if l.contains(ready) => {
+                // Keep draining stdout so the child never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines.by_ref() {});
+                return proc;
+            }
+            Some(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    panic!("{args:?} did not print {ready:?}");
+}
+
+fn serve(dir: &Path, api: u16) -> Proc {
+    start(
+        &[
+            "serve",
+            "--no-auth",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--api-address",
+            &format!("127.0.0.1:{api}"),
+        ],
+        "AWS API on",
+    )
+}
+
+/// Runs `aws elbv2 ARGS` against the API; Ok(JSON) or Err(stderr).
+fn aws(api: u16, args: &[&str]) -> Result<Value, String> {
+    let out = Command::new("aws")
+        .args([
+            "--endpoint-url",
+            &format!("http://127.0.0.1:{api}"),
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+            "elbv2",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        )
+        .env("AWS_PAGER", "")
+        .output()
+        .expect("the aws CLI is installed");
+    if out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        })
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn ok(api: u16, args: &[&str]) -> Value {
+    aws(api, args).unwrap_or_else(|e| panic!("aws {args:?}: {e}"))
+}
+
+fn err(api: u16, args: &[&str], code: &str) {
+    match aws(api, args) {
+        Ok(v) => panic!("aws {args:?} succeeded: {v}"),
+        Err(e) => assert!(
+            e.contains(&format!("({code})")),
+            "aws {args:?}: expected {code}, got {e}"
+        ),
+    }
+}
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    http_get_host(port, path, "api.test")
+}
+
+fn http_get_host(port: u16, path: &str, host: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    let status = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
+    (status, body)
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weir-api-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn s(v: &Value, ptr: &str) -> String {
+    v.pointer(ptr)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("{ptr} in {v}"))
+        .to_string()
+}
+
+#[test]
+fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
+    let dir = data_dir("cli");
+    let api = free_port();
+    let listen = free_port();
+    let backend_port = free_port();
+    let _backend = start(
+        &[
+            "demo-backend",
+            "--port",
+            &backend_port.to_string(),
+            "--name",
+            "api-backend",
+        ],
+        "listening",
+    );
+    let server = serve(&dir, api);
+
+    let lb = ok(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "cli-lb",
+            "--subnets",
+            "subnet-0000000000000000a",
+            "subnet-0000000000000000b",
+        ],
+    );
+    let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
+    assert_eq!(s(&lb, "/LoadBalancers/0/State/Code"), "provisioning");
+    assert_eq!(
+        s(&lb, "/LoadBalancers/0/AvailabilityZones/1/ZoneName"),
+        "us-east-1b"
+    );
+    let tg = ok(
+        api,
+        &[
+            "create-target-group",
+            "--name",
+            "cli-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--target-type",
+            "ip",
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+            "--matcher",
+            "HttpCode=200-299",
+        ],
+    );
+    let tg_arn = s(&tg, "/TargetGroups/0/TargetGroupArn");
+    assert_eq!(s(&tg, "/TargetGroups/0/Matcher/HttpCode"), "200-299");
+    ok(
+        api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            &format!("Id=127.0.0.1,Port={backend_port}"),
+        ],
+    );
+    let l = ok(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &listen.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    let l_arn = s(&l, "/Listeners/0/ListenerArn");
+    let (status, body) = http_get(listen, "/hello");
+    assert_eq!(
+        (status, body.lines().next().unwrap_or_default()),
+        (200, "api-backend")
+    );
+
+    let r = ok(api, &["create-rule", "--listener-arn", &l_arn, "--priority", "10", "--conditions", "Field=path-pattern,Values=/teapot", "--actions", "Type=fixed-response,FixedResponseConfig={StatusCode=418,ContentType=text/plain,MessageBody=short and stout}"]);
+    let r_arn = s(&r, "/Rules/0/RuleArn");
+    assert_eq!(
+        http_get(listen, "/teapot"),
+        (418, "short and stout".to_string())
+    );
+    ok(
+        api,
+        &[
+            "modify-rule",
+            "--rule-arn",
+            &r_arn,
+            "--conditions",
+            "Field=path-pattern,Values=/kettle",
+        ],
+    );
+    assert_eq!(http_get(listen, "/kettle").0, 418);
+    assert_eq!(http_get(listen, "/teapot").0, 200);
+    let r2 = ok(
+        api,
+        &[
+            "create-rule",
+            "--listener-arn",
+            &l_arn,
+            "--priority",
+            "20",
+            "--conditions",
+            "Field=host-header,Values=api.test",
+            "--actions",
+            "Type=fixed-response,FixedResponseConfig={StatusCode=204}",
+        ],
+    );
+    let r2_arn = s(&r2, "/Rules/0/RuleArn");
+    ok(
+        api,
+        &[
+            "set-rule-priorities",
+            "--rule-priorities",
+            &format!("RuleArn={r_arn},Priority=30"),
+            &format!("RuleArn={r2_arn},Priority=5"),
+        ],
+    );
+    assert_eq!(
+        http_get(listen, "/kettle").0,
+        204,
+        "the host rule now comes first"
+    );
+    let rules = ok(api, &["describe-rules", "--listener-arn", &l_arn]);
+    let prios: Vec<&str> = rules["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Priority"].as_str().unwrap())
+        .collect();
+    assert_eq!(prios, vec!["5", "30", "default"]);
+
+    let attrs = ok(
+        api,
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=idle_timeout.timeout_seconds,Value=120",
+        ],
+    );
+    assert!(attrs["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["Key"] == "idle_timeout.timeout_seconds" && a["Value"] == "120"));
+    ok(
+        api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=0",
+        ],
+    );
+
+    // Errors, as AWS names them; none of them changes anything.
+    err(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "cli-lb",
+            "--subnets",
+            "subnet-0000000000000000a",
+            "subnet-0000000000000000b",
+        ],
+        "DuplicateLoadBalancerName",
+    );
+    err(
+        api,
+        &[
+            "create-target-group",
+            "--name",
+            "cli-tg",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+        ],
+        "DuplicateTargetGroupName",
+    );
+    err(
+        api,
+        &[
+            "create-rule",
+            "--listener-arn",
+            &l_arn,
+            "--priority",
+            "5",
+            "--conditions",
+            "Field=path-pattern,Values=/x",
+            "--actions",
+            "Type=fixed-response,FixedResponseConfig={StatusCode=200}",
+        ],
+        "PriorityInUse",
+    );
+    err(
+        api,
+        &[
+            "describe-target-health",
+            "--target-group-arn",
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/none/0000000000000000",
+        ],
+        "TargetGroupNotFound",
+    );
+    err(
+        api,
+        &[
+            "describe-listeners",
+            "--listener-arns",
+            &format!("{l_arn}0"),
+        ],
+        "ListenerNotFound",
+    );
+    err(
+        api,
+        &["delete-rule", "--rule-arn", &format!("{r_arn}0")],
+        "RuleNotFound",
+    );
+    err(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &listen.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+        "DuplicateListener",
+    );
+    err(
+        api,
+        &[
+            "modify-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--attributes",
+            "Key=idle_timeout.timeout_seconds,Value=0",
+        ],
+        "ValidationError",
+    );
+    err(
+        api,
+        &[
+            "create-target-group",
+            "--name",
+            "bad",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "6",
+        ],
+        "ValidationError",
+    );
+    err(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "x",
+            "--subnets",
+            "subnet-nope",
+            "subnet-0000000000000000a",
+        ],
+        "SubnetNotFound",
+    );
+    err(
+        api,
+        &["delete-target-group", "--target-group-arn", &tg_arn],
+        "ResourceInUse",
+    );
+
+    // Pagination: PageSize and the NextMarker/Marker round trip.
+    ok(
+        api,
+        &[
+            "create-target-group",
+            "--name",
+            "cli-tg2",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "8080",
+            "--target-type",
+            "ip",
+        ],
+    );
+    let first = ok(api, &["describe-target-groups", "--page-size", "1"]);
+    assert_eq!(first["TargetGroups"].as_array().unwrap().len(), 1);
+    let marker = s(&first, "/NextMarker");
+    let second = ok(
+        api,
+        &[
+            "describe-target-groups",
+            "--page-size",
+            "1",
+            "--marker",
+            &marker,
+        ],
+    );
+    assert_eq!(second["TargetGroups"].as_array().unwrap().len(), 1);
+    assert!(second.get("NextMarker").is_none());
+    assert_ne!(
+        first["TargetGroups"][0]["TargetGroupName"],
+        second["TargetGroups"][0]["TargetGroupName"]
+    );
+    err(
+        api,
+        &["describe-target-groups", "--page-size", "401"],
+        "ValidationError",
+    );
+
+    // Health becomes healthy (interval 5 s, threshold 2).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut state = String::new();
+    while Instant::now() < deadline {
+        let h = ok(
+            api,
+            &["describe-target-health", "--target-group-arn", &tg_arn],
+        );
+        state = s(&h, "/TargetHealthDescriptions/0/TargetHealth/State");
+        if state == "healthy" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(state, "healthy");
+
+    // Restart: the committed state is reloaded and served again.
+    drop(server);
+    let server = serve(&dir, api);
+    let lbs = ok(api, &["describe-load-balancers"]);
+    assert_eq!(s(&lbs, "/LoadBalancers/0/LoadBalancerArn"), lb_arn);
+    assert_eq!(s(&lbs, "/LoadBalancers/0/State/Code"), "active");
+    assert_eq!(
+        http_get(listen, "/kettle").0,
+        204,
+        "rules survive a restart"
+    );
+    assert_eq!(
+        http_get_host(listen, "/other", "www.test")
+            .1
+            .lines()
+            .next()
+            .unwrap_or_default(),
+        "api-backend"
+    );
+    let attrs = ok(
+        api,
+        &[
+            "describe-load-balancer-attributes",
+            "--load-balancer-arn",
+            &lb_arn,
+        ],
+    );
+    assert!(attrs["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["Key"] == "idle_timeout.timeout_seconds" && a["Value"] == "120"));
+
+    // Tear down.
+    ok(
+        api,
+        &[
+            "deregister-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            &format!("Id=127.0.0.1,Port={backend_port}"),
+        ],
+    );
+    ok(api, &["delete-listener", "--listener-arn", &l_arn]);
+    ok(
+        api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    ok(
+        api,
+        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
+    );
+    ok(api, &["delete-target-group", "--target-group-arn", &tg_arn]);
+    assert_eq!(
+        ok(api, &["describe-load-balancers"])["LoadBalancers"],
+        serde_json::json!([])
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", listen)).is_err(),
+        "the deleted listener no longer accepts"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn boto3_lifecycle() {
+    let dir = data_dir("boto3");
+    let api = free_port();
+    let _server = serve(&dir, api);
+    let script = format!("{}/tests/boto3_lifecycle.py", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .args([
+            &script,
+            &format!("http://127.0.0.1:{api}"),
+            &free_port().to_string(),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("boto3 lifecycle ok"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
