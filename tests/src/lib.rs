@@ -45,9 +45,7 @@ pub async fn backends(prefix: &str, n: usize) -> Vec<DemoBackend> {
 /// YAML list items `- { Id: 127.0.0.1, Port: P }` for backends.
 pub fn targets_yaml(b: &[DemoBackend], indent: usize) -> String {
     let pad = " ".repeat(indent);
-    b.iter()
-        .map(|x| format!("{pad}- {{ Id: 127.0.0.1, Port: {} }}\n", x.addr.port()))
-        .collect()
+    b.iter().map(|x| format!("{pad}- {{ Id: 127.0.0.1, Port: {} }}\n", x.addr.port())).collect()
 }
 
 /// A deployed template served by a real data plane.
@@ -96,19 +94,12 @@ impl Lb {
 
     /// The only listener's ARN.
     pub fn listener_arn(&self) -> String {
-        self.state
-            .listeners
-            .keys()
-            .next()
-            .cloned()
-            .expect("listener")
+        self.state.listeners.keys().next().cloned().expect("listener")
     }
 
     /// Target health of a group.
     pub async fn health(&self, tg_name: &str) -> Vec<TargetHealthInfo> {
-        self.dp
-            .describe_target_health(&self.tg_arn(tg_name), &self.state)
-            .await
+        self.dp.describe_target_health(&self.tg_arn(tg_name), &self.state).await
     }
 
     /// Waits (up to `secs`) until `pred` holds for the group's health.
@@ -172,19 +163,12 @@ pub async fn send(
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let r = c
-        .request(b.body(Empty::new()).unwrap())
-        .await
-        .expect("request");
+    let r = c.request(b.body(Empty::new()).unwrap()).await.expect("request");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let body = String::from_utf8_lossy(&r.into_body().collect().await.expect("body").to_bytes())
         .into_owned();
-    Resp {
-        status,
-        headers,
-        body,
-    }
+    Resp { status, headers, body }
 }
 
 /// GET with a fresh pooled client.
@@ -203,10 +187,7 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
 
 /// The status code of a raw HTTP response.
 pub fn raw_status(resp: &str) -> u16 {
-    resp.split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0)
+    resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// The usual test template: one ALB named `name` (extra LB properties in `lb_props`, each line
@@ -245,9 +226,7 @@ Resources:
 
 /// `LoadBalancerAttributes` / `TargetGroupAttributes` lines for [`one_group`].
 pub fn attributes(key: &str, pairs: &[(&str, &str)]) -> String {
-    let items: Vec<String> = pairs
-        .iter()
-        .map(|(k, v)| format!("{{ Key: {k}, Value: \"{v}\" }}"))
-        .collect();
+    let items: Vec<String> =
+        pairs.iter().map(|(k, v)| format!("{{ Key: {k}, Value: \"{v}\" }}")).collect();
     format!("      {key}: [{}]", items.join(", "))
 }

@@ -92,31 +92,13 @@ async fn zero_weight_group_gets_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_expand_placeholders() {
     let (lb, _b, _g) = two_group_lb((1, 1)).await;
-    let r = send(
-        &client(),
-        "GET",
-        &lb.url("/old/a/b?x=1"),
-        &[("host", "shop.example.com")],
-    )
-    .await;
+    let r = send(&client(), "GET", &lb.url("/old/a/b?x=1"), &[("host", "shop.example.com")]).await;
     assert_eq!(r.status, 301);
-    assert_eq!(
-        r.headers["location"],
-        "https://www.shop.example.com/new/old/a/b?x=1&from=old"
-    );
+    assert_eq!(r.headers["location"], "https://www.shop.example.com/new/old/a/b?x=1&from=old");
     assert_eq!(r.headers["server"], "awselb/2.0");
-    let r = send(
-        &client(),
-        "GET",
-        &lb.url("/temp?drop=me"),
-        &[("host", "a.test")],
-    )
-    .await;
+    let r = send(&client(), "GET", &lb.url("/temp?drop=me"), &[("host", "a.test")]).await;
     assert_eq!(r.status, 302);
-    assert_eq!(
-        r.headers["location"],
-        format!("http://a.test:{}/elsewhere", lb.port)
-    );
+    assert_eq!(r.headers["location"], format!("http://a.test:{}/elsewhere", lb.port));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

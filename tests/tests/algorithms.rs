@@ -11,10 +11,7 @@ async fn lb_with(algorithm: &str, n: usize) -> (Lb, Vec<weir_demo::DemoBackend>)
     let hc = "      HealthCheckPath: /health\n      HealthCheckIntervalSeconds: 5\n      HealthCheckTimeoutSeconds: 2\n      HealthyThresholdCount: 2\n";
     let tg = format!(
         "{hc}{}",
-        attributes(
-            "TargetGroupAttributes",
-            &[("load_balancing.algorithm.type", algorithm)]
-        )
+        attributes("TargetGroupAttributes", &[("load_balancing.algorithm.type", algorithm)])
     );
     let yaml = one_group("algo", "", &tg, &targets_yaml(&b, 8));
     (Lb::up(&yaml).await, b)
@@ -26,12 +23,7 @@ async fn round_robin_is_exact() {
     let c = client();
     let mut order = Vec::new();
     for _ in 0..30 {
-        order.push(
-            send(&c, "GET", &lb.url("/"), &[])
-                .await
-                .backend()
-                .to_string(),
-        );
+        order.push(send(&c, "GET", &lb.url("/"), &[]).await.backend().to_string());
     }
     for x in &b {
         assert_eq!(x.requests(), 10, "{order:?}");
@@ -55,10 +47,7 @@ async fn least_outstanding_prefers_the_idle_target() {
     let c = client();
     for _ in 0..20 {
         let r = send(&c, "GET", &lb.url("/quick"), &[]).await;
-        assert_eq!(
-            r.backend(),
-            format!("least_outstanding_requests-{}", idle + 1)
-        );
+        assert_eq!(r.backend(), format!("least_outstanding_requests-{}", idle + 1));
     }
     for s in slow {
         assert_eq!(s.await.unwrap().status, 200);
@@ -83,17 +72,10 @@ async fn weighted_random_spreads_evenly() {
     // And it is random, not a rotation.
     let mut order = Vec::new();
     for _ in 0..40 {
-        order.push(
-            send(&c, "GET", &lb.url("/"), &[])
-                .await
-                .backend()
-                .to_string(),
-        );
+        order.push(send(&c, "GET", &lb.url("/"), &[]).await.backend().to_string());
     }
     assert!(
-        order
-            .windows(4)
-            .any(|w| w[0] == w[1] || w[0] == w[2] || w[1] == w[2] || w[0] == w[3]),
+        order.windows(4).any(|w| w[0] == w[1] || w[0] == w[2] || w[1] == w[2] || w[0] == w[3]),
         "{order:?}"
     );
 }

@@ -19,12 +19,7 @@ fn single_target(port: u16, lb_attrs: &str, tg_props: &str) -> String {
         format!("      LoadBalancerAttributes: [{lb_attrs}]")
     };
     let targets = format!("        - {{ Id: 127.0.0.1, Port: {port} }}\n");
-    one_group(
-        "errors",
-        &lb,
-        &format!("      HealthCheckEnabled: false\n{tg_props}"),
-        &targets,
-    )
+    one_group("errors", &lb, &format!("      HealthCheckEnabled: false\n{tg_props}"), &targets)
 }
 
 /// A server that reads a request head, then does `then` with the connection.
@@ -90,29 +85,16 @@ async fn slow_target_is_504_after_idle_timeout() {
     let r = get(&lb.url("/")).await;
     assert_eq!(r.status, 504);
     let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
-        "{took:?}"
-    );
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
     assert_eq!(
-        lb.dp
-            .listener_stats(&lb.listener_arn())
-            .await
-            .unwrap()
-            .elb_504
-            .load(Ordering::Relaxed),
+        lb.dp.listener_stats(&lb.listener_arn()).await.unwrap().elb_504.load(Ordering::Relaxed),
         1
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_registered_targets_is_503() {
-    let yaml = one_group(
-        "no-targets",
-        "",
-        "      HealthCheckEnabled: false",
-        "        []",
-    );
+    let yaml = one_group("no-targets", "", "      HealthCheckEnabled: false", "        []");
     let lb = Lb::up(&yaml).await;
     let r = get(&lb.url("/")).await;
     assert_eq!(r.status, 503);
@@ -125,23 +107,15 @@ async fn malformed_requests_are_400_and_huge_heads_431() {
     let lb = Lb::up(&single_target(b[0].addr.port(), "", "")).await;
     let addr = lb_addr(&lb);
     let t = Duration::from_secs(3);
-    assert_eq!(
-        raw_status(&raw(addr, b"THIS IS NOT HTTP\r\n\r\n", t).await),
-        400
-    );
-    assert_eq!(
-        raw_status(&raw(addr, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", t).await),
-        400
-    );
+    assert_eq!(raw_status(&raw(addr, b"THIS IS NOT HTTP\r\n\r\n", t).await), 400);
+    assert_eq!(raw_status(&raw(addr, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n", t).await), 400);
     assert_eq!(
         raw_status(&raw(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", t).await),
         400,
         "HTTP/1.1 without Host"
     );
-    let long_header = format!(
-        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(17 * 1024)
-    );
+    let long_header =
+        format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(17 * 1024));
     assert_eq!(
         raw_status(&raw(addr, long_header.as_bytes(), t).await),
         400,
@@ -153,25 +127,12 @@ async fn malformed_requests_are_400_and_huge_heads_431() {
         400,
         "request line over 16 KiB"
     );
-    let many: String = (0..10)
-        .map(|i| format!("X-H{i}: {}\r\n", "b".repeat(8 * 1024)))
-        .collect();
+    let many: String = (0..10).map(|i| format!("X-H{i}: {}\r\n", "b".repeat(8 * 1024))).collect();
     let huge = format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n");
-    assert_eq!(
-        raw_status(&raw(addr, huge.as_bytes(), t).await),
-        431,
-        "whole head over 64 KiB"
-    );
+    assert_eq!(raw_status(&raw(addr, huge.as_bytes(), t).await), 431, "whole head over 64 KiB");
     assert_eq!(b[0].requests(), 0, "nothing malformed reaches the target");
     assert_eq!(
-        raw_status(
-            &raw(
-                addr,
-                b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-                t
-            )
-            .await
-        ),
+        raw_status(&raw(addr, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", t).await),
         200
     );
 }
@@ -181,23 +142,11 @@ async fn more_than_30_forwarded_addresses_is_463() {
     let b = backends("xff", 1).await;
     let lb = Lb::up(&single_target(b[0].addr.port(), "", "")).await;
     let thirty: Vec<String> = (0..30).map(|i| format!("10.0.0.{i}")).collect();
-    let ok = send(
-        &client(),
-        "GET",
-        &lb.url("/"),
-        &[("x-forwarded-for", &thirty.join(", "))],
-    )
-    .await;
+    let ok = send(&client(), "GET", &lb.url("/"), &[("x-forwarded-for", &thirty.join(", "))]).await;
     assert_eq!(ok.status, 200);
     let mut many = thirty.clone();
     many.push("10.0.1.1".into());
-    let r = send(
-        &client(),
-        "GET",
-        &lb.url("/"),
-        &[("x-forwarded-for", &many.join(","))],
-    )
-    .await;
+    let r = send(&client(), "GET", &lb.url("/"), &[("x-forwarded-for", &many.join(","))]).await;
     assert_eq!(r.status, 463);
     assert_eq!(b[0].requests(), 1);
 }
@@ -208,9 +157,7 @@ async fn client_closing_first_is_counted_as_460() {
     b[0].set_delay_ms(1500);
     let lb = Lb::up(&single_target(b[0].addr.port(), "", "")).await;
     let mut s = tokio::net::TcpStream::connect(lb_addr(&lb)).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     drop(s);
     let stats = lb.dp.listener_stats(&lb.listener_arn()).await.unwrap();

@@ -26,53 +26,32 @@ async fn transitions_follow_thresholds_and_traffic_follows_health() {
     let lb = Lb::up(&template(&targets_yaml(&b, 8), "")).await;
     let h = lb.health("hc").await;
     assert_eq!(states(&h), vec!["initial", "initial"]);
-    assert!(h
-        .iter()
-        .all(|t| t.reason.code().unwrap().starts_with("Elb.")));
+    assert!(h.iter().all(|t| t.reason.code().unwrap().starts_with("Elb.")));
 
-    let h = lb
-        .wait_health("hc", 12, |h| {
-            h.iter().all(|t| t.state.as_str() == "healthy")
-        })
-        .await;
+    let h = lb.wait_health("hc", 12, |h| h.iter().all(|t| t.state.as_str() == "healthy")).await;
     assert_eq!(states(&h), vec!["healthy", "healthy"]);
     assert!(h.iter().all(|t| t.reason.code().is_none()));
 
     b[0].set_health(503);
-    let h = lb
-        .wait_health("hc", 14, |h| h[0].state.as_str() == "unhealthy")
-        .await;
+    let h = lb.wait_health("hc", 14, |h| h[0].state.as_str() == "unhealthy").await;
     assert_eq!(states(&h), vec!["unhealthy", "healthy"]);
     assert_eq!(h[0].reason.code(), Some("Target.ResponseCodeMismatch"));
-    assert_eq!(
-        h[0].reason.description().unwrap(),
-        "Health checks failed with these codes: [503]"
-    );
+    assert_eq!(h[0].reason.description().unwrap(), "Health checks failed with these codes: [503]");
 
     let before = b[0].requests();
     let c = client();
     for _ in 0..20 {
         assert_eq!(send(&c, "GET", &lb.url("/"), &[]).await.backend(), "hc-2");
     }
-    assert_eq!(
-        b[0].requests(),
-        before,
-        "no traffic to the unhealthy target"
-    );
+    assert_eq!(b[0].requests(), before, "no traffic to the unhealthy target");
 
     b[0].set_health(200);
-    let h = lb
-        .wait_health("hc", 14, |h| h[0].state.as_str() == "healthy")
-        .await;
+    let h = lb.wait_health("hc", 14, |h| h[0].state.as_str() == "healthy").await;
     assert_eq!(states(&h), vec!["healthy", "healthy"]);
     for _ in 0..10 {
         send(&c, "GET", &lb.url("/"), &[]).await;
     }
-    assert_eq!(
-        b[0].requests(),
-        before + 5,
-        "round robin resumes once healthy"
-    );
+    assert_eq!(b[0].requests(), before + 5, "round robin resumes once healthy");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,21 +60,13 @@ async fn fail_open_when_every_target_is_unhealthy() {
     b[0].set_health(500);
     b[1].set_health(404);
     let lb = Lb::up(&template(&targets_yaml(&b, 8), "")).await;
-    let h = lb
-        .wait_health("hc", 12, |h| {
-            h.iter().all(|t| t.state.as_str() == "unhealthy")
-        })
-        .await;
+    let h = lb.wait_health("hc", 12, |h| h.iter().all(|t| t.state.as_str() == "unhealthy")).await;
     assert_eq!(states(&h), vec!["unhealthy", "unhealthy"]);
     let c = client();
     for _ in 0..10 {
         assert_eq!(send(&c, "GET", &lb.url("/"), &[]).await.status, 200);
     }
-    assert_eq!(
-        (b[0].requests(), b[1].requests()),
-        (5, 5),
-        "fail-open spreads over all targets"
-    );
+    assert_eq!((b[0].requests(), b[1].requests()), (5, 5), "fail-open spreads over all targets");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,11 +80,7 @@ async fn timeout_and_connection_failure_reasons() {
         silent.local_addr().unwrap().port()
     );
     let lb = Lb::up(&template(&targets, "")).await;
-    let h = lb
-        .wait_health("hc", 14, |h| {
-            h.iter().all(|t| t.state.as_str() == "unhealthy")
-        })
-        .await;
+    let h = lb.wait_health("hc", 14, |h| h.iter().all(|t| t.state.as_str() == "unhealthy")).await;
     assert_eq!(states(&h), vec!["unhealthy", "unhealthy"]);
     assert_eq!(h[0].reason.code(), Some("Target.Timeout"));
     assert_eq!(h[1].reason.code(), Some("Target.FailedHealthChecks"));
@@ -123,10 +90,7 @@ async fn timeout_and_connection_failure_reasons() {
 async fn unused_targets_and_disabled_checks() {
     let b = backends("unused", 2).await;
     let yaml = template(&targets_yaml(&b, 8), "").replace(
-        &format!(
-            "        - {{ Id: 127.0.0.1, Port: {} }}\n",
-            b[1].addr.port()
-        ),
+        &format!("        - {{ Id: 127.0.0.1, Port: {} }}\n", b[1].addr.port()),
         &format!(
             "        - {{ Id: 127.0.0.1, Port: {}, AvailabilityZone: us-east-1c }}\n",
             b[1].addr.port()
@@ -134,11 +98,7 @@ async fn unused_targets_and_disabled_checks() {
     );
     let mut lb = Lb::up(&yaml).await;
     let h = lb.health("hc").await;
-    assert_eq!(
-        states(&h),
-        vec!["initial", "unused"],
-        "a target outside the LB's zones is unused"
-    );
+    assert_eq!(states(&h), vec!["initial", "unused"], "a target outside the LB's zones is unused");
     assert_eq!(h[1].reason.code(), Some("Target.NotInUse"));
 
     // Detach the group from the listener: all its targets become unused.
@@ -158,12 +118,9 @@ async fn unused_targets_and_disabled_checks() {
     assert_eq!(states(&lb.health("hc").await), vec!["unused", "unused"]);
 
     // A group with health checks disabled reports its targets unavailable and routes to them.
-    let yaml = template(
-        &targets_yaml(&b[..1], 8),
-        "      HealthCheckEnabled: false\n",
-    )
-    .replace("Name: health", "Name: nohc")
-    .replace("Name: hc", "Name: nohc");
+    let yaml = template(&targets_yaml(&b[..1], 8), "      HealthCheckEnabled: false\n")
+        .replace("Name: health", "Name: nohc")
+        .replace("Name: hc", "Name: nohc");
     let lb2 = Lb::up(&yaml).await;
     let h = lb2.health("nohc").await;
     assert_eq!(states(&h), vec!["unavailable"]);
@@ -177,16 +134,11 @@ async fn deregistered_target_drains_then_disappears() {
     let b = backends("drain", 2).await;
     let mut lb = Lb::up(&template(
         &targets_yaml(&b, 8),
-        &(attributes(
-            "TargetGroupAttributes",
-            &[("deregistration_delay.timeout_seconds", "30")],
-        ) + "\n"),
+        &(attributes("TargetGroupAttributes", &[("deregistration_delay.timeout_seconds", "30")])
+            + "\n"),
     ))
     .await;
-    lb.wait_health("hc", 12, |h| {
-        h.iter().all(|t| t.state.as_str() == "healthy")
-    })
-    .await;
+    lb.wait_health("hc", 12, |h| h.iter().all(|t| t.state.as_str() == "healthy")).await;
     // Put a slow request in flight on each target (round robin), then deregister the first.
     let slow: Vec<_> = (0..2)
         .map(|_| {
@@ -200,34 +152,20 @@ async fn deregistered_target_drains_then_disappears() {
     lb.change(|s| {
         s.deregister_targets(
             &tg,
-            &[TargetSpec {
-                id: "127.0.0.1".into(),
-                port: Some(port),
-                availability_zone: None,
-            }],
+            &[TargetSpec { id: "127.0.0.1".into(), port: Some(port), availability_zone: None }],
         )
         .unwrap()
     })
     .await;
     let h = lb.health("hc").await;
-    let drained = h
-        .iter()
-        .find(|t| t.port == port)
-        .expect("still reported while draining");
+    let drained = h.iter().find(|t| t.port == port).expect("still reported while draining");
     assert_eq!(drained.state.as_str(), "draining");
-    assert_eq!(
-        drained.reason.code(),
-        Some("Target.DeregistrationInProgress")
-    );
+    assert_eq!(drained.reason.code(), Some("Target.DeregistrationInProgress"));
     let before = b[0].requests();
     for _ in 0..10 {
         assert_eq!(get(&lb.url("/")).await.backend(), "drain-2");
     }
-    assert_eq!(
-        b[0].requests(),
-        before,
-        "no new requests to a draining target"
-    );
+    assert_eq!(b[0].requests(), before, "no new requests to a draining target");
     for s in slow {
         assert_eq!(s.await.unwrap().status, 200, "in-flight requests finish");
     }

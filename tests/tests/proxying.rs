@@ -24,8 +24,7 @@ fn lb_yaml(targets: &str, lb_attrs: &str) -> String {
 }
 
 fn header<'a>(body: &'a str, name: &str) -> Option<&'a str> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+    body.lines().find_map(|l| l.strip_prefix(&format!("{name}: ")))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,46 +48,19 @@ async fn forwarded_headers_and_hop_by_hop() {
     assert_eq!(r.status, 200);
     let body = &r.body;
     assert!(body.contains("GET /path?q=1"), "{body}");
-    assert_eq!(
-        header(body, "host"),
-        Some("app.example.com"),
-        "Host is forwarded unchanged"
-    );
-    assert_eq!(
-        header(body, "x-forwarded-for"),
-        Some("203.0.113.7, 127.0.0.1")
-    );
+    assert_eq!(header(body, "host"), Some("app.example.com"), "Host is forwarded unchanged");
+    assert_eq!(header(body, "x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
     assert_eq!(header(body, "x-forwarded-proto"), Some("http"));
-    assert_eq!(
-        header(body, "x-forwarded-port"),
-        Some(lb.port.to_string().as_str())
-    );
+    assert_eq!(header(body, "x-forwarded-port"), Some(lb.port.to_string().as_str()));
     assert_eq!(header(body, "x-custom"), Some("kept"));
-    assert_eq!(
-        header(body, "x-secret"),
-        None,
-        "headers named in Connection are removed"
-    );
+    assert_eq!(header(body, "x-secret"), None, "headers named in Connection are removed");
     assert_eq!(header(body, "te"), None);
     let trace = header(body, "x-amzn-trace-id").expect("trace id added");
-    assert!(
-        trace.starts_with("Root=1-") && trace.len() == "Root=1-".len() + 8 + 1 + 24,
-        "{trace}"
-    );
+    assert!(trace.starts_with("Root=1-") && trace.len() == "Root=1-".len() + 8 + 1 + 24, "{trace}");
 
     let inbound = "Root=1-5759e988-bd862e3fe1be46a994272793";
-    let r = send(
-        &client(),
-        "GET",
-        &lb.url("/"),
-        &[("x-amzn-trace-id", inbound)],
-    )
-    .await;
-    assert_eq!(
-        header(&r.body, "x-amzn-trace-id"),
-        Some(inbound),
-        "an incoming trace id is kept"
-    );
+    let r = send(&client(), "GET", &lb.url("/"), &[("x-amzn-trace-id", inbound)]).await;
+    assert_eq!(header(&r.body, "x-amzn-trace-id"), Some(inbound), "an incoming trace id is kept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,13 +86,7 @@ async fn xff_processing_modes() {
         .replace("Name: proxying", "Name: proxying2"),
     )
     .await;
-    let r = send(
-        &client(),
-        "GET",
-        &lb.url("/"),
-        &[("x-forwarded-for", "1.2.3.4")],
-    )
-    .await;
+    let r = send(&client(), "GET", &lb.url("/"), &[("x-forwarded-for", "1.2.3.4")]).await;
     assert_eq!(header(&r.body, "x-forwarded-for"), None);
 }
 
@@ -152,11 +118,7 @@ async fn every_zone_node_serves_the_listener() {
     ];
     assert_eq!(addrs, want);
     for a in addrs {
-        assert_eq!(
-            get(&format!("http://{a}/")).await.backend(),
-            "zones-1",
-            "{a}"
-        );
+        assert_eq!(get(&format!("http://{a}/")).await.backend(), "zones-1", "{a}");
     }
 }
 
@@ -195,13 +157,8 @@ async fn live_changes_under_load_fail_no_request() {
                 message_body: Some("new rule".into()),
             }),
         };
-        s.create_rule(
-            &l,
-            1,
-            vec![Condition::PathPattern(vec!["/new".into()])],
-            vec![fixed],
-        )
-        .unwrap();
+        s.create_rule(&l, 1, vec![Condition::PathPattern(vec!["/new".into()])], vec![fixed])
+            .unwrap();
     })
     .await;
     assert_eq!(get(&lb.url("/new")).await.body, "new rule");
@@ -212,27 +169,21 @@ async fn live_changes_under_load_fail_no_request() {
         port: Some(b[2].addr.port()),
         availability_zone: None,
     };
-    lb.change(|s| s.register_targets(&tg, &[third]).unwrap())
-        .await;
+    lb.change(|s| s.register_targets(&tg, &[third]).unwrap()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let first = TargetSpec {
         id: "127.0.0.1".into(),
         port: Some(b[0].addr.port()),
         availability_zone: None,
     };
-    lb.change(|s| s.deregister_targets(&tg, &[first]).unwrap())
-        .await;
+    lb.change(|s| s.deregister_targets(&tg, &[first]).unwrap()).await;
     let at_deregistration = b[0].requests();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.await.unwrap();
     }
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "no request failed during live changes"
-    );
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed during live changes");
     assert!(
         ok.load(Ordering::Relaxed) > 100,
         "the load actually ran: {}",

@@ -81,12 +81,7 @@ async fn every_condition_type_routes() {
         ("GET", u("/img/logo.PNG"), vec![], "default"),
         ("GET", u("/v2/status"), vec![], "path"),
         ("GET", u("/v22/status"), vec![], "default"),
-        (
-            "GET",
-            u("/img/logo.png"),
-            vec![("host", "a.example.com")],
-            "host",
-        ),
+        ("GET", u("/img/logo.png"), vec![("host", "a.example.com")], "host"),
         ("GET", u("/"), vec![("x-canary", "YES")], "header"),
         ("GET", u("/"), vec![("X-Canary", "trust-me")], "header"),
         ("GET", u("/"), vec![("x-canary", "no")], "default"),
@@ -134,12 +129,6 @@ Resources:
     );
     let lb = Lb::up(&yaml).await;
     // X-Forwarded-For never counts as the source.
-    let r = send(
-        &client(),
-        "GET",
-        &lb.url("/"),
-        &[("x-forwarded-for", "10.1.1.1")],
-    )
-    .await;
+    let r = send(&client(), "GET", &lb.url("/"), &[("x-forwarded-for", "10.1.1.1")]).await;
     assert_eq!((r.status, r.backend()), (200, "d-1"));
 }

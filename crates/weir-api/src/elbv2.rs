@@ -13,9 +13,7 @@ use crate::{Api, ApiError};
 type Result<T> = std::result::Result<T, ApiError>;
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 fn required(p: &Value, key: &str) -> Result<String> {
@@ -44,9 +42,7 @@ fn page<T>(items: Vec<T>, p: &Value) -> Result<(Vec<T>, Option<String>)> {
         return Err(ApiError::validation("PageSize must be between 1 and 400"));
     }
     let start: usize = match get_str(p, "Marker") {
-        Some(m) => m
-            .parse()
-            .map_err(|_| ApiError::validation("The marker is not valid"))?,
+        Some(m) => m.parse().map_err(|_| ApiError::validation("The marker is not valid"))?,
         None => 0,
     };
     let total = items.len();
@@ -93,9 +89,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             .await?;
             let store = api.store.lock().await;
             let lb = store.state().load_balancer(&arn)?;
-            x.list("LoadBalancers", [lb], |x, lb| {
-                xml::load_balancer(x, lb, "provisioning")
-            });
+            x.list("LoadBalancers", [lb], |x, lb| xml::load_balancer(x, lb, "provisioning"));
         }
         "DescribeLoadBalancers" => {
             let store = api.store.lock().await;
@@ -121,9 +115,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 lbs.retain(|lb| names.contains(&lb.name));
             }
             let (items, next) = page(lbs, p)?;
-            x.list("LoadBalancers", items, |x, lb| {
-                xml::load_balancer(x, lb, "active")
-            });
+            x.list("LoadBalancers", items, |x, lb| xml::load_balancer(x, lb, "active"));
             with_marker(&mut x, next);
         }
         "DeleteLoadBalancer" => {
@@ -154,8 +146,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 let lb = s.load_balancers.get_mut(&arn).ok_or_else(|| {
                     ModelError::new(ErrorCode::LoadBalancerNotFound, "Load balancer not found")
                 })?;
-                lb.attributes
-                    .set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+                lb.attributes.set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
                 Ok(lb.attributes.clone())
             })
             .await?;
@@ -183,9 +174,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             .await?;
             let store = api.store.lock().await;
             let st = store.state();
-            x.list("TargetGroups", [st.target_group(&arn)?], |x, tg| {
-                xml::target_group(x, tg, st)
-            });
+            x.list("TargetGroups", [st.target_group(&arn)?], |x, tg| xml::target_group(x, tg, st));
         }
         "DescribeTargetGroups" => {
             let store = api.store.lock().await;
@@ -230,9 +219,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             .await?;
             let store = api.store.lock().await;
             let st = store.state();
-            x.list("TargetGroups", [st.target_group(&arn)?], |x, tg| {
-                xml::target_group(x, tg, st)
-            });
+            x.list("TargetGroups", [st.target_group(&arn)?], |x, tg| xml::target_group(x, tg, st));
         }
         "DeleteTargetGroup" => {
             let arn = required(p, "TargetGroupArn")?;
@@ -254,8 +241,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 let tg = s.target_groups.get_mut(&arn).ok_or_else(|| {
                     ModelError::new(ErrorCode::TargetGroupNotFound, "Target group not found")
                 })?;
-                tg.attributes
-                    .set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+                tg.attributes.set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
                 Ok(tg.attributes.clone())
             })
             .await?;
@@ -286,14 +272,10 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let wanted = shape::targets(p.get("Targets"))?;
             if !wanted.is_empty() {
                 health.retain(|h| {
-                    wanted
-                        .iter()
-                        .any(|w| w.id == h.id && w.port.is_none_or(|port| port == h.port))
+                    wanted.iter().any(|w| w.id == h.id && w.port.is_none_or(|port| port == h.port))
                 });
             }
-            x.list("TargetHealthDescriptions", &health, |x, h| {
-                xml::target_health(x, h, tg)
-            });
+            x.list("TargetHealthDescriptions", &health, |x, h| xml::target_health(x, h, tg));
         }
         "CreateListener" => {
             let lb = required(p, "LoadBalancerArn")?;
@@ -303,10 +285,8 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let protocol =
                 Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
             let actions = shape::actions(p.get("DefaultActions"))?;
-            let arn = mutate(api, action, &lb, |s| {
-                s.create_listener(&lb, port, protocol, actions)
-            })
-            .await?;
+            let arn = mutate(api, action, &lb, |s| s.create_listener(&lb, port, protocol, actions))
+                .await?;
             let store = api.store.lock().await;
             x.list("Listeners", [store.state().listener(&arn)?], xml::listener);
         }
@@ -319,10 +299,9 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                     st.load_balancer(&lb)?;
                     st.listeners_of(&lb)
                 }
-                None if !arns.is_empty() => arns
-                    .iter()
-                    .map(|a| st.listener(a))
-                    .collect::<std::result::Result<_, _>>()?,
+                None if !arns.is_empty() => {
+                    arns.iter().map(|a| st.listener(a)).collect::<std::result::Result<_, _>>()?
+                }
                 None => {
                     return Err(ApiError::validation(
                         "You must specify either listener ARNs or a load balancer ARN",
@@ -344,17 +323,9 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                         .map_err(|_| ApiError::validation("Port must be between 1 and 65535"))
                 })
                 .transpose()?;
-            let protocol = get_str(p, "Protocol")
-                .map(|v| Protocol::parse(&v))
-                .transpose()?;
-            let actions = p
-                .get("DefaultActions")
-                .map(|a| shape::actions(Some(a)))
-                .transpose()?;
-            mutate(api, action, &arn, |s| {
-                s.modify_listener(&arn, port, protocol, actions)
-            })
-            .await?;
+            let protocol = get_str(p, "Protocol").map(|v| Protocol::parse(&v)).transpose()?;
+            let actions = p.get("DefaultActions").map(|a| shape::actions(Some(a))).transpose()?;
+            mutate(api, action, &arn, |s| s.modify_listener(&arn, port, protocol, actions)).await?;
             let store = api.store.lock().await;
             x.list("Listeners", [store.state().listener(&arn)?], xml::listener);
         }
@@ -367,10 +338,8 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let priority = get_u32(p, "Priority")?.ok_or_else(|| ApiError::missing("Priority"))?;
             let conditions = shape::conditions(p.get("Conditions"))?;
             let actions = shape::actions(p.get("Actions"))?;
-            let arn = mutate(api, action, &l, |s| {
-                s.create_rule(&l, priority, conditions, actions)
-            })
-            .await?;
+            let arn = mutate(api, action, &l, |s| s.create_rule(&l, priority, conditions, actions))
+                .await?;
             let store = api.store.lock().await;
             x.list("Rules", [store.state().rule(&arn)?], xml::rule);
         }
@@ -401,18 +370,9 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "ModifyRule" => {
             let arn = required(p, "RuleArn")?;
-            let conditions = p
-                .get("Conditions")
-                .map(|c| shape::conditions(Some(c)))
-                .transpose()?;
-            let actions = p
-                .get("Actions")
-                .map(|a| shape::actions(Some(a)))
-                .transpose()?;
-            mutate(api, action, &arn, |s| {
-                s.modify_rule(&arn, conditions, actions)
-            })
-            .await?;
+            let conditions = p.get("Conditions").map(|c| shape::conditions(Some(c))).transpose()?;
+            let actions = p.get("Actions").map(|a| shape::actions(Some(a))).transpose()?;
+            mutate(api, action, &arn, |s| s.modify_rule(&arn, conditions, actions)).await?;
             let store = api.store.lock().await;
             x.list("Rules", [store.state().rule(&arn)?], xml::rule);
         }
@@ -429,10 +389,8 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             }
             mutate(api, action, "", |s| s.set_rule_priorities(&changes)).await?;
             let store = api.store.lock().await;
-            let rules: Vec<_> = changes
-                .iter()
-                .filter_map(|(a, _)| store.state().rules.get(a))
-                .collect();
+            let rules: Vec<_> =
+                changes.iter().filter_map(|(a, _)| store.state().rules.get(a)).collect();
             x.list("Rules", rules, xml::rule);
         }
         "DeleteRule" => {

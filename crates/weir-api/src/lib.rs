@@ -6,10 +6,11 @@
 //! `ErrorResponse/Error/{Type,Code,Message}` with a `RequestId`.
 //!
 //! Implemented now: the ELBv2 (2015-12-01) operations the ALB data plane supports (see
-//! `docs/api.md`). Authentication (SigV4) is not implemented yet: run it on loopback only.
+//! `docs/api.md`). Requests are verified with SigV4 ([`sigv4`]) unless authentication is off.
 #![forbid(unsafe_code)]
 
 mod elbv2;
+pub mod sigv4;
 pub mod xml;
 
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State as AxState;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::sync::Mutex;
@@ -32,6 +33,8 @@ pub struct Api {
     pub store: Mutex<Store>,
     /// The data plane that serves the state.
     pub dataplane: Arc<Dataplane>,
+    /// Accepted access keys; `None` serves without authentication.
+    pub auth: Option<sigv4::Credentials>,
 }
 
 impl std::fmt::Debug for Api {
@@ -120,20 +123,40 @@ pub async fn serve(
     Ok((local, task))
 }
 
-async fn handle(AxState(api): AxState<Arc<Api>>, uri: Uri, body: Bytes) -> Response {
+async fn handle(
+    AxState(api): AxState<Arc<Api>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    if let Some(creds) = &api.auth {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if let Err(e) = sigv4::verify(
+            creds,
+            method.as_str(),
+            uri.path(),
+            uri.query().unwrap_or(""),
+            &headers,
+            &body,
+            now,
+        ) {
+            let err =
+                ApiError { status: 403, kind: "Sender", code: e.code.into(), message: e.message };
+            return error_response(&err, &request_id);
+        }
+    }
     let mut pairs: Vec<(String, String)> =
-        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     pairs.extend(form_urlencoded::parse(&body).into_owned());
     let params = nest_query_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let action = get_str(&params, "Action").unwrap_or_default();
     let version = get_str(&params, "Version").unwrap_or_default();
     let result = match version.as_str() {
-        "2015-12-01" => elbv2::dispatch(&api, &action, &params)
-            .await
-            .map(|body| (ELBV2_NS, body)),
+        "2015-12-01" => elbv2::dispatch(&api, &action, &params).await.map(|body| (ELBV2_NS, body)),
         _ => Err(ApiError {
             status: 400,
             kind: "Sender",
@@ -146,33 +169,28 @@ async fn handle(AxState(api): AxState<Arc<Api>>, uri: Uri, body: Bytes) -> Respo
             let xml = format!(
                 "<{action}Response xmlns=\"{ns}\"><{action}Result>{body}</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
             );
-            (
-                [
-                    ("content-type", "text/xml"),
-                    ("x-amzn-requestid", request_id.as_str()),
-                ],
-                xml,
-            )
+            ([("content-type", "text/xml"), ("x-amzn-requestid", request_id.as_str())], xml)
                 .into_response()
         }
         Err(e) => {
             tracing::debug!(action, code = %e.code, message = %e.message, "API error");
-            let xml = format!(
-                "<ErrorResponse xmlns=\"{ELBV2_NS}\"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
-                e.kind,
-                xml::escape(&e.code),
-                xml::escape(&e.message)
-            );
-            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
-            (
-                status,
-                [
-                    ("content-type", "text/xml"),
-                    ("x-amzn-requestid", request_id.as_str()),
-                ],
-                xml,
-            )
-                .into_response()
+            error_response(&e, &request_id)
         }
     }
+}
+
+fn error_response(e: &ApiError, request_id: &str) -> Response {
+    let xml = format!(
+        "<ErrorResponse xmlns=\"{ELBV2_NS}\"><Error><Type>{}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+        e.kind,
+        xml::escape(&e.code),
+        xml::escape(&e.message)
+    );
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        [("content-type", "text/xml".to_string()), ("x-amzn-requestid", request_id.to_string())],
+        xml,
+    )
+        .into_response()
 }

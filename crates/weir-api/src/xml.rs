@@ -151,10 +151,7 @@ pub fn target_group(x: &mut Xml, tg: &TargetGroup, state: &State) {
             .leaf(if m.grpc { "GrpcCode" } else { "HttpCode" }, &m.text)
             .close("Matcher");
     }
-    x.strings(
-        "LoadBalancerArns",
-        state.load_balancers_of_target_group(&tg.arn),
-    );
+    x.strings("LoadBalancerArns", state.load_balancers_of_target_group(&tg.arn));
     x.leaf("TargetType", tg.target_type.as_str());
     if tg.protocol.is_l7() {
         x.leaf("ProtocolVersion", tg.protocol_version.as_str());
@@ -172,16 +169,13 @@ pub fn action(x: &mut Xml, a: &Action, order: usize) {
             }
             x.open("ForwardConfig");
             x.list("TargetGroups", &f.target_groups, |x, t| {
-                x.leaf("TargetGroupArn", &t.target_group_arn)
-                    .leaf("Weight", t.weight);
+                x.leaf("TargetGroupArn", &t.target_group_arn).leaf("Weight", t.weight);
             });
-            x.open("TargetGroupStickinessConfig")
-                .leaf("Enabled", f.stickiness_enabled);
+            x.open("TargetGroupStickinessConfig").leaf("Enabled", f.stickiness_enabled);
             if f.stickiness_enabled {
                 x.leaf("DurationSeconds", f.stickiness_duration_seconds);
             }
-            x.close("TargetGroupStickinessConfig")
-                .close("ForwardConfig");
+            x.close("TargetGroupStickinessConfig").close("ForwardConfig");
         }
         ActionKind::Redirect(r) => {
             x.open("RedirectConfig")
@@ -248,8 +242,7 @@ fn condition(x: &mut Xml, c: &Condition) {
 
 /// A rule `member` body.
 pub fn rule(x: &mut Xml, r: &Rule) {
-    x.leaf("RuleArn", &r.arn)
-        .leaf("Priority", r.priority.to_aws());
+    x.leaf("RuleArn", &r.arn).leaf("Priority", r.priority.to_aws());
     x.list("Conditions", &r.conditions, condition);
     actions(x, "Actions", &r.actions);
     x.leaf("IsDefault", r.priority == RulePriority::Default);

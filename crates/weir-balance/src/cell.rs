@@ -159,10 +159,7 @@ impl TargetCell {
 
     /// Current reason.
     pub fn reason(&self) -> Reason {
-        self.reason
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or(Reason::None)
+        self.reason.lock().map(|r| r.clone()).unwrap_or(Reason::None)
     }
 
     /// Sets state and reason. A draining target stays draining.
@@ -191,10 +188,7 @@ impl TargetCell {
 
     /// Whether new requests may go to this target when some target is healthy.
     pub fn is_routable(&self) -> bool {
-        matches!(
-            self.state(),
-            HealthState::Healthy | HealthState::Unavailable
-        )
+        matches!(self.state(), HealthState::Healthy | HealthState::Unavailable)
     }
 
     /// Whether this target may receive requests under fail-open (all targets unhealthy).

@@ -87,38 +87,23 @@ mod tests {
 
     fn cell() -> TargetCell {
         TargetCell::new(
-            TargetKey {
-                id: "127.0.0.1".into(),
-                port: 80,
-            },
+            TargetKey { id: "127.0.0.1".into(), port: 80 },
             "127.0.0.1:80".parse().unwrap(),
             "us-east-1a".into(),
         )
     }
 
-    const T: Thresholds = Thresholds {
-        healthy: 3,
-        unhealthy: 2,
-    };
+    const T: Thresholds = Thresholds { healthy: 3, unhealthy: 2 };
 
     #[test]
     fn initial_to_healthy_after_threshold() {
         let c = cell();
         let mut m = HealthMachine::new();
         assert_eq!(c.reason(), Reason::RegistrationInProgress);
-        assert_eq!(
-            m.record(&c, &ProbeOutcome::Success, T),
-            HealthState::Initial
-        );
+        assert_eq!(m.record(&c, &ProbeOutcome::Success, T), HealthState::Initial);
         assert_eq!(c.reason(), Reason::InitialHealthChecking);
-        assert_eq!(
-            m.record(&c, &ProbeOutcome::Success, T),
-            HealthState::Initial
-        );
-        assert_eq!(
-            m.record(&c, &ProbeOutcome::Success, T),
-            HealthState::Healthy
-        );
+        assert_eq!(m.record(&c, &ProbeOutcome::Success, T), HealthState::Initial);
+        assert_eq!(m.record(&c, &ProbeOutcome::Success, T), HealthState::Healthy);
         assert_eq!(c.reason(), Reason::None);
     }
 
@@ -129,14 +114,8 @@ mod tests {
         for _ in 0..3 {
             m.record(&c, &ProbeOutcome::Success, T);
         }
-        assert_eq!(
-            m.record(&c, &ProbeOutcome::CodeMismatch(503), T),
-            HealthState::Healthy
-        );
-        assert_eq!(
-            m.record(&c, &ProbeOutcome::CodeMismatch(503), T),
-            HealthState::Unhealthy
-        );
+        assert_eq!(m.record(&c, &ProbeOutcome::CodeMismatch(503), T), HealthState::Healthy);
+        assert_eq!(m.record(&c, &ProbeOutcome::CodeMismatch(503), T), HealthState::Unhealthy);
         assert_eq!(c.reason().code(), Some("Target.ResponseCodeMismatch"));
         assert_eq!(
             c.reason().description().unwrap(),
@@ -145,11 +124,7 @@ mod tests {
         m.record(&c, &ProbeOutcome::Success, T);
         m.record(&c, &ProbeOutcome::Success, T);
         m.record(&c, &ProbeOutcome::Timeout, T);
-        assert_eq!(
-            c.state(),
-            HealthState::Unhealthy,
-            "a failure resets the success streak"
-        );
+        assert_eq!(c.state(), HealthState::Unhealthy, "a failure resets the success streak");
         for _ in 0..3 {
             m.record(&c, &ProbeOutcome::Success, T);
         }

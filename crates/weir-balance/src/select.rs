@@ -64,16 +64,8 @@ pub struct Selector {
 impl Selector {
     /// A selector over `targets` (in registration order).
     pub fn new(algorithm: Algorithm, targets: Vec<Arc<TargetCell>>) -> Self {
-        let start = if targets.is_empty() {
-            0
-        } else {
-            fastrand::usize(..targets.len())
-        };
-        Self {
-            algorithm,
-            targets,
-            next: AtomicUsize::new(start),
-        }
+        let start = if targets.is_empty() { 0 } else { fastrand::usize(..targets.len()) };
+        Self { algorithm, targets, next: AtomicUsize::new(start) }
     }
 
     /// All targets in the snapshot, whatever their state.

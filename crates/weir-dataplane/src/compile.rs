@@ -26,13 +26,7 @@ pub(crate) fn target_groups(
                 .targets
                 .iter()
                 .filter_map(|t| {
-                    cells.get(&(
-                        tg.arn.clone(),
-                        TargetKey {
-                            id: t.id.clone(),
-                            port: t.port,
-                        },
-                    ))
+                    cells.get(&(tg.arn.clone(), TargetKey { id: t.id.clone(), port: t.port }))
                 })
                 .filter(|c| c.state() != HealthState::Unused)
                 .cloned()
@@ -72,10 +66,9 @@ fn action(
             f.target_groups
                 .iter()
                 .filter_map(|w| {
-                    groups.get(&w.target_group_arn).map(|g| ForwardGroup {
-                        group: g.clone(),
-                        weight: w.weight,
-                    })
+                    groups
+                        .get(&w.target_group_arn)
+                        .map(|g| ForwardGroup { group: g.clone(), weight: w.weight })
                 })
                 .collect(),
         ),

@@ -40,10 +40,7 @@ pub struct DataplaneConfig {
 
 impl Default for DataplaneConfig {
     fn default() -> Self {
-        Self {
-            public_addresses: vec![IpAddr::from([127, 0, 0, 1])],
-            bind_zone_nodes: true,
-        }
+        Self { public_addresses: vec![IpAddr::from([127, 0, 0, 1])], bind_zone_nodes: true }
     }
 }
 
@@ -112,19 +109,14 @@ pub struct Dataplane {
 
 impl std::fmt::Debug for Dataplane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dataplane")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Dataplane").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
 impl Dataplane {
     /// A data plane with nothing running. Starts the drain sweeper.
     pub fn new(config: DataplaneConfig) -> Arc<Self> {
-        let dp = Arc::new(Self {
-            config,
-            inner: Mutex::new(Inner::default()),
-        });
+        let dp = Arc::new(Self { config, inner: Mutex::new(Inner::default()) });
         let weak: Weak<Self> = Arc::downgrade(&dp);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -184,14 +176,9 @@ impl Dataplane {
                     match weir_l7::serve_listener(&addrs, cell.clone()).await {
                         Ok(handle) => {
                             tracing::info!(listener = %arn, addrs = ?addrs, "listener bound");
-                            inner.listeners.insert(
-                                arn.clone(),
-                                RunningListener {
-                                    addrs,
-                                    cell,
-                                    handle,
-                                },
-                            );
+                            inner
+                                .listeners
+                                .insert(arn.clone(), RunningListener { addrs, cell, handle });
                         }
                         Err(source) => {
                             tracing::error!(listener = %arn, error = %source, "listener bind failed");
@@ -220,12 +207,7 @@ impl Dataplane {
             }
         }
         if lb.scheme == Scheme::InternetFacing {
-            out.extend(
-                self.config
-                    .public_addresses
-                    .iter()
-                    .map(|ip| SocketAddr::new(*ip, port)),
-            );
+            out.extend(self.config.public_addresses.iter().map(|ip| SocketAddr::new(*ip, port)));
         }
         out
     }
@@ -239,18 +221,9 @@ impl Dataplane {
                 .filter_map(|a| state.load_balancers.get(a))
                 .flat_map(|lb| lb.zones.iter().map(|z| z.zone_name.as_str()))
                 .collect();
-            let spec = tg
-                .health_check
-                .enabled
-                .then(|| CheckSpec::from_model(&tg.health_check));
+            let spec = tg.health_check.enabled.then(|| CheckSpec::from_model(&tg.health_check));
             for t in &tg.targets {
-                let key: CellKey = (
-                    tg.arn.clone(),
-                    TargetKey {
-                        id: t.id.clone(),
-                        port: t.port,
-                    },
-                );
+                let key: CellKey = (tg.arn.clone(), TargetKey { id: t.id.clone(), port: t.port });
                 seen.insert(key.clone());
                 let in_use = !lbs.is_empty()
                     && (t.availability_zone == "all"
@@ -279,22 +252,12 @@ impl Dataplane {
                         cell.set_health(HealthState::Initial, Reason::RegistrationInProgress);
                     }
                     let task = weir_health::spawn_checker(cell.clone(), spec.clone());
-                    inner.checkers.insert(
-                        key.clone(),
-                        Checker {
-                            spec: spec.clone(),
-                            task,
-                        },
-                    );
+                    inner.checkers.insert(key.clone(), Checker { spec: spec.clone(), task });
                 }
             }
         }
-        let gone: Vec<CellKey> = inner
-            .cells
-            .keys()
-            .filter(|k| !seen.contains(k))
-            .cloned()
-            .collect();
+        let gone: Vec<CellKey> =
+            inner.cells.keys().filter(|k| !seen.contains(k)).cloned().collect();
         for key in gone {
             inner.checkers.remove(&key);
             let Some(cell) = inner.cells.remove(&key) else {
@@ -303,10 +266,7 @@ impl Dataplane {
             let delay = state
                 .target_groups
                 .get(&key.0)
-                .map_or(0, |tg| {
-                    tg.attributes
-                        .get_i64("deregistration_delay.timeout_seconds")
-                })
+                .map_or(0, |tg| tg.attributes.get_i64("deregistration_delay.timeout_seconds"))
                 .max(0);
             if cell.state() != HealthState::Unused && delay > 0 {
                 cell.start_draining(Instant::now() + Duration::from_secs(delay as u64));
@@ -338,34 +298,20 @@ impl Dataplane {
                     .filter_map(|t| {
                         inner.cells.get(&(
                             tg_arn.to_string(),
-                            TargetKey {
-                                id: t.id.clone(),
-                                port: t.port,
-                            },
+                            TargetKey { id: t.id.clone(), port: t.port },
                         ))
                     })
                     .map(info)
                     .collect()
             })
             .unwrap_or_default();
-        out.extend(
-            inner
-                .draining
-                .iter()
-                .filter(|(k, _)| k.0 == tg_arn)
-                .map(|(_, c)| info(c)),
-        );
+        out.extend(inner.draining.iter().filter(|(k, _)| k.0 == tg_arn).map(|(_, c)| info(c)));
         out
     }
 
     /// Counters of a running listener.
     pub async fn listener_stats(&self, listener_arn: &str) -> Option<Arc<ListenerStats>> {
-        self.inner
-            .lock()
-            .await
-            .listeners
-            .get(listener_arn)
-            .map(|l| l.handle.stats.clone())
+        self.inner.lock().await.listeners.get(listener_arn).map(|l| l.handle.stats.clone())
     }
 
     /// Addresses a running listener is bound to.

@@ -120,10 +120,7 @@ fn param(query: Option<&str>, key: &str) -> Option<String> {
 fn text(status: u16, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    r.headers_mut().insert(
-        "content-type",
-        hyper::header::HeaderValue::from_static("text/plain"),
-    );
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/plain"));
     r
 }
 
@@ -139,16 +136,12 @@ async fn handle(
             return Ok(text(s, format!("{} health {s}\n", st.name)));
         }
         ("POST", "/_demo/health") => {
-            let s = param(query.as_deref(), "status")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(200);
+            let s = param(query.as_deref(), "status").and_then(|v| v.parse().ok()).unwrap_or(200);
             st.health_status.store(s, Ordering::Relaxed);
             return Ok(text(200, format!("health status now {s}\n")));
         }
         ("POST", "/_demo/delay") => {
-            let ms = param(query.as_deref(), "ms")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+            let ms = param(query.as_deref(), "ms").and_then(|v| v.parse().ok()).unwrap_or(0);
             st.delay_ms.store(ms, Ordering::Relaxed);
             return Ok(text(200, format!("delay now {ms} ms\n")));
         }
@@ -176,9 +169,7 @@ async fn handle(
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let status = param(query.as_deref(), "status")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let status = param(query.as_deref(), "status").and_then(|v| v.parse().ok()).unwrap_or(200);
     let mut body = format!("{}\n{} {}", st.name, req.method(), path);
     if let Some(q) = &query {
         body.push('?');

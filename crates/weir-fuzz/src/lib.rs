@@ -61,39 +61,20 @@ pub fn rules(data: &[u8]) {
         vec![
             (
                 1,
-                vec![Condition::HostHeader(vec![
-                    "*.example.?om".into(),
-                    host.clone(),
-                ])],
+                vec![Condition::HostHeader(vec!["*.example.?om".into(), host.clone()])],
                 fixed(201),
             ),
-            (
-                2,
-                vec![Condition::PathPattern(vec![
-                    "/a/*/b?".into(),
-                    pattern.clone(),
-                ])],
-                fixed(202),
-            ),
+            (2, vec![Condition::PathPattern(vec!["/a/*/b?".into(), pattern.clone()])], fixed(202)),
             (
                 3,
-                vec![Condition::HttpHeader {
-                    name: "x-h".into(),
-                    values: vec![pattern.clone()],
-                }],
+                vec![Condition::HttpHeader { name: "x-h".into(), values: vec![pattern.clone()] }],
                 fixed(203),
             ),
             (
                 4,
                 vec![Condition::QueryString(vec![
-                    QueryStringPair {
-                        key: Some("k*".into()),
-                        value: pattern.clone(),
-                    },
-                    QueryStringPair {
-                        key: None,
-                        value: "v".into(),
-                    },
+                    QueryStringPair { key: Some("k*".into()), value: pattern.clone() },
+                    QueryStringPair { key: None, value: "v".into() },
                 ])],
                 fixed(204),
             ),

@@ -104,15 +104,8 @@ async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(
         match resp.parse(&buf) {
             Ok(httparse::Status::Complete(_)) => {
                 let code = resp.code.unwrap_or(0);
-                let ok = spec
-                    .matcher
-                    .as_ref()
-                    .map_or(code == 200, |m| m.matches(code));
-                return if ok {
-                    ProbeOutcome::Success
-                } else {
-                    ProbeOutcome::CodeMismatch(code)
-                };
+                let ok = spec.matcher.as_ref().map_or(code == 200, |m| m.matches(code));
+                return if ok { ProbeOutcome::Success } else { ProbeOutcome::CodeMismatch(code) };
             }
             Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => {}
             _ => return ProbeOutcome::Failed,

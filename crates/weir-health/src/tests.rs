@@ -27,10 +27,7 @@ fn spec(protocol: Protocol, matcher: &str) -> CheckSpec {
         path: "/health".into(),
         interval: Duration::from_millis(50),
         timeout: Duration::from_millis(300),
-        thresholds: Thresholds {
-            healthy: 2,
-            unhealthy: 2,
-        },
+        thresholds: Thresholds { healthy: 2, unhealthy: 2 },
         matcher: Some(Matcher::http(matcher, 200, 499).unwrap()),
     }
 }
@@ -38,18 +35,9 @@ fn spec(protocol: Protocol, matcher: &str) -> CheckSpec {
 #[tokio::test]
 async fn http_probe_matches_codes() {
     let ok = one_shot_server("HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await;
-    assert_eq!(
-        probe(ok, &spec(Protocol::Http, "200,202")).await,
-        ProbeOutcome::Success
-    );
-    assert_eq!(
-        probe(ok, &spec(Protocol::Http, "200")).await,
-        ProbeOutcome::CodeMismatch(202)
-    );
-    assert_eq!(
-        probe(ok, &spec(Protocol::Http, "200-299")).await,
-        ProbeOutcome::Success
-    );
+    assert_eq!(probe(ok, &spec(Protocol::Http, "200,202")).await, ProbeOutcome::Success);
+    assert_eq!(probe(ok, &spec(Protocol::Http, "200")).await, ProbeOutcome::CodeMismatch(202));
+    assert_eq!(probe(ok, &spec(Protocol::Http, "200-299")).await, ProbeOutcome::Success);
 }
 
 #[tokio::test]
@@ -57,24 +45,12 @@ async fn refused_and_silent_targets() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed = l.local_addr().unwrap();
     drop(l);
-    assert_eq!(
-        probe(closed, &spec(Protocol::Http, "200")).await,
-        ProbeOutcome::Failed
-    );
-    assert_eq!(
-        probe(closed, &spec(Protocol::Tcp, "200")).await,
-        ProbeOutcome::Failed
-    );
+    assert_eq!(probe(closed, &spec(Protocol::Http, "200")).await, ProbeOutcome::Failed);
+    assert_eq!(probe(closed, &spec(Protocol::Tcp, "200")).await, ProbeOutcome::Failed);
     let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = silent.local_addr().unwrap();
-    assert_eq!(
-        probe(addr, &spec(Protocol::Tcp, "200")).await,
-        ProbeOutcome::Success
-    );
-    assert_eq!(
-        probe(addr, &spec(Protocol::Http, "200")).await,
-        ProbeOutcome::Timeout
-    );
+    assert_eq!(probe(addr, &spec(Protocol::Tcp, "200")).await, ProbeOutcome::Success);
+    assert_eq!(probe(addr, &spec(Protocol::Http, "200")).await, ProbeOutcome::Timeout);
 }
 
 #[tokio::test]
@@ -82,10 +58,7 @@ async fn checker_drives_state_machine() {
     let addr =
         one_shot_server("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
     let cell = Arc::new(TargetCell::new(
-        TargetKey {
-            id: addr.ip().to_string(),
-            port: addr.port(),
-        },
+        TargetKey { id: addr.ip().to_string(), port: addr.port() },
         addr,
         "us-east-1a".into(),
     ));
@@ -104,10 +77,7 @@ async fn checker_drives_state_machine() {
 #[tokio::test]
 async fn disabled_checks_mark_unavailable() {
     let cell = Arc::new(TargetCell::new(
-        TargetKey {
-            id: "127.0.0.1".into(),
-            port: 1,
-        },
+        TargetKey { id: "127.0.0.1".into(), port: 1 },
         "127.0.0.1:1".parse().unwrap(),
         "us-east-1a".into(),
     ));
@@ -154,23 +124,11 @@ async fn tls_server(status: u16) -> SocketAddr {
 #[tokio::test]
 async fn https_probe_over_tls_without_verifying_the_target() {
     let ok = tls_server(200).await;
-    assert_eq!(
-        probe(ok, &spec(Protocol::Https, "200")).await,
-        ProbeOutcome::Success
-    );
+    assert_eq!(probe(ok, &spec(Protocol::Https, "200")).await, ProbeOutcome::Success);
     let bad = tls_server(500).await;
-    assert_eq!(
-        probe(bad, &spec(Protocol::Https, "200")).await,
-        ProbeOutcome::CodeMismatch(500)
-    );
+    assert_eq!(probe(bad, &spec(Protocol::Https, "200")).await, ProbeOutcome::CodeMismatch(500));
     // Plain HTTP against a TLS target fails; HTTPS against a plain target fails.
-    assert_ne!(
-        probe(ok, &spec(Protocol::Http, "200")).await,
-        ProbeOutcome::Success
-    );
+    assert_ne!(probe(ok, &spec(Protocol::Http, "200")).await, ProbeOutcome::Success);
     let plain = one_shot_server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
-    assert_eq!(
-        probe(plain, &spec(Protocol::Https, "200")).await,
-        ProbeOutcome::Failed
-    );
+    assert_eq!(probe(plain, &spec(Protocol::Https, "200")).await, ProbeOutcome::Failed);
 }

@@ -49,9 +49,7 @@ fn connector() -> TlsConnector {
     static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
     let cfg = CONFIG.get_or_init(|| {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let schemes = provider
-            .signature_verification_algorithms
-            .supported_schemes();
+        let schemes = provider.signature_verification_algorithms.supported_schemes();
         let cfg = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map(|b| {

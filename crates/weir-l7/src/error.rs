@@ -30,12 +30,7 @@ pub struct ProxyError {
 impl ProxyError {
     /// 400: malformed request.
     pub fn bad_request(reason: &'static str) -> Self {
-        Self {
-            side: ErrorSide::Client,
-            status: 400,
-            reason,
-            retry_safe: false,
-        }
+        Self { side: ErrorSide::Client, status: 400, reason, retry_safe: false }
     }
     /// 463: too many X-Forwarded-For addresses.
     pub fn too_many_forwarded() -> Self {
@@ -48,12 +43,7 @@ impl ProxyError {
     }
     /// 503: no registered (or usable) target.
     pub fn no_target() -> Self {
-        Self {
-            side: ErrorSide::LoadBalancer,
-            status: 503,
-            reason: "NoTargets",
-            retry_safe: false,
-        }
+        Self { side: ErrorSide::LoadBalancer, status: 503, reason: "NoTargets", retry_safe: false }
     }
     /// 502: the target refused the connection.
     pub fn connect_refused() -> Self {
@@ -84,12 +74,7 @@ impl ProxyError {
     }
     /// 504: no response within the idle timeout.
     pub fn target_timeout() -> Self {
-        Self {
-            side: ErrorSide::Target,
-            status: 504,
-            reason: "TargetTimeout",
-            retry_safe: false,
-        }
+        Self { side: ErrorSide::Target, status: 504, reason: "TargetTimeout", retry_safe: false }
     }
 }
 

@@ -37,10 +37,7 @@ impl Pattern {
         } else {
             Kind::Glob(boxed(bytes))
         };
-        Self {
-            kind,
-            case_insensitive,
-        }
+        Self { kind, case_insensitive }
     }
 
     /// Whether `text` matches.

@@ -42,9 +42,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 /// Whether a header name is one ALB considers invalid (anything beyond letters, digits and
 /// hyphens) when `drop_invalid_header_fields` is on.
 pub fn is_invalid_header_name(n: &HeaderName) -> bool {
-    !n.as_str()
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    !n.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Applies X-Forwarded-For/-Proto/-Port per the load balancer's settings. Errors with 463 when
@@ -62,10 +60,8 @@ pub fn apply_forwarded(
         .filter_map(|v| v.to_str().ok())
         .map(str::to_string)
         .collect();
-    let count: usize = existing
-        .iter()
-        .map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count())
-        .sum();
+    let count: usize =
+        existing.iter().map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count()).sum();
     if count > MAX_XFF_ADDRESSES {
         return Err(ProxyError::too_many_forwarded());
     }
@@ -155,17 +151,9 @@ mod tests {
         lb.xff_mode = XffMode::Remove;
         apply_forwarded(&mut h, client, 80, "http", &lb).unwrap();
         assert!(!h.contains_key("x-forwarded-for"));
-        let many = (0..31)
-            .map(|i| format!("10.0.0.{i}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let many = (0..31).map(|i| format!("10.0.0.{i}")).collect::<Vec<_>>().join(",");
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", many.parse().unwrap());
-        assert_eq!(
-            apply_forwarded(&mut h, client, 80, "http", &lb)
-                .unwrap_err()
-                .status,
-            463
-        );
+        assert_eq!(apply_forwarded(&mut h, client, 80, "http", &lb).unwrap_err().status, 463);
     }
 }

@@ -90,26 +90,14 @@ pub async fn serve_listener(
         .pool_timer(TokioTimer::new())
         .build(connector);
     let stats = Arc::new(ListenerStats::default());
-    let proxy = Arc::new(Proxy {
-        cell,
-        client,
-        stats: stats.clone(),
-    });
+    let proxy = Arc::new(Proxy { cell, client, stats: stats.clone() });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let local_addrs = listeners
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .collect();
+    let local_addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let accept_tasks = listeners
         .into_iter()
         .map(|l| tokio::spawn(accept_loop(l, proxy.clone(), shutdown_rx.clone())))
         .collect();
-    Ok(ListenerHandle {
-        accept_tasks,
-        shutdown,
-        local_addrs,
-        stats,
-    })
+    Ok(ListenerHandle { accept_tasks, shutdown, local_addrs, stats })
 }
 
 async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::Receiver<bool>) {
@@ -128,10 +116,7 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             proxy.stats.new_connections.fetch_add(1, Ordering::Relaxed);
-            proxy
-                .stats
-                .active_connections
-                .fetch_add(1, Ordering::Relaxed);
+            proxy.stats.active_connections.fetch_add(1, Ordering::Relaxed);
             let idle = proxy.cell.load().lb.idle_timeout;
             let p = proxy.clone();
             let svc = service_fn(move |req| p.clone().handle(req, peer));
@@ -155,10 +140,7 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                     let _ = conn.await;
                 }
             }
-            proxy
-                .stats
-                .active_connections
-                .fetch_sub(1, Ordering::Relaxed);
+            proxy.stats.active_connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
@@ -182,9 +164,7 @@ impl Drop for ClientClosedGuard<'_> {
 fn connect_timed_out(e: &hyper_util::client::legacy::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = e.source();
     while let Some(s) = src {
-        if s.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::TimedOut)
-        {
+        if s.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::TimedOut) {
             return true;
         }
         // HttpConnector reports its connect timeout as a ConnectError whose text says so.
@@ -200,9 +180,7 @@ fn host_without_port(h: &str) -> &str {
     if let Some(rest) = h.strip_prefix('[') {
         return rest.split(']').next().unwrap_or(rest);
     }
-    h.rsplit_once(':')
-        .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
-        .map_or(h, |(h, _)| h)
+    h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h)
 }
 
 impl Proxy {
@@ -213,11 +191,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let snap = self.cell.load_full();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let mut guard = ClientClosedGuard {
-            stats: &self.stats,
-            peer,
-            armed: true,
-        };
+        let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true };
         let resp = match self.route(req, peer, &snap).await {
             Ok(r) => r,
             Err(e) => {
@@ -237,20 +211,14 @@ impl Proxy {
         snap: &ListenerSnapshot,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let line_len = req.method().as_str().len() + req.uri().to_string().len() + 10;
-        let longest_header = req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 2)
-            .max()
-            .unwrap_or(0);
+        let longest_header =
+            req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 2).max().unwrap_or(0);
         if line_len > MAX_LINE_BYTES || longest_header > MAX_LINE_BYTES {
             return Err(ProxyError::bad_request("LineTooLong"));
         }
         let host_header = match req.headers().get(header::HOST) {
             Some(h) => Some(
-                h.to_str()
-                    .map_err(|_| ProxyError::bad_request("InvalidHostHeader"))?
-                    .to_string(),
+                h.to_str().map_err(|_| ProxyError::bad_request("InvalidHostHeader"))?.to_string(),
             ),
             None => req.uri().authority().map(|a| a.to_string()),
         };
@@ -310,15 +278,9 @@ impl Proxy {
             &groups[0]
         } else {
             let weights: Vec<u32> = groups.iter().map(|g| g.weight).collect();
-            pick_weighted(&weights)
-                .and_then(|i| groups.get(i))
-                .ok_or_else(ProxyError::no_target)?
+            pick_weighted(&weights).and_then(|i| groups.get(i)).ok_or_else(ProxyError::no_target)?
         };
-        let target = group
-            .group
-            .selector
-            .pick(None)
-            .ok_or_else(ProxyError::no_target)?;
+        let target = group.group.selector.pick(None).ok_or_else(ProxyError::no_target)?;
         let addr = target.target().addr;
 
         let (mut parts, body) = req.into_parts();
@@ -328,9 +290,7 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         headers::strip_hop_by_hop(&mut parts.headers);
         headers::apply_forwarded(&mut parts.headers, peer, snap.port, "http", &snap.lb)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         headers::trace_id(&mut parts.headers, now);
         let upstream = Request::from_parts(parts, body);
 
@@ -339,9 +299,7 @@ impl Proxy {
         let resp = match result {
             Err(_) => return Err(ProxyError::target_timeout()),
             Ok(Err(e)) if e.is_connect() => {
-                self.stats
-                    .target_connection_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
                 let timed_out = connect_timed_out(&e);
                 tracing::debug!(target = %addr, error = ?e, "target connection failed");
                 return Err(if timed_out {
@@ -360,9 +318,7 @@ impl Proxy {
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
         if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         }
         // The request stays outstanding on the target until its response body is done.
         let body = body.map_err(move |e| {

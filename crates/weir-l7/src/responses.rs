@@ -23,16 +23,12 @@ fn reason(status: u16) -> &'static str {
         502 => "Bad Gateway",
         503 => "Service Temporarily Unavailable",
         504 => "Gateway Time-out",
-        _ => StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or(""),
+        _ => StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or(""),
     }
 }
 
 fn with_server(mut r: Response<ProxyBody>) -> Response<ProxyBody> {
-    r.headers_mut()
-        .insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
+    r.headers_mut().insert(header::SERVER, HeaderValue::from_static("awselb/2.0"));
     r
 }
 
@@ -46,8 +42,7 @@ pub fn error_page(status: u16) -> Response<ProxyBody> {
     let body = format!("<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n</body>\r\n</html>\r\n");
     let mut r = Response::new(full(body));
     *r.status_mut() = status_code(status);
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     with_server(r)
 }
 
@@ -94,10 +89,8 @@ pub fn redirect_location(cfg: &RedirectConfig, u: &UrlParts<'_>) -> String {
     let port = expand(&cfg.port, u);
     let path = expand(&cfg.path, u);
     let query = expand(&cfg.query, u);
-    let default_port = matches!(
-        (protocol.as_str(), port.as_str()),
-        ("http", "80") | ("https", "443")
-    );
+    let default_port =
+        matches!((protocol.as_str(), port.as_str()), ("http", "80") | ("https", "443"));
     let mut s = format!("{protocol}://{host}");
     if !default_port {
         s.push(':');
@@ -127,46 +120,25 @@ mod tests {
     use super::*;
 
     fn parts() -> UrlParts<'static> {
-        UrlParts {
-            protocol: "http",
-            host: "example.com",
-            port: 80,
-            path: "/a/b",
-            query: "x=1",
-        }
+        UrlParts { protocol: "http", host: "example.com", port: 80, path: "/a/b", query: "x=1" }
     }
 
     #[test]
     fn redirect_placeholders() {
-        let mut c = RedirectConfig {
-            protocol: "HTTPS".into(),
-            port: "443".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            redirect_location(&c, &parts()),
-            "https://example.com/a/b?x=1"
-        );
+        let mut c =
+            RedirectConfig { protocol: "HTTPS".into(), port: "443".into(), ..Default::default() };
+        assert_eq!(redirect_location(&c, &parts()), "https://example.com/a/b?x=1");
         c.port = "8443".into();
         c.path = "/new/#{path}".into();
         c.query = "".into();
-        assert_eq!(
-            redirect_location(&c, &parts()),
-            "https://example.com:8443/new/a/b"
-        );
+        assert_eq!(redirect_location(&c, &parts()), "https://example.com:8443/new/a/b");
         let c = RedirectConfig {
             host: "www.#{host}".into(),
             query: "#{query}&y=2".into(),
             ..Default::default()
         };
         assert_eq!(
-            redirect_location(
-                &c,
-                &UrlParts {
-                    port: 8080,
-                    ..parts()
-                }
-            ),
+            redirect_location(&c, &UrlParts { port: 8080, ..parts() }),
             "http://www.example.com:8080/a/b?x=1&y=2"
         );
     }

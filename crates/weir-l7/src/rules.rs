@@ -110,8 +110,7 @@ struct Eval<'v, 'a> {
 impl<'a> Eval<'_, 'a> {
     /// The query's `key=value` pairs, decoded once per request and only if a rule asks.
     fn query(&self) -> &[(Cow<'a, str>, Cow<'a, str>)] {
-        self.query
-            .get_or_init(|| self.view.query.map(query_pairs).unwrap_or_default())
+        self.query.get_or_init(|| self.view.query.map(query_pairs).unwrap_or_default())
     }
 }
 
@@ -120,11 +119,7 @@ fn decode(s: &str) -> Cow<'_, str> {
         return Cow::Borrowed(s);
     }
     let spaced = s.replace('+', " ");
-    Cow::Owned(
-        percent_encoding::percent_decode_str(&spaced)
-            .decode_utf8_lossy()
-            .into_owned(),
-    )
+    Cow::Owned(percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned())
 }
 
 fn query_pairs(q: &str) -> Vec<(Cow<'_, str>, Cow<'_, str>)> {
@@ -170,18 +165,12 @@ impl CompiledRules {
                 action,
             })
             .collect();
-        Self {
-            rules,
-            default_action,
-        }
+        Self { rules, default_action }
     }
 
     /// The first matching rule's priority (`None` for the default rule) and action.
     pub fn evaluate(&self, r: &RequestView<'_>) -> (Option<u32>, &Arc<CompiledAction>) {
-        let e = Eval {
-            view: r,
-            query: OnceCell::new(),
-        };
+        let e = Eval { view: r, query: OnceCell::new() };
         for rule in &self.rules {
             if rule.conditions.iter().all(|c| c.matches(&e)) {
                 return (Some(rule.priority), &rule.action);
@@ -230,14 +219,7 @@ mod tests {
         headers: &'a HeaderMap,
         ip: &str,
     ) -> RequestView<'a> {
-        RequestView {
-            method,
-            host,
-            path,
-            query,
-            headers,
-            source: ip.parse().unwrap(),
-        }
+        RequestView { method, host, path, query, headers, source: ip.parse().unwrap() }
     }
 
     #[test]
@@ -246,24 +228,13 @@ mod tests {
         let rules = CompiledRules::new(
             vec![
                 (50, vec![Condition::PathPattern(s(&["/api/*"]))], fixed(250)),
-                (
-                    10,
-                    vec![Condition::HostHeader(s(&["*.example.com"]))],
-                    fixed(210),
-                ),
+                (10, vec![Condition::HostHeader(s(&["*.example.com"]))], fixed(210)),
                 (
                     20,
-                    vec![Condition::HttpHeader {
-                        name: "X-Env".into(),
-                        values: s(&["canary"]),
-                    }],
+                    vec![Condition::HttpHeader { name: "X-Env".into(), values: s(&["canary"]) }],
                     fixed(220),
                 ),
-                (
-                    30,
-                    vec![Condition::HttpRequestMethod(s(&["DELETE"]))],
-                    fixed(230),
-                ),
+                (30, vec![Condition::HttpRequestMethod(s(&["DELETE"]))], fixed(230)),
                 (
                     40,
                     vec![Condition::QueryString(vec![QueryStringPair {
@@ -272,11 +243,7 @@ mod tests {
                     }])],
                     fixed(240),
                 ),
-                (
-                    45,
-                    vec![Condition::SourceIp(s(&["10.0.0.0/8"]))],
-                    fixed(245),
-                ),
+                (45, vec![Condition::SourceIp(s(&["10.0.0.0/8"]))], fixed(245)),
             ],
             fixed(404),
         );
@@ -284,23 +251,14 @@ mod tests {
         let mut canary = HeaderMap::new();
         canary.insert("x-env", "CANARY".parse().unwrap());
         let cases = [
-            (
-                view("GET", "WWW.Example.com", "/api/x", None, &h, "1.2.3.4"),
-                210,
-            ),
+            (view("GET", "WWW.Example.com", "/api/x", None, &h, "1.2.3.4"), 210),
             (view("GET", "other.org", "/api/x", None, &h, "1.2.3.4"), 250),
             (view("GET", "other.org", "/API/x", None, &h, "1.2.3.4"), 404),
             (view("GET", "other.org", "/", None, &canary, "1.2.3.4"), 220),
             (view("DELETE", "other.org", "/", None, &h, "1.2.3.4"), 230),
             (view("delete", "other.org", "/", None, &h, "1.2.3.4"), 404),
-            (
-                view("GET", "other.org", "/", Some("a=1&V=2%2E0"), &h, "1.2.3.4"),
-                240,
-            ),
-            (
-                view("GET", "other.org", "/", Some("v=1"), &h, "1.2.3.4"),
-                404,
-            ),
+            (view("GET", "other.org", "/", Some("a=1&V=2%2E0"), &h, "1.2.3.4"), 240),
+            (view("GET", "other.org", "/", Some("v=1"), &h, "1.2.3.4"), 404),
             (view("GET", "other.org", "/", None, &h, "10.9.8.7"), 245),
         ];
         for (v, want) in cases {
@@ -327,30 +285,9 @@ mod tests {
             fixed(404),
         );
         let h = HeaderMap::new();
-        assert_eq!(
-            status(
-                rules
-                    .evaluate(&view("GET", "b.com", "/x", None, &h, "1.1.1.1"))
-                    .1
-            ),
-            200
-        );
-        assert_eq!(
-            status(
-                rules
-                    .evaluate(&view("GET", "b.com", "/y", None, &h, "1.1.1.1"))
-                    .1
-            ),
-            404
-        );
-        assert_eq!(
-            status(
-                rules
-                    .evaluate(&view("GET", "c.com", "/x", None, &h, "1.1.1.1"))
-                    .1
-            ),
-            404
-        );
+        assert_eq!(status(rules.evaluate(&view("GET", "b.com", "/x", None, &h, "1.1.1.1")).1), 200);
+        assert_eq!(status(rules.evaluate(&view("GET", "b.com", "/y", None, &h, "1.1.1.1")).1), 404);
+        assert_eq!(status(rules.evaluate(&view("GET", "c.com", "/x", None, &h, "1.1.1.1")).1), 404);
     }
 
     #[test]
@@ -368,35 +305,13 @@ mod tests {
         );
         let h = HeaderMap::new();
         assert_eq!(
-            status(
-                rules
-                    .evaluate(&view(
-                        "GET",
-                        "a.com",
-                        "/",
-                        Some("color=BLUE"),
-                        &h,
-                        "1.1.1.1"
-                    ))
-                    .1
-            ),
+            status(rules.evaluate(&view("GET", "a.com", "/", Some("color=BLUE"), &h, "1.1.1.1")).1),
             200
         );
         assert_eq!(
-            status(
-                rules
-                    .evaluate(&view("GET", "a.com", "/", Some("color=red"), &h, "1.1.1.1"))
-                    .1
-            ),
+            status(rules.evaluate(&view("GET", "a.com", "/", Some("color=red"), &h, "1.1.1.1")).1),
             404
         );
-        assert_eq!(
-            status(
-                rules
-                    .evaluate(&view("GET", "a.com", "/", None, &h, "1.1.1.1"))
-                    .1
-            ),
-            404
-        );
+        assert_eq!(status(rules.evaluate(&view("GET", "a.com", "/", None, &h, "1.1.1.1")).1), 404);
     }
 }

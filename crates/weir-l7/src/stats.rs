@@ -47,9 +47,8 @@ impl ListenerStats {
 
     /// Records a status a target answered with.
     pub fn record_target(&self, status: u16) {
-        if let Some(c) = (status / 100)
-            .checked_sub(2)
-            .and_then(|i| self.target_codes.get(usize::from(i)))
+        if let Some(c) =
+            (status / 100).checked_sub(2).and_then(|i| self.target_codes.get(usize::from(i)))
         {
             c.fetch_add(1, Ordering::Relaxed);
         }

@@ -86,13 +86,8 @@ pub struct Action {
 }
 
 /// Content types a fixed-response action may declare.
-pub const FIXED_RESPONSE_CONTENT_TYPES: &[&str] = &[
-    "text/plain",
-    "text/css",
-    "text/html",
-    "application/javascript",
-    "application/json",
-];
+pub const FIXED_RESPONSE_CONTENT_TYPES: &[&str] =
+    &["text/plain", "text/css", "text/html", "application/javascript", "application/json"];
 
 impl Action {
     /// The AWS `Type` name.
@@ -107,11 +102,9 @@ impl Action {
     /// Target group ARNs this action refers to.
     pub fn target_group_arns(&self) -> Vec<&str> {
         match &self.kind {
-            ActionKind::Forward(f) => f
-                .target_groups
-                .iter()
-                .map(|t| t.target_group_arn.as_str())
-                .collect(),
+            ActionKind::Forward(f) => {
+                f.target_groups.iter().map(|t| t.target_group_arn.as_str()).collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -120,9 +113,7 @@ impl Action {
     pub fn validate(&self) -> Result<()> {
         if let Some(o) = self.order {
             if !(1..=50000).contains(&o) {
-                return Err(ModelError::validation(
-                    "Action order must be between 1 and 50000",
-                ));
+                return Err(ModelError::validation("Action order must be between 1 and 50000"));
             }
         }
         match &self.kind {
@@ -146,9 +137,7 @@ impl Action {
                             "Target group weight must be between 0 and 999",
                         ));
                     }
-                    if f.target_groups[..i]
-                        .iter()
-                        .any(|o| o.target_group_arn == t.target_group_arn)
+                    if f.target_groups[..i].iter().any(|o| o.target_group_arn == t.target_group_arn)
                     {
                         return Err(ModelError::new(
                             ErrorCode::InvalidLoadBalancerAction,
@@ -180,9 +169,7 @@ impl Action {
                     ));
                 }
                 if r.port != "#{port}" && !matches!(r.port.parse::<u32>(), Ok(1..=65535)) {
-                    return Err(ModelError::validation(
-                        "Redirect port must be 1-65535 or #{port}",
-                    ));
+                    return Err(ModelError::validation("Redirect port must be 1-65535 or #{port}"));
                 }
                 if !r.path.starts_with('/') {
                     return Err(ModelError::validation("Redirect path must start with '/'"));
@@ -221,10 +208,7 @@ impl Action {
                         )));
                     }
                 }
-                if f.message_body
-                    .as_ref()
-                    .is_some_and(|b| b.chars().count() > 1024)
-                {
+                if f.message_body.as_ref().is_some_and(|b| b.chars().count() > 1024) {
                     return Err(ModelError::validation(
                         "Fixed response message body is limited to 1024 characters",
                     ));
@@ -239,9 +223,7 @@ impl Action {
 /// (forward, redirect or fixed-response) and it comes last.
 pub fn validate_actions(actions: &[Action]) -> Result<()> {
     if actions.is_empty() {
-        return Err(ModelError::validation(
-            "At least one action must be specified",
-        ));
+        return Err(ModelError::validation("At least one action must be specified"));
     }
     for a in actions {
         a.validate()?;
@@ -267,10 +249,7 @@ mod tests {
         let target_groups = weights
             .iter()
             .enumerate()
-            .map(|(i, w)| WeightedTargetGroup {
-                target_group_arn: format!("{TG}{i}"),
-                weight: *w,
-            })
+            .map(|(i, w)| WeightedTargetGroup { target_group_arn: format!("{TG}{i}"), weight: *w })
             .collect();
         Action {
             order: None,
@@ -294,14 +273,8 @@ mod tests {
     #[test]
     fn redirect_rules() {
         let mut r = RedirectConfig::default();
-        let a = |r: &RedirectConfig| Action {
-            order: None,
-            kind: ActionKind::Redirect(r.clone()),
-        };
-        assert_eq!(
-            a(&r).validate().unwrap_err().code,
-            ErrorCode::InvalidLoadBalancerAction
-        );
+        let a = |r: &RedirectConfig| Action { order: None, kind: ActionKind::Redirect(r.clone()) };
+        assert_eq!(a(&r).validate().unwrap_err().code, ErrorCode::InvalidLoadBalancerAction);
         r.protocol = "HTTPS".into();
         r.port = "443".into();
         a(&r).validate().unwrap();

@@ -57,17 +57,9 @@ pub const ALB_ATTRIBUTES: &[AttributeSpec] = &[
         "defensive",
         Enum(&["monitor", "defensive", "strictest"]),
     ),
-    spec(
-        "routing.http.drop_invalid_header_fields.enabled",
-        "false",
-        BOOL,
-    ),
+    spec("routing.http.drop_invalid_header_fields.enabled", "false", BOOL),
     spec("routing.http.preserve_host_header.enabled", "false", BOOL),
-    spec(
-        "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
-        "false",
-        BOOL,
-    ),
+    spec("routing.http.x_amzn_tls_version_and_cipher_suite.enabled", "false", BOOL),
     spec("routing.http.xff_client_port.enabled", "false", BOOL),
     spec(
         "routing.http.xff_header_processing.mode",
@@ -104,13 +96,8 @@ pub const GWLB_ATTRIBUTES: &[AttributeSpec] = &[
     spec("load_balancing.cross_zone.enabled", "false", BOOL),
 ];
 
-const STICKINESS_TYPES: &[&str] = &[
-    "lb_cookie",
-    "app_cookie",
-    "source_ip",
-    "source_ip_dest_ip",
-    "source_ip_dest_ip_proto",
-];
+const STICKINESS_TYPES: &[&str] =
+    &["lb_cookie", "app_cookie", "source_ip", "source_ip_dest_ip", "source_ip_dest_ip_proto"];
 
 /// Attributes of a target group used by an ALB (HTTP/HTTPS).
 pub const ALB_TG_ATTRIBUTES: &[AttributeSpec] = &[
@@ -118,17 +105,9 @@ pub const ALB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     spec(
         "load_balancing.algorithm.type",
         "round_robin",
-        Enum(&[
-            "round_robin",
-            "least_outstanding_requests",
-            "weighted_random",
-        ]),
+        Enum(&["round_robin", "least_outstanding_requests", "weighted_random"]),
     ),
-    spec(
-        "load_balancing.algorithm.anomaly_mitigation",
-        "off",
-        Enum(&["on", "off"]),
-    ),
+    spec("load_balancing.algorithm.anomaly_mitigation", "off", Enum(&["on", "off"])),
     spec(
         "load_balancing.cross_zone.enabled",
         "use_load_balancer_configuration",
@@ -137,22 +116,10 @@ pub const ALB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     spec("slow_start.duration_seconds", "0", ZeroOrInt(30, 900)),
     spec("stickiness.enabled", "false", BOOL),
     spec("stickiness.type", "lb_cookie", Enum(STICKINESS_TYPES)),
-    spec(
-        "stickiness.lb_cookie.duration_seconds",
-        "86400",
-        Int(1, 604800),
-    ),
+    spec("stickiness.lb_cookie.duration_seconds", "86400", Int(1, 604800)),
     spec("stickiness.app_cookie.cookie_name", "", Str(128)),
-    spec(
-        "stickiness.app_cookie.duration_seconds",
-        "86400",
-        Int(1, 604800),
-    ),
-    spec(
-        "target_group_health.dns_failover.minimum_healthy_targets.count",
-        "1",
-        Int(1, 1000),
-    ),
+    spec("stickiness.app_cookie.duration_seconds", "86400", Int(1, 604800)),
+    spec("target_group_health.dns_failover.minimum_healthy_targets.count", "1", Int(1, 1000)),
     spec(
         "target_group_health.unhealthy_state_routing.minimum_healthy_targets.count",
         "1",
@@ -163,11 +130,7 @@ pub const ALB_TG_ATTRIBUTES: &[AttributeSpec] = &[
 /// Attributes of a target group used by an NLB (TCP/UDP/TLS/TCP_UDP).
 pub const NLB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     spec("deregistration_delay.timeout_seconds", "300", Int(0, 3600)),
-    spec(
-        "deregistration_delay.connection_termination.enabled",
-        "false",
-        BOOL,
-    ),
+    spec("deregistration_delay.connection_termination.enabled", "false", BOOL),
     spec(
         "load_balancing.cross_zone.enabled",
         "use_load_balancer_configuration",
@@ -177,37 +140,17 @@ pub const NLB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     spec("proxy_protocol_v2.enabled", "false", BOOL),
     spec("stickiness.enabled", "false", BOOL),
     spec("stickiness.type", "source_ip", Enum(STICKINESS_TYPES)),
-    spec(
-        "target_health_state.unhealthy.connection_termination.enabled",
-        "true",
-        BOOL,
-    ),
-    spec(
-        "target_health_state.unhealthy.draining_interval_seconds",
-        "0",
-        Int(0, 360000),
-    ),
+    spec("target_health_state.unhealthy.connection_termination.enabled", "true", BOOL),
+    spec("target_health_state.unhealthy.draining_interval_seconds", "0", Int(0, 360000)),
 ];
 
 /// Attributes of a target group used by a GWLB (GENEVE).
 pub const GWLB_TG_ATTRIBUTES: &[AttributeSpec] = &[
     spec("deregistration_delay.timeout_seconds", "300", Int(0, 3600)),
     spec("stickiness.enabled", "false", BOOL),
-    spec(
-        "stickiness.type",
-        "source_ip_dest_ip_proto",
-        Enum(STICKINESS_TYPES),
-    ),
-    spec(
-        "target_failover.on_deregistration",
-        "no_rebalance",
-        Enum(&["rebalance", "no_rebalance"]),
-    ),
-    spec(
-        "target_failover.on_unhealthy",
-        "no_rebalance",
-        Enum(&["rebalance", "no_rebalance"]),
-    ),
+    spec("stickiness.type", "source_ip_dest_ip_proto", Enum(STICKINESS_TYPES)),
+    spec("target_failover.on_deregistration", "no_rebalance", Enum(&["rebalance", "no_rebalance"])),
+    spec("target_failover.on_unhealthy", "no_rebalance", Enum(&["rebalance", "no_rebalance"])),
 ];
 
 /// Which attribute table a resource uses.
@@ -251,10 +194,7 @@ pub struct Attributes {
 impl Attributes {
     /// All defaults of `table`.
     pub fn new(table: AttributeSet) -> Self {
-        Self {
-            table,
-            set: BTreeMap::new(),
-        }
+        Self { table, set: BTreeMap::new() }
     }
 
     /// The supported keys.
@@ -323,10 +263,7 @@ impl Attributes {
 
 fn validate_value(spec: &AttributeSpec, value: &str) -> Result<()> {
     let bad = |what: String| {
-        Err(ModelError::validation(format!(
-            "The value of attribute '{}' must be {what}",
-            spec.key
-        )))
+        Err(ModelError::validation(format!("The value of attribute '{}' must be {what}", spec.key)))
     };
     match spec.kind {
         AttributeKind::Bool => match value {
@@ -372,9 +309,7 @@ mod tests {
         assert_eq!(a.get_i64("idle_timeout.timeout_seconds"), 5);
         let e = a.set("no.such.key", "1").unwrap_err();
         assert_eq!(e.code, crate::ErrorCode::ValidationError);
-        assert!(a
-            .set("routing.http.xff_header_processing.mode", "bogus")
-            .is_err());
+        assert!(a.set("routing.http.xff_header_processing.mode", "bogus").is_err());
     }
 
     #[test]

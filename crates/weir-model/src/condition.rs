@@ -72,10 +72,9 @@ impl Condition {
                 v.iter().map(|s| count(s)).sum()
             }
             Condition::HttpHeader { values, .. } => values.iter().map(|s| count(s)).sum(),
-            Condition::QueryString(p) => p
-                .iter()
-                .map(|kv| count(&kv.value) + kv.key.as_deref().map_or(0, count))
-                .sum(),
+            Condition::QueryString(p) => {
+                p.iter().map(|kv| count(&kv.value) + kv.key.as_deref().map_or(0, count)).sum()
+            }
             Condition::HttpRequestMethod(_) | Condition::SourceIp(_) => 0,
         }
     }
@@ -92,10 +91,7 @@ impl Condition {
             Condition::HostHeader(values) => {
                 for v in values {
                     check_len(v, 128, "host-header")?;
-                    if !v
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-.*?".contains(c))
-                    {
+                    if !v.chars().all(|c| c.is_ascii_alphanumeric() || "-.*?".contains(c)) {
                         return Err(ModelError::validation(format!(
                             "Condition value '{v}' contains a character that is not valid in a host header"
                         )));
@@ -136,9 +132,7 @@ impl Condition {
                 for v in values {
                     check_len(v, 40, "http-request-method")?;
                     if v.is_empty()
-                        || !v
-                            .chars()
-                            .all(|c| c.is_ascii_uppercase() || c == '-' || c == '_')
+                        || !v.chars().all(|c| c.is_ascii_uppercase() || c == '-' || c == '_')
                     {
                         return Err(ModelError::validation(format!(
                             "HTTP request method '{v}' must contain only the characters A-Z, hyphen (-) and underscore (_)"
@@ -245,19 +239,11 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u32::MAX << (32 - self.prefix)
-                };
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
                 u32::from(n) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = if self.prefix == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - self.prefix)
-                };
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
                 u128::from(n) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -300,10 +286,7 @@ mod tests {
         let e = validate_rule_conditions(&too_many).unwrap_err();
         assert!(e.message.contains("'5' condition values"), "{e}");
         let wild = vec![hosts(&["*.*.*.com", "?.??.com"])];
-        assert!(validate_rule_conditions(&wild)
-            .unwrap_err()
-            .message
-            .contains("wildcards"));
+        assert!(validate_rule_conditions(&wild).unwrap_err().message.contains("wildcards"));
         let dup = vec![hosts(&["a.com"]), hosts(&["b.com"])];
         assert!(validate_rule_conditions(&dup).is_err());
     }
@@ -311,27 +294,14 @@ mod tests {
     #[test]
     fn character_sets() {
         assert!(hosts(&["bad host"]).validate().is_err());
-        assert!(Condition::HttpRequestMethod(vec!["get".into()])
+        assert!(Condition::HttpRequestMethod(vec!["get".into()]).validate().is_err());
+        assert!(Condition::HttpRequestMethod(vec!["GET".into()]).validate().is_ok());
+        assert!(Condition::SourceIp(vec!["10.0.0.0/8".into()]).validate().is_ok());
+        assert!(Condition::SourceIp(vec!["10.0.0.0".into()]).validate().is_err());
+        assert!(Condition::SourceIp(vec!["10.0.0.0/33".into()]).validate().is_err());
+        assert!(Condition::HttpHeader { name: "Host".into(), values: vec!["x".into()] }
             .validate()
             .is_err());
-        assert!(Condition::HttpRequestMethod(vec!["GET".into()])
-            .validate()
-            .is_ok());
-        assert!(Condition::SourceIp(vec!["10.0.0.0/8".into()])
-            .validate()
-            .is_ok());
-        assert!(Condition::SourceIp(vec!["10.0.0.0".into()])
-            .validate()
-            .is_err());
-        assert!(Condition::SourceIp(vec!["10.0.0.0/33".into()])
-            .validate()
-            .is_err());
-        assert!(Condition::HttpHeader {
-            name: "Host".into(),
-            values: vec!["x".into()]
-        }
-        .validate()
-        .is_err());
         assert!(Condition::PathPattern(vec![]).validate().is_err());
     }
 

@@ -90,10 +90,7 @@ pub struct ModelError {
 impl ModelError {
     /// Builds an error with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     /// A `ValidationError`.

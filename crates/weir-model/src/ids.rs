@@ -45,9 +45,7 @@ pub fn check_arn(s: &str, kind: &str) -> crate::error::Result<()> {
         Some(r) if r.starts_with(&format!("{kind}/")) && s.contains(":elasticloadbalancing:") => {
             Ok(())
         }
-        _ => Err(crate::ModelError::validation(format!(
-            "'{s}' is not a valid {kind} ARN"
-        ))),
+        _ => Err(crate::ModelError::validation(format!("'{s}' is not a valid {kind} ARN"))),
     }
 }
 

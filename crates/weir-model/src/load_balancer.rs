@@ -155,9 +155,7 @@ impl LoadBalancer {
             ));
         }
         if zones.is_empty() {
-            return Err(ModelError::validation(
-                "At least one subnet must be specified",
-            ));
+            return Err(ModelError::validation("At least one subnet must be specified"));
         }
         for (i, z) in zones.iter().enumerate() {
             if zones[..i].iter().any(|o| o.zone_name == z.zone_name) {
@@ -201,11 +199,7 @@ impl LoadBalancer {
     pub fn dns_name(&self) -> String {
         let digits = u64::from_str_radix(&self.id()[..8.min(self.id().len())], 16).unwrap_or(0)
             % 10_000_000_000;
-        let prefix = if self.scheme == Scheme::Internal {
-            "internal-"
-        } else {
-            ""
-        };
+        let prefix = if self.scheme == Scheme::Internal { "internal-" } else { "" };
         format!("{prefix}{}-{digits:010}.elb.weir.internal", self.name)
     }
 }

@@ -44,9 +44,7 @@ pub fn get_bool(obj: &Value, key: &str) -> Result<Option<bool>> {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
-        Some(s) => Err(ModelError::validation(format!(
-            "{key} must be true or false, got '{s}'"
-        ))),
+        Some(s) => Err(ModelError::validation(format!("{key} must be true or false, got '{s}'"))),
     }
 }
 
@@ -64,10 +62,7 @@ pub fn key_values(v: Option<&Value>) -> Vec<(String, String)> {
         .map(|a| {
             a.iter()
                 .filter_map(|kv| {
-                    Some((
-                        get_str(kv, "Key")?,
-                        get_str(kv, "Value").unwrap_or_default(),
-                    ))
+                    Some((get_str(kv, "Key")?, get_str(kv, "Value").unwrap_or_default()))
                 })
                 .collect()
         })
@@ -155,10 +150,7 @@ pub fn conditions(v: Option<&Value>) -> Result<Vec<Condition>> {
 }
 
 fn config_values(c: &Value, config: &str) -> Vec<String> {
-    let from_config = c
-        .get(config)
-        .map(|x| get_strs(x, "Values"))
-        .unwrap_or_default();
+    let from_config = c.get(config).map(|x| get_strs(x, "Values")).unwrap_or_default();
     if from_config.is_empty() {
         get_strs(c, "Values")
     } else {
@@ -197,9 +189,7 @@ fn condition(c: &Value) -> Result<Condition> {
 /// A list of target descriptions.
 pub fn targets(v: Option<&Value>) -> Result<Vec<TargetSpec>> {
     let Some(list) = v else { return Ok(Vec::new()) };
-    let list = list
-        .as_array()
-        .ok_or_else(|| ModelError::validation("Targets must be a list"))?;
+    let list = list.as_array().ok_or_else(|| ModelError::validation("Targets must be a list"))?;
     list.iter()
         .map(|t| {
             let port = match get_u32(t, "Port")? {
@@ -235,14 +225,8 @@ pub fn target_group(state: &crate::State, p: &Value, name: &str) -> Result<crate
         .map_err(|_| ModelError::validation("Port must be between 1 and 65535"))?;
     let target_type =
         TargetType::parse(&get_str(p, "TargetType").unwrap_or_else(|| "instance".into()))?;
-    let mut tg = TargetGroup::new(
-        &state.region,
-        &state.account,
-        name,
-        protocol,
-        port,
-        target_type,
-    )?;
+    let mut tg =
+        TargetGroup::new(&state.region, &state.account, name, protocol, port, target_type)?;
     if let Some(v) = get_str(p, "ProtocolVersion") {
         if !protocol.is_l7() {
             return Err(ModelError::validation(
@@ -370,12 +354,7 @@ mod tests {
         let a = actions(Some(&json!([{"Type": "redirect", "RedirectConfig": {"Protocol": "HTTPS", "Port": 443, "StatusCode": "HTTP_301"}}]))).unwrap();
         match &a[0].kind {
             ActionKind::Redirect(r) => assert_eq!(
-                (
-                    r.protocol.as_str(),
-                    r.port.as_str(),
-                    r.path.as_str(),
-                    r.status_code
-                ),
+                (r.protocol.as_str(), r.port.as_str(), r.path.as_str(), r.status_code),
                 ("HTTPS", "443", "/#{path}", 301)
             ),
             k => panic!("{k:?}"),
@@ -383,10 +362,7 @@ mod tests {
         let f = actions(Some(&json!([{"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": "a", "Weight": 80}, {"TargetGroupArn": "b", "Weight": "20"}]}}]))).unwrap();
         match &f[0].kind {
             ActionKind::Forward(fc) => assert_eq!(
-                fc.target_groups
-                    .iter()
-                    .map(|t| t.weight)
-                    .collect::<Vec<_>>(),
+                fc.target_groups.iter().map(|t| t.weight).collect::<Vec<_>>(),
                 vec![80, 20]
             ),
             k => panic!("{k:?}"),
@@ -408,23 +384,11 @@ mod tests {
         let v = nest_query_params([
             ("Action", "CreateRule"),
             ("Conditions.member.1.Field", "path-pattern"),
-            (
-                "Conditions.member.1.PathPatternConfig.Values.member.1",
-                "/a/*",
-            ),
-            (
-                "Conditions.member.1.PathPatternConfig.Values.member.2",
-                "/b",
-            ),
+            ("Conditions.member.1.PathPatternConfig.Values.member.1", "/a/*"),
+            ("Conditions.member.1.PathPatternConfig.Values.member.2", "/b"),
             ("Actions.member.1.Type", "forward"),
-            (
-                "Actions.member.1.ForwardConfig.TargetGroups.member.1.TargetGroupArn",
-                "tg",
-            ),
-            (
-                "Actions.member.1.ForwardConfig.TargetGroups.member.1.Weight",
-                "3",
-            ),
+            ("Actions.member.1.ForwardConfig.TargetGroups.member.1.TargetGroupArn", "tg"),
+            ("Actions.member.1.ForwardConfig.TargetGroups.member.1.Weight", "3"),
             ("Subnets.member.2", "s2"),
             ("Subnets.member.1", "s1"),
             ("Bad.member.0", "ignored"),
@@ -433,17 +397,11 @@ mod tests {
         assert_eq!(v["Action"], "CreateRule");
         assert_eq!(v["Subnets"], json!(["s1", "s2"]));
         let c = conditions(v.get("Conditions")).unwrap();
-        assert_eq!(
-            c,
-            vec![Condition::PathPattern(vec!["/a/*".into(), "/b".into()])]
-        );
+        assert_eq!(c, vec![Condition::PathPattern(vec!["/a/*".into(), "/b".into()])]);
         let a = actions(v.get("Actions")).unwrap();
         match &a[0].kind {
             ActionKind::Forward(f) => assert_eq!(
-                (
-                    f.target_groups[0].target_group_arn.as_str(),
-                    f.target_groups[0].weight
-                ),
+                (f.target_groups[0].target_group_arn.as_str(), f.target_groups[0].weight),
                 ("tg", 3)
             ),
             k => panic!("{k:?}"),

@@ -112,22 +112,16 @@ impl State {
 
     /// Listeners of a load balancer, by port.
     pub fn listeners_of(&self, lb_arn: &str) -> Vec<&Listener> {
-        let mut v: Vec<&Listener> = self
-            .listeners
-            .values()
-            .filter(|l| l.load_balancer_arn == lb_arn)
-            .collect();
+        let mut v: Vec<&Listener> =
+            self.listeners.values().filter(|l| l.load_balancer_arn == lb_arn).collect();
         v.sort_by_key(|l| l.port);
         v
     }
 
     /// Rules of a listener, by priority (the default rule is not included).
     pub fn rules_of(&self, listener_arn: &str) -> Vec<&Rule> {
-        let mut v: Vec<&Rule> = self
-            .rules
-            .values()
-            .filter(|r| r.listener_arn == listener_arn)
-            .collect();
+        let mut v: Vec<&Rule> =
+            self.rules.values().filter(|r| r.listener_arn == listener_arn).collect();
         v.sort_by_key(|r| r.priority);
         v
     }
@@ -135,16 +129,10 @@ impl State {
     /// ARNs of the load balancers whose listeners or rules forward to `tg_arn`.
     pub fn load_balancers_of_target_group(&self, tg_arn: &str) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        let uses = |actions: &[Action]| {
-            actions
-                .iter()
-                .any(|a| a.target_group_arns().contains(&tg_arn))
-        };
+        let uses =
+            |actions: &[Action]| actions.iter().any(|a| a.target_group_arns().contains(&tg_arn));
         for l in self.listeners.values() {
-            let in_rules = self
-                .rules
-                .values()
-                .any(|r| r.listener_arn == l.arn && uses(&r.actions));
+            let in_rules = self.rules.values().any(|r| r.listener_arn == l.arn && uses(&r.actions));
             if (uses(&l.default_actions) || in_rules) && !out.contains(&l.load_balancer_arn) {
                 out.push(l.load_balancer_arn.clone());
             }
@@ -182,11 +170,7 @@ impl State {
                 )
             })?);
         }
-        let used: Vec<u8> = self
-            .load_balancers
-            .values()
-            .map(|lb| lb.node_index)
-            .collect();
+        let used: Vec<u8> = self.load_balancers.values().map(|lb| lb.node_index).collect();
         let node_index = (1..=254u8).find(|i| !used.contains(i)).ok_or_else(|| {
             ModelError::new(
                 ErrorCode::TooManyLoadBalancers,
@@ -217,11 +201,7 @@ impl State {
                 format!("Load balancer '{arn}' cannot be deleted because deletion protection is enabled"),
             ));
         }
-        let listeners: Vec<String> = self
-            .listeners_of(arn)
-            .iter()
-            .map(|l| l.arn.clone())
-            .collect();
+        let listeners: Vec<String> = self.listeners_of(arn).iter().map(|l| l.arn.clone()).collect();
         for l in listeners {
             self.delete_listener(&l)?;
         }
@@ -299,12 +279,7 @@ impl State {
             Some(z) => return Err(invalid(&format!("unknown availability zone '{z}'"))),
             None => derived_zone,
         };
-        Ok(Target {
-            id: spec.id.clone(),
-            port,
-            availability_zone,
-            address,
-        })
+        Ok(Target { id: spec.id.clone(), port, availability_zone, address })
     }
 
     /// Registers targets (already-registered id/port pairs are left as they are).
@@ -354,11 +329,8 @@ impl State {
             }
         }
         let tg_port = tg.port;
-        tg.targets.retain(|t| {
-            !specs
-                .iter()
-                .any(|s| s.id == t.id && s.port.unwrap_or(tg_port) == t.port)
-        });
+        tg.targets
+            .retain(|t| !specs.iter().any(|s| s.id == t.id && s.port.unwrap_or(tg_port) == t.port));
         Ok(())
     }
 
@@ -430,10 +402,7 @@ impl State {
         if protocol != Protocol::Http {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
-                format!(
-                    "Listener protocol '{}' is not supported by Weir yet",
-                    protocol.as_str()
-                ),
+                format!("Listener protocol '{}' is not supported by Weir yet", protocol.as_str()),
             ));
         }
         if self.listeners_of(lb_arn).iter().any(|l| l.port == port) {
@@ -510,20 +479,13 @@ impl State {
             ));
         }
         if !(1..=50000).contains(&priority) {
-            return Err(ModelError::validation(
-                "Priority must be between 1 and 50000",
-            ));
+            return Err(ModelError::validation("Priority must be between 1 and 50000"));
         }
         if conditions.is_empty() {
-            return Err(ModelError::validation(
-                "A rule must have at least one condition",
-            ));
+            return Err(ModelError::validation("A rule must have at least one condition"));
         }
         validate_rule_conditions(&conditions)?;
-        if self
-            .rules_of(listener_arn)
-            .iter()
-            .any(|r| r.priority == RulePriority::Number(priority))
+        if self.rules_of(listener_arn).iter().any(|r| r.priority == RulePriority::Number(priority))
         {
             return Err(ModelError::new(
                 ErrorCode::PriorityInUse,
@@ -534,9 +496,7 @@ impl State {
             .rules
             .values()
             .filter(|r| {
-                self.listeners
-                    .get(&r.listener_arn)
-                    .is_some_and(|x| x.load_balancer_arn == lb.arn)
+                self.listeners.get(&r.listener_arn).is_some_and(|x| x.load_balancer_arn == lb.arn)
             })
             .count();
         if lb_rules >= MAX_RULES_PER_ALB {
@@ -570,9 +530,7 @@ impl State {
 
     /// A rule by ARN.
     pub fn rule(&self, arn: &str) -> Result<&Rule> {
-        self.rules
-            .get(arn)
-            .ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))
+        self.rules.get(arn).ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))
     }
 
     /// Changes a listener's port, protocol and/or default actions.
@@ -600,10 +558,7 @@ impl State {
             if p != Protocol::Http {
                 return Err(ModelError::new(
                     ErrorCode::UnsupportedProtocol,
-                    format!(
-                        "Listener protocol '{}' is not supported by Weir yet",
-                        p.as_str()
-                    ),
+                    format!("Listener protocol '{}' is not supported by Weir yet", p.as_str()),
                 ));
             }
         }
@@ -632,9 +587,7 @@ impl State {
         let lb = self.load_balancer(&l.load_balancer_arn)?;
         if let Some(c) = &conditions {
             if c.is_empty() {
-                return Err(ModelError::validation(
-                    "A rule must have at least one condition",
-                ));
+                return Err(ModelError::validation("A rule must have at least one condition"));
             }
             validate_rule_conditions(c)?;
         }
@@ -658,13 +611,10 @@ impl State {
         let mut next = self.rules.clone();
         for (arn, p) in changes {
             if !(1..=50000).contains(p) {
-                return Err(ModelError::validation(
-                    "Priority must be between 1 and 50000",
-                ));
+                return Err(ModelError::validation("Priority must be between 1 and 50000"));
             }
-            let r = next
-                .get_mut(arn)
-                .ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))?;
+            let r =
+                next.get_mut(arn).ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))?;
             r.priority = RulePriority::Number(*p);
         }
         for (arn, _) in changes {

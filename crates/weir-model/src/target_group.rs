@@ -199,11 +199,7 @@ impl Matcher {
         if ranges.is_empty() {
             return Err(bad());
         }
-        Ok(Self {
-            text: text.to_string(),
-            grpc,
-            ranges,
-        })
+        Ok(Self { text: text.to_string(), grpc, ranges })
     }
 
     /// Whether `code` counts as a success.
@@ -278,13 +274,8 @@ impl HealthCheck {
 
     /// Validates ranges and combinations.
     pub fn validate(&self, tg_protocol: Protocol) -> Result<()> {
-        if !matches!(
-            self.protocol,
-            Protocol::Http | Protocol::Https | Protocol::Tcp
-        ) {
-            return Err(ModelError::validation(
-                "Health check protocol must be HTTP, HTTPS or TCP",
-            ));
+        if !matches!(self.protocol, Protocol::Http | Protocol::Https | Protocol::Tcp) {
+            return Err(ModelError::validation("Health check protocol must be HTTP, HTTPS or TCP"));
         }
         if tg_protocol.is_l7() && self.protocol == Protocol::Tcp {
             return Err(ModelError::validation(
@@ -295,9 +286,7 @@ impl HealthCheck {
             if (lo..=hi).contains(&v) {
                 Ok(())
             } else {
-                Err(ModelError::validation(format!(
-                    "{what} must be between {lo} and {hi}"
-                )))
+                Err(ModelError::validation(format!("{what} must be between {lo} and {hi}")))
             }
         };
         range(self.interval_seconds, 5, 300, "Health check interval")?;
@@ -375,10 +364,7 @@ impl TargetGroup {
         if target_type == TargetType::Lambda || target_type == TargetType::Alb {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,
-                format!(
-                    "Target type '{}' is not supported by Weir yet",
-                    target_type.as_str()
-                ),
+                format!("Target type '{}' is not supported by Weir yet", target_type.as_str()),
             ));
         }
         let specs = match protocol {
@@ -406,16 +392,12 @@ impl TargetGroup {
 
     /// `targetgroup/NAME/ID`, the CloudWatch `TargetGroup` dimension.
     pub fn full_name(&self) -> String {
-        crate::ids::arn_resource(&self.arn)
-            .unwrap_or_default()
-            .to_string()
+        crate::ids::arn_resource(&self.arn).unwrap_or_default().to_string()
     }
 
     /// The load-balancing algorithm attribute.
     pub fn algorithm(&self) -> &str {
-        self.attributes
-            .get("load_balancing.algorithm.type")
-            .unwrap_or("round_robin")
+        self.attributes.get("load_balancing.algorithm.type").unwrap_or("round_robin")
     }
 }
 
@@ -456,12 +438,7 @@ mod tests {
     fn alb_defaults() {
         let hc = HealthCheck::defaults(Protocol::Http, ProtocolVersion::Http1);
         assert_eq!(
-            (
-                hc.interval_seconds,
-                hc.timeout_seconds,
-                hc.healthy_threshold,
-                hc.unhealthy_threshold
-            ),
+            (hc.interval_seconds, hc.timeout_seconds, hc.healthy_threshold, hc.unhealthy_threshold),
             (30, 5, 5, 2)
         );
         assert_eq!(hc.path.as_deref(), Some("/"));

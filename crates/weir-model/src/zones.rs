@@ -40,12 +40,10 @@ pub fn zone_index(zone_name: &str) -> Option<usize> {
 
 /// Resolves a subnet id of the default VPC to its zone.
 pub fn subnet_zone(region: &str, subnet_id: &str) -> Option<AvailabilityZone> {
-    (0..ZONE_LETTERS.len())
-        .find(|&n| default_subnet_id(n) == subnet_id)
-        .map(|n| AvailabilityZone {
-            zone_name: zone_name(region, n),
-            subnet_id: subnet_id.to_string(),
-        })
+    (0..ZONE_LETTERS.len()).find(|&n| default_subnet_id(n) == subnet_id).map(|n| AvailabilityZone {
+        zone_name: zone_name(region, n),
+        subnet_id: subnet_id.to_string(),
+    })
 }
 
 /// The loopback address of a load balancer's node in zone number `zone` (0-based).

@@ -97,12 +97,10 @@ pub fn deploy(
         ..Default::default()
     };
     ctx.refs.insert("AWS::Region".into(), json!(state.region));
-    ctx.refs
-        .insert("AWS::AccountId".into(), json!(state.account));
+    ctx.refs.insert("AWS::AccountId".into(), json!(state.account));
     ctx.refs.insert("AWS::StackName".into(), json!(stack_name));
     ctx.refs.insert("AWS::Partition".into(), json!("aws"));
-    ctx.refs
-        .insert("AWS::URLSuffix".into(), json!("amazonaws.com"));
+    ctx.refs.insert("AWS::URLSuffix".into(), json!("amazonaws.com"));
     ctx.refs.insert(
         "AWS::StackId".into(),
         json!(format!(
@@ -118,10 +116,7 @@ pub fn deploy(
         let ty = get_str(r, "Type")
             .ok_or_else(|| terr(format!("Template format error: resource {id} has no Type")))?;
         if !SUPPORTED.contains(&ty.as_str()) {
-            return Err(StackError::Unsupported {
-                logical_id: id.clone(),
-                resource_type: ty,
-            });
+            return Err(StackError::Unsupported { logical_id: id.clone(), resource_type: ty });
         }
     }
     let order = creation_order(resources, &ctx)?;
@@ -168,11 +163,7 @@ pub fn deploy(
                 terr(format!("Template format error: output {name} has no Value"))
             })?)?;
         let text = match v {
-            Value::Array(a) => a
-                .iter()
-                .filter_map(convert::str_of)
-                .collect::<Vec<_>>()
-                .join(","),
+            Value::Array(a) => a.iter().filter_map(convert::str_of).collect::<Vec<_>>().join(","),
             other => convert::str_of(&other).unwrap_or_else(|| other.to_string()),
         };
         out.outputs.insert(name.clone(), text);
@@ -187,14 +178,9 @@ fn resolve_parameters(
     ctx: &mut Context,
 ) -> Result<(), StackError> {
     let declared = t.section("Parameters");
-    let unknown: Vec<&String> = given
-        .keys()
-        .filter(|k| !declared.contains_key(*k))
-        .collect();
+    let unknown: Vec<&String> = given.keys().filter(|k| !declared.contains_key(*k)).collect();
     if !unknown.is_empty() {
-        return Err(terr(format!(
-            "Parameters: {unknown:?} do not exist in the template"
-        )));
+        return Err(terr(format!("Parameters: {unknown:?} do not exist in the template")));
     }
     let mut missing = Vec::new();
     for (name, p) in declared {
@@ -205,9 +191,7 @@ fn resolve_parameters(
         };
         let allowed = get_strs(p, "AllowedValues");
         if !allowed.is_empty() && !allowed.contains(&value) {
-            return Err(terr(format!(
-                "Parameter '{name}' must be one of AllowedValues"
-            )));
+            return Err(terr(format!("Parameter '{name}' must be one of AllowedValues")));
         }
         let ty = get_str(p, "Type").unwrap_or_else(|| "String".into());
         let v = if ty == "Number" {
@@ -287,9 +271,7 @@ fn creation_order(
             .collect();
         if ready.is_empty() {
             let cyc: Vec<&String> = deps.keys().filter(|id| !done.contains(*id)).collect();
-            return Err(terr(format!(
-                "Circular dependency between resources: {cyc:?}"
-            )));
+            return Err(terr(format!("Circular dependency between resources: {cyc:?}")));
         }
         for id in ready {
             done.insert(id.clone());
@@ -302,18 +284,10 @@ fn creation_order(
 /// CloudFormation's generated physical name: `STACK-LOGICAL-RANDOM`, at most 32 characters.
 fn generated_name(stack: &str, logical: &str) -> String {
     let clean = |s: &str, n: usize| {
-        s.chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(n)
-            .collect::<String>()
+        s.chars().filter(|c| c.is_ascii_alphanumeric()).take(n).collect::<String>()
     };
     let suffix = format!("{:X}", weir_model::ids::random_u64() & 0xFFFF_FFFF_FFFF);
-    format!(
-        "{}-{}-{}",
-        clean(stack, 8),
-        clean(logical, 8),
-        &suffix[..suffix.len().min(12)]
-    )
+    format!("{}-{}-{}", clean(stack, 8), clean(logical, 8), &suffix[..suffix.len().min(12)])
 }
 
 type Attrs = BTreeMap<String, Value>;
@@ -340,10 +314,7 @@ fn create(
                 Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
             let actions = convert::actions(p.get("DefaultActions"))?;
             let arn = state.create_listener(&lb, port, protocol, actions)?;
-            Ok((
-                arn.clone(),
-                BTreeMap::from([("ListenerArn".into(), json!(arn))]),
-            ))
+            Ok((arn.clone(), BTreeMap::from([("ListenerArn".into(), json!(arn))])))
         }
         "AWS::ElasticLoadBalancingV2::ListenerRule" => {
             let l = get_str(p, "ListenerArn")
@@ -364,9 +335,7 @@ fn create(
                 ]),
             ))
         }
-        other => Err(ModelError::validation(format!(
-            "Unsupported resource type {other}"
-        ))),
+        other => Err(ModelError::validation(format!("Unsupported resource type {other}"))),
     }
 }
 
@@ -395,8 +364,7 @@ fn create_lb(
     }
     lb.security_groups = get_strs(p, "SecurityGroups");
     let attrs = convert::key_values(p.get("LoadBalancerAttributes"));
-    lb.attributes
-        .set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    lb.attributes.set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let out = BTreeMap::from([
         ("LoadBalancerArn".into(), json!(arn)),
         ("DNSName".into(), json!(lb.dns_name())),
@@ -417,8 +385,7 @@ fn create_tg(
     let name = get_str(p, "Name").unwrap_or_else(|| generated_name(stack, id));
     let mut tg = convert::target_group(state, p, &name)?;
     let attrs = convert::key_values(p.get("TargetGroupAttributes"));
-    tg.attributes
-        .set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    tg.attributes.set_all(attrs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let full_name = tg.full_name();
     let arn = state.add_target_group(tg)?;
     state.register_targets(&arn, &convert::targets(p.get("Targets"))?)?;

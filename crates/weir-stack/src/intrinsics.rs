@@ -104,9 +104,7 @@ impl Context {
         match self.eval(v)? {
             Value::Bool(b) => Ok(b),
             Value::String(s) if s == "true" || s == "false" => Ok(s == "true"),
-            other => Err(err(format!(
-                "a condition must evaluate to a boolean, got {other}"
-            ))),
+            other => Err(err(format!("a condition must evaluate to a boolean, got {other}"))),
         }
     }
 
@@ -154,9 +152,8 @@ impl Context {
                         }
                     }
                     "Fn::And" | "Fn::Or" => {
-                        let items = arg
-                            .as_array()
-                            .ok_or_else(|| err(format!("{k} takes a list")))?;
+                        let items =
+                            arg.as_array().ok_or_else(|| err(format!("{k} takes a list")))?;
                         let vals = items
                             .iter()
                             .map(|c| self.condition(c))
@@ -216,11 +213,7 @@ impl Context {
             Value::Array(a) if a.len() == 2 => (as_str(&a[0])?, as_str(&self.eval(&a[1])?)?),
             Value::String(s) => match s.split_once('.') {
                 Some((a, b)) => (a.to_string(), b.to_string()),
-                None => {
-                    return Err(err(format!(
-                        "Fn::GetAtt '{s}' must name Resource.Attribute"
-                    )))
-                }
+                None => return Err(err(format!("Fn::GetAtt '{s}' must name Resource.Attribute"))),
             },
             _ => return Err(err("Fn::GetAtt takes [Resource, Attribute]")),
         };
@@ -256,9 +249,7 @@ impl Context {
                 rest = lit;
                 continue;
             }
-            let j = after
-                .find('}')
-                .ok_or_else(|| err("Fn::Sub: unterminated ${"))?;
+            let j = after.find('}').ok_or_else(|| err("Fn::Sub: unterminated ${"))?;
             let name = after[..j].trim();
             let value = if let Some(v) = vars.get(name) {
                 v.clone()
@@ -282,16 +273,9 @@ impl Context {
             .ok_or_else(|| err("Fn::Join takes [delimiter, list]"))?;
         let delim = as_str(&a[0])?;
         let items = self.eval(&a[1])?;
-        let items = items
-            .as_array()
-            .ok_or_else(|| err("Fn::Join's second argument must be a list"))?;
-        Ok(Value::String(
-            items
-                .iter()
-                .map(as_str)
-                .collect::<Result<Vec<_>, _>>()?
-                .join(&delim),
-        ))
+        let items =
+            items.as_array().ok_or_else(|| err("Fn::Join's second argument must be a list"))?;
+        Ok(Value::String(items.iter().map(as_str).collect::<Result<Vec<_>, _>>()?.join(&delim)))
     }
 
     fn select(&self, arg: &Value) -> Result<Value, StackError> {
@@ -316,11 +300,7 @@ impl Context {
             .ok_or_else(|| err("Fn::Split takes [delimiter, string]"))?;
         let delim = as_str(&a[0])?;
         let s = as_str(&self.eval(&a[1])?)?;
-        Ok(Value::Array(
-            s.split(delim.as_str())
-                .map(|p| Value::String(p.into()))
-                .collect(),
-        ))
+        Ok(Value::Array(s.split(delim.as_str()).map(|p| Value::String(p.into())).collect()))
     }
 
     fn find_in_map(&self, arg: &Value) -> Result<Value, StackError> {
@@ -384,10 +364,7 @@ mod tests {
     use serde_json::json;
 
     fn ctx() -> Context {
-        let mut c = Context {
-            region: "us-east-1".into(),
-            ..Default::default()
-        };
+        let mut c = Context { region: "us-east-1".into(), ..Default::default() };
         c.refs.insert("Env".into(), json!("prod"));
         c.refs.insert("AWS::Region".into(), json!("us-east-1"));
         c.attrs
@@ -395,10 +372,7 @@ mod tests {
             .or_default()
             .insert("DNSName".into(), json!("lb-1.elb.weir.internal"));
         c.conditions.insert("IsProd".into(), true);
-        c.mappings = json!({"Sizes": {"prod": {"Count": 3}}})
-            .as_object()
-            .unwrap()
-            .clone();
+        c.mappings = json!({"Sizes": {"prod": {"Count": 3}}}).as_object().unwrap().clone();
         c
     }
 
@@ -406,45 +380,30 @@ mod tests {
     fn functions() {
         let c = ctx();
         assert_eq!(
-            c.eval(&json!({"Fn::Sub": "${Env}-${AWS::Region}-${LB.DNSName}-${!Literal}"}))
-                .unwrap(),
+            c.eval(&json!({"Fn::Sub": "${Env}-${AWS::Region}-${LB.DNSName}-${!Literal}"})).unwrap(),
             json!("prod-us-east-1-lb-1.elb.weir.internal-${Literal}")
         );
         assert_eq!(
-            c.eval(&json!({"Fn::Sub": ["${X}-${Env}", {"X": "a"}]}))
-                .unwrap(),
+            c.eval(&json!({"Fn::Sub": ["${X}-${Env}", {"X": "a"}]})).unwrap(),
             json!("a-prod")
         );
         assert_eq!(
-            c.eval(&json!({"Fn::Join": ["-", ["a", {"Ref": "Env"}]]}))
-                .unwrap(),
+            c.eval(&json!({"Fn::Join": ["-", ["a", {"Ref": "Env"}]]})).unwrap(),
             json!("a-prod")
         );
         assert_eq!(
-            c.eval(&json!({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]}))
-                .unwrap(),
+            c.eval(&json!({"Fn::Select": [1, {"Fn::Split": [",", "a,b,c"]}]})).unwrap(),
             json!("b")
         );
         assert_eq!(
-            c.eval(&json!({"Fn::FindInMap": ["Sizes", {"Ref": "Env"}, "Count"]}))
-                .unwrap(),
+            c.eval(&json!({"Fn::FindInMap": ["Sizes", {"Ref": "Env"}, "Count"]})).unwrap(),
             json!(3)
         );
+        assert_eq!(c.eval(&json!({"Fn::If": ["IsProd", 1, 2]})).unwrap(), json!(1));
+        assert_eq!(c.eval(&json!({"Fn::Equals": ["3", 3]})).unwrap(), json!(true));
+        assert_eq!(c.eval(&json!({"Fn::Base64": "hello"})).unwrap(), json!("aGVsbG8="));
         assert_eq!(
-            c.eval(&json!({"Fn::If": ["IsProd", 1, 2]})).unwrap(),
-            json!(1)
-        );
-        assert_eq!(
-            c.eval(&json!({"Fn::Equals": ["3", 3]})).unwrap(),
-            json!(true)
-        );
-        assert_eq!(
-            c.eval(&json!({"Fn::Base64": "hello"})).unwrap(),
-            json!("aGVsbG8=")
-        );
-        assert_eq!(
-            c.eval(&json!({"A": {"Ref": "AWS::NoValue"}, "B": 1}))
-                .unwrap(),
+            c.eval(&json!({"A": {"Ref": "AWS::NoValue"}, "B": 1})).unwrap(),
             json!({"B": 1})
         );
         assert!(c.eval(&json!({"Ref": "Missing"})).is_err());

@@ -28,15 +28,11 @@ pub fn parse_template(text: &str) -> Result<Template, StackError> {
     let trimmed = text.trim_start();
     let body = if trimmed.starts_with('{') {
         serde_json::from_str(text).map_err(|e| {
-            StackError::Template(format!(
-                "Template format error: JSON not well-formed. ({e})"
-            ))
+            StackError::Template(format!("Template format error: JSON not well-formed. ({e})"))
         })?
     } else {
         let y: serde_norway::Value = serde_norway::from_str(text).map_err(|e| {
-            StackError::Template(format!(
-                "Template format error: YAML not well-formed. ({e})"
-            ))
+            StackError::Template(format!("Template format error: YAML not well-formed. ({e})"))
         })?;
         yaml_to_json(y)?
     };
@@ -134,10 +130,7 @@ mod tests {
         assert_eq!(p["P"], serde_json::json!({"Ref": "B"}));
         assert_eq!(p["Q"], serde_json::json!({"Fn::GetAtt": ["C", "DNSName"]}));
         assert_eq!(p["R"], serde_json::json!({"Fn::Sub": "${A}-x"}));
-        assert_eq!(
-            p["S"],
-            serde_json::json!({"Fn::Join": ["-", [{"Ref": "B"}, "c"]]})
-        );
+        assert_eq!(p["S"], serde_json::json!({"Fn::Join": ["-", [{"Ref": "B"}, "c"]]}));
     }
 
     #[test]

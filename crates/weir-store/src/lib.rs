@@ -51,19 +51,15 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, loading the committed state.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })?;
         let path = dir.join("weir.db");
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -84,16 +80,9 @@ impl Store {
              CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS commands (seq INTEGER PRIMARY KEY AUTOINCREMENT, at_ms INTEGER NOT NULL, name TEXT NOT NULL, detail TEXT NOT NULL);",
         )?;
-        let corrupt = |message: String| StoreError::Corrupt {
-            path: path.clone(),
-            message,
-        };
+        let corrupt = |message: String| StoreError::Corrupt { path: path.clone(), message };
         let version: Option<String> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
             .optional()?;
         match version.as_deref().map(str::parse::<i64>) {
             None => {
@@ -109,9 +98,8 @@ impl Store {
                 )))
             }
         }
-        let json: Option<String> = conn
-            .query_row("SELECT json FROM state WHERE id = 1", [], |r| r.get(0))
-            .optional()?;
+        let json: Option<String> =
+            conn.query_row("SELECT json FROM state WHERE id = 1", [], |r| r.get(0)).optional()?;
         let state = match json {
             Some(j) => serde_json::from_str(&j)
                 .map_err(|e| corrupt(format!("state does not parse: {e}")))?,
@@ -160,9 +148,7 @@ impl Store {
 
     /// Number of commands committed so far.
     pub fn command_count(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .conn
-            .query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0))?)
+        Ok(self.conn.query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0))?)
     }
 }
 
@@ -244,11 +230,7 @@ mod tests {
         let dir = tmp("schema");
         drop(Store::open(&dir).unwrap());
         let c = Connection::open(dir.join("weir.db")).unwrap();
-        c.execute(
-            "UPDATE meta SET value = '99' WHERE key = 'schema_version'",
-            [],
-        )
-        .unwrap();
+        c.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'", []).unwrap();
         drop(c);
         let e = Store::open(&dir).unwrap_err();
         assert!(e.to_string().contains("schema version"), "{e}");

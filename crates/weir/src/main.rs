@@ -58,8 +58,12 @@ enum Command {
         /// Address internet-facing load balancers bind besides their zone nodes (repeatable).
         #[arg(long = "public-address", default_value = "127.0.0.1")]
         public_addresses: Vec<IpAddr>,
-        /// Serve the API without authentication (the only mode until SigV4 lands; loopback only).
+        /// AWS credentials file whose access keys the API accepts (SigV4). Keys in
+        /// WEIR_ACCESS_KEY_ID / WEIR_SECRET_ACCESS_KEY are accepted too.
         #[arg(long)]
+        credentials: Option<PathBuf>,
+        /// Serve the API without authentication (local use only).
+        #[arg(long, conflicts_with = "credentials")]
         no_auth: bool,
     },
     /// Parse and deploy a template into an empty state without serving, and print the result.
@@ -100,9 +104,7 @@ fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 async fn shutdown_signal() {
@@ -142,12 +144,7 @@ fn load(
 fn print_summary(state: &State, d: &weir_stack::Deployment, stack: &str) {
     println!("stack {stack}: {} resources created", d.resources.len());
     for lb in state.load_balancers.values() {
-        println!(
-            "  load balancer {} ({}, {})",
-            lb.name,
-            lb.lb_type.as_str(),
-            lb.scheme.as_str()
-        );
+        println!("  load balancer {} ({}, {})", lb.name, lb.lb_type.as_str(), lb.scheme.as_str());
         println!("    DNS name: {}", lb.dns_name());
         for l in state.listeners_of(&lb.arn) {
             println!(
@@ -159,11 +156,8 @@ fn print_summary(state: &State, d: &weir_stack::Deployment, stack: &str) {
         }
     }
     for tg in state.target_groups.values() {
-        let targets: Vec<String> = tg
-            .targets
-            .iter()
-            .map(|t| format!("{}:{}", t.id, t.port))
-            .collect();
+        let targets: Vec<String> =
+            tg.targets.iter().map(|t| format!("{}:{}", t.id, t.port)).collect();
         println!(
             "  target group {} ({}:{}, {}) targets: {}",
             tg.name,
@@ -187,17 +181,10 @@ async fn start_demo_backends(template: &weir_stack::Template) -> Result<Vec<Demo
         .unwrap_or_default();
     let mut out = Vec::new();
     for b in list {
-        let name = b
-            .get("Name")
-            .and_then(|v| v.as_str())
-            .unwrap_or("demo")
-            .to_string();
+        let name = b.get("Name").and_then(|v| v.as_str()).unwrap_or("demo").to_string();
         let port = b
             .get("Port")
-            .and_then(|v| {
-                v.as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            })
+            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
             .context("DemoBackends entries need a Port")?;
         let port = u16::try_from(port).context("DemoBackends port must be 1-65535")?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -221,32 +208,41 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve {
-            api_address,
-            data_dir,
-            public_addresses,
-            no_auth: _,
-        } => {
+        Command::Serve { api_address, data_dir, public_addresses, credentials, no_auth } => {
+            let auth = if no_auth {
+                None
+            } else {
+                let creds = match &credentials {
+                    Some(p) => weir_api::sigv4::Credentials::from_file(p)
+                        .with_context(|| format!("reading credentials {}", p.display()))?,
+                    None => weir_api::sigv4::Credentials::default(),
+                }
+                .with_env();
+                if creds.is_empty() {
+                    bail!("no API credentials: pass --credentials FILE, set WEIR_ACCESS_KEY_ID and WEIR_SECRET_ACCESS_KEY, or run with --no-auth");
+                }
+                Some(creds)
+            };
             let store = weir_store::Store::open(&data_dir)
                 .with_context(|| format!("opening state in {}", data_dir.display()))?;
-            let dp = Dataplane::new(DataplaneConfig {
-                public_addresses,
-                bind_zone_nodes: true,
-            });
+            let dp = Dataplane::new(DataplaneConfig { public_addresses, bind_zone_nodes: true });
             if let Err(e) = dp.apply(store.state()).await {
                 eprintln!("weir: some listeners could not start: {e}");
             }
             let n = store.state().load_balancers.len();
+            let auth_on = auth.is_some();
             let api = Arc::new(weir_api::Api {
                 store: tokio::sync::Mutex::new(store),
                 dataplane: dp.clone(),
+                auth,
             });
             let (addr, _task) = weir_api::serve(api, api_address)
                 .await
                 .with_context(|| format!("binding the API on {api_address}"))?;
+            println!("weir serve: {n} load balancers loaded from {}", data_dir.display());
             println!(
-                "weir serve: {n} load balancers loaded from {}",
-                data_dir.display()
+                "weir serve: SigV4 authentication {}",
+                if auth_on { "on" } else { "off (--no-auth)" }
             );
             println!("weir serve: AWS API on http://{addr}/ (aws --endpoint-url http://{addr} elbv2 ...)");
             shutdown_signal().await;
@@ -262,19 +258,12 @@ async fn main() -> Result<()> {
             api_address,
         } => {
             let stack = stack_name.unwrap_or_else(|| {
-                file.file_stem()
-                    .map_or("stack".into(), |s| s.to_string_lossy().into_owned())
+                file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned())
             });
             let (template, state, deployment) = load(&file, &stack, &parse_params(&parameters)?)?;
-            let _backends = if no_demo_backends {
-                Vec::new()
-            } else {
-                start_demo_backends(&template).await?
-            };
-            let dp = Dataplane::new(DataplaneConfig {
-                public_addresses,
-                bind_zone_nodes: true,
-            });
+            let _backends =
+                if no_demo_backends { Vec::new() } else { start_demo_backends(&template).await? };
+            let dp = Dataplane::new(DataplaneConfig { public_addresses, bind_zone_nodes: true });
             dp.apply(&state).await.context("starting listeners")?;
             print_summary(&state, &deployment, &stack);
             for l in state.listeners.values() {
@@ -287,33 +276,30 @@ async fn main() -> Result<()> {
                 println!("  serving listener port {} on {}", l.port, addrs.join(" "));
             }
             let store = weir_store::Store::in_memory(state.clone())?;
+            // The quickstart needs no set-up: `up` verifies signatures only when keys are configured.
+            let creds = weir_api::sigv4::Credentials::default().with_env();
+            let auth = (!creds.is_empty()).then_some(creds);
             let api = Arc::new(weir_api::Api {
                 store: tokio::sync::Mutex::new(store),
                 dataplane: dp.clone(),
+                auth,
             });
             let (addr, _task) = weir_api::serve(api, api_address)
                 .await
                 .with_context(|| format!("binding the API on {api_address}"))?;
-            println!("  AWS API on http://{addr}/");
+            println!("  AWS API on http://{addr}/ (state in memory)");
             println!("weir is up; press Ctrl-C to stop");
             shutdown_signal().await;
             println!("weir: shutting down");
             dp.shutdown().await;
         }
         Command::Validate { file, parameters } => {
-            let stack = file
-                .file_stem()
-                .map_or("stack".into(), |s| s.to_string_lossy().into_owned());
+            let stack =
+                file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned());
             let (_, state, deployment) = load(&file, &stack, &parse_params(&parameters)?)?;
             print_summary(&state, &deployment, &stack);
         }
-        Command::DemoBackend {
-            port,
-            name,
-            address,
-            health_status,
-            delay_ms,
-        } => {
+        Command::DemoBackend { port, name, address, health_status, delay_ms } => {
             let b = DemoBackend::start(SocketAddr::new(address, port), &name).await?;
             b.set_health(health_status);
             b.set_delay_ms(delay_ms);

@@ -20,11 +20,7 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn start(args: &[&str], ready: &str) -> Proc {
@@ -52,22 +48,38 @@ fn start(args: &[&str], ready: &str) -> Proc {
     panic!("{args:?} did not print {ready:?}");
 }
 
+const KEY_ID: &str = "AKIDEXAMPLE";
+const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+
+/// `weir serve` with SigV4 on, accepting KEY_ID/SECRET from a credentials file in `dir`.
 fn serve(dir: &Path, api: u16) -> Proc {
-    start(
-        &[
-            "serve",
-            "--no-auth",
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--api-address",
-            &format!("127.0.0.1:{api}"),
-        ],
-        "AWS API on",
+    std::fs::create_dir_all(dir).unwrap();
+    let creds = dir.join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
     )
+    .unwrap();
+    let api = format!("127.0.0.1:{api}");
+    let args = [
+        "serve",
+        "--credentials",
+        creds.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--api-address",
+        &api,
+    ];
+    start(&args, "AWS API on")
 }
 
 /// Runs `aws elbv2 ARGS` against the API; Ok(JSON) or Err(stderr).
 fn aws(api: u16, args: &[&str]) -> Result<Value, String> {
+    aws_as(api, args, KEY_ID, SECRET)
+}
+
+/// Runs `aws elbv2 ARGS` signed with the given key pair.
+fn aws_as(api: u16, args: &[&str], key_id: &str, secret: &str) -> Result<Value, String> {
     let out = Command::new("aws")
         .args([
             "--endpoint-url",
@@ -79,21 +91,14 @@ fn aws(api: u16, args: &[&str]) -> Result<Value, String> {
             "elbv2",
         ])
         .args(args)
-        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        .env(
-            "AWS_SECRET_ACCESS_KEY",
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-        )
+        .env("AWS_ACCESS_KEY_ID", key_id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_PAGER", "")
         .output()
         .expect("the aws CLI is installed");
     if out.status.success() {
         let text = String::from_utf8_lossy(&out.stdout);
-        Ok(if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        })
+        Ok(if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
@@ -106,10 +111,9 @@ fn ok(api: u16, args: &[&str]) -> Value {
 fn err(api: u16, args: &[&str], code: &str) {
     match aws(api, args) {
         Ok(v) => panic!("aws {args:?} succeeded: {v}"),
-        Err(e) => assert!(
-            e.contains(&format!("({code})")),
-            "aws {args:?}: expected {code}, got {e}"
-        ),
+        Err(e) => {
+            assert!(e.contains(&format!("({code})")), "aws {args:?}: expected {code}, got {e}")
+        }
     }
 }
 
@@ -120,18 +124,10 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
 fn http_get_host(port: u16, path: &str, host: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
-    let status = buf
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let status = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
     (status, body)
 }
@@ -143,10 +139,7 @@ fn data_dir(name: &str) -> PathBuf {
 }
 
 fn s(v: &Value, ptr: &str) -> String {
-    v.pointer(ptr)
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| panic!("{ptr} in {v}"))
-        .to_string()
+    v.pointer(ptr).and_then(Value::as_str).unwrap_or_else(|| panic!("{ptr} in {v}")).to_string()
 }
 
 #[test]
@@ -156,13 +149,7 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
     let listen = free_port();
     let backend_port = free_port();
     let _backend = start(
-        &[
-            "demo-backend",
-            "--port",
-            &backend_port.to_string(),
-            "--name",
-            "api-backend",
-        ],
+        &["demo-backend", "--port", &backend_port.to_string(), "--name", "api-backend"],
         "listening",
     );
     let server = serve(&dir, api);
@@ -180,10 +167,7 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
     );
     let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
     assert_eq!(s(&lb, "/LoadBalancers/0/State/Code"), "provisioning");
-    assert_eq!(
-        s(&lb, "/LoadBalancers/0/AvailabilityZones/1/ZoneName"),
-        "us-east-1b"
-    );
+    assert_eq!(s(&lb, "/LoadBalancers/0/AvailabilityZones/1/ZoneName"), "us-east-1b");
     let tg = ok(
         api,
         &[
@@ -236,26 +220,14 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
     );
     let l_arn = s(&l, "/Listeners/0/ListenerArn");
     let (status, body) = http_get(listen, "/hello");
-    assert_eq!(
-        (status, body.lines().next().unwrap_or_default()),
-        (200, "api-backend")
-    );
+    assert_eq!((status, body.lines().next().unwrap_or_default()), (200, "api-backend"));
 
     let r = ok(api, &["create-rule", "--listener-arn", &l_arn, "--priority", "10", "--conditions", "Field=path-pattern,Values=/teapot", "--actions", "Type=fixed-response,FixedResponseConfig={StatusCode=418,ContentType=text/plain,MessageBody=short and stout}"]);
     let r_arn = s(&r, "/Rules/0/RuleArn");
-    assert_eq!(
-        http_get(listen, "/teapot"),
-        (418, "short and stout".to_string())
-    );
+    assert_eq!(http_get(listen, "/teapot"), (418, "short and stout".to_string()));
     ok(
         api,
-        &[
-            "modify-rule",
-            "--rule-arn",
-            &r_arn,
-            "--conditions",
-            "Field=path-pattern,Values=/kettle",
-        ],
+        &["modify-rule", "--rule-arn", &r_arn, "--conditions", "Field=path-pattern,Values=/kettle"],
     );
     assert_eq!(http_get(listen, "/kettle").0, 418);
     assert_eq!(http_get(listen, "/teapot").0, 200);
@@ -283,11 +255,7 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
             &format!("RuleArn={r2_arn},Priority=5"),
         ],
     );
-    assert_eq!(
-        http_get(listen, "/kettle").0,
-        204,
-        "the host rule now comes first"
-    );
+    assert_eq!(http_get(listen, "/kettle").0, 204, "the host rule now comes first");
     let rules = ok(api, &["describe-rules", "--listener-arn", &l_arn]);
     let prios: Vec<&str> = rules["Rules"]
         .as_array()
@@ -338,15 +306,7 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
     );
     err(
         api,
-        &[
-            "create-target-group",
-            "--name",
-            "cli-tg",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-        ],
+        &["create-target-group", "--name", "cli-tg", "--protocol", "HTTP", "--port", "80"],
         "DuplicateTargetGroupName",
     );
     err(
@@ -373,20 +333,8 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
         ],
         "TargetGroupNotFound",
     );
-    err(
-        api,
-        &[
-            "describe-listeners",
-            "--listener-arns",
-            &format!("{l_arn}0"),
-        ],
-        "ListenerNotFound",
-    );
-    err(
-        api,
-        &["delete-rule", "--rule-arn", &format!("{r_arn}0")],
-        "RuleNotFound",
-    );
+    err(api, &["describe-listeners", "--listener-arns", &format!("{l_arn}0")], "ListenerNotFound");
+    err(api, &["delete-rule", "--rule-arn", &format!("{r_arn}0")], "RuleNotFound");
     err(
         api,
         &[
@@ -442,11 +390,7 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
         ],
         "SubnetNotFound",
     );
-    err(
-        api,
-        &["delete-target-group", "--target-group-arn", &tg_arn],
-        "ResourceInUse",
-    );
+    err(api, &["delete-target-group", "--target-group-arn", &tg_arn], "ResourceInUse");
 
     // Pagination: PageSize and the NextMarker/Marker round trip.
     ok(
@@ -466,36 +410,20 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
     let first = ok(api, &["describe-target-groups", "--page-size", "1"]);
     assert_eq!(first["TargetGroups"].as_array().unwrap().len(), 1);
     let marker = s(&first, "/NextMarker");
-    let second = ok(
-        api,
-        &[
-            "describe-target-groups",
-            "--page-size",
-            "1",
-            "--marker",
-            &marker,
-        ],
-    );
+    let second = ok(api, &["describe-target-groups", "--page-size", "1", "--marker", &marker]);
     assert_eq!(second["TargetGroups"].as_array().unwrap().len(), 1);
     assert!(second.get("NextMarker").is_none());
     assert_ne!(
         first["TargetGroups"][0]["TargetGroupName"],
         second["TargetGroups"][0]["TargetGroupName"]
     );
-    err(
-        api,
-        &["describe-target-groups", "--page-size", "401"],
-        "ValidationError",
-    );
+    err(api, &["describe-target-groups", "--page-size", "401"], "ValidationError");
 
     // Health becomes healthy (interval 5 s, threshold 2).
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut state = String::new();
     while Instant::now() < deadline {
-        let h = ok(
-            api,
-            &["describe-target-health", "--target-group-arn", &tg_arn],
-        );
+        let h = ok(api, &["describe-target-health", "--target-group-arn", &tg_arn]);
         state = s(&h, "/TargetHealthDescriptions/0/TargetHealth/State");
         if state == "healthy" {
             break;
@@ -510,27 +438,12 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
     let lbs = ok(api, &["describe-load-balancers"]);
     assert_eq!(s(&lbs, "/LoadBalancers/0/LoadBalancerArn"), lb_arn);
     assert_eq!(s(&lbs, "/LoadBalancers/0/State/Code"), "active");
+    assert_eq!(http_get(listen, "/kettle").0, 204, "rules survive a restart");
     assert_eq!(
-        http_get(listen, "/kettle").0,
-        204,
-        "rules survive a restart"
-    );
-    assert_eq!(
-        http_get_host(listen, "/other", "www.test")
-            .1
-            .lines()
-            .next()
-            .unwrap_or_default(),
+        http_get_host(listen, "/other", "www.test").1.lines().next().unwrap_or_default(),
         "api-backend"
     );
-    let attrs = ok(
-        api,
-        &[
-            "describe-load-balancer-attributes",
-            "--load-balancer-arn",
-            &lb_arn,
-        ],
-    );
+    let attrs = ok(api, &["describe-load-balancer-attributes", "--load-balancer-arn", &lb_arn]);
     assert!(attrs["Attributes"]
         .as_array()
         .unwrap()
@@ -549,19 +462,10 @@ fn aws_cli_full_lifecycle_with_traffic_errors_and_restart() {
         ],
     );
     ok(api, &["delete-listener", "--listener-arn", &l_arn]);
-    ok(
-        api,
-        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
-    );
-    ok(
-        api,
-        &["delete-load-balancer", "--load-balancer-arn", &lb_arn],
-    );
+    ok(api, &["delete-load-balancer", "--load-balancer-arn", &lb_arn]);
+    ok(api, &["delete-load-balancer", "--load-balancer-arn", &lb_arn]);
     ok(api, &["delete-target-group", "--target-group-arn", &tg_arn]);
-    assert_eq!(
-        ok(api, &["describe-load-balancers"])["LoadBalancers"],
-        serde_json::json!([])
-    );
+    assert_eq!(ok(api, &["describe-load-balancers"])["LoadBalancers"], serde_json::json!([]));
     assert!(
         TcpStream::connect(("127.0.0.1", listen)).is_err(),
         "the deleted listener no longer accepts"
@@ -577,13 +481,9 @@ fn boto3_lifecycle() {
     let _server = serve(&dir, api);
     let script = format!("{}/tests/boto3_lifecycle.py", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3")
-        .args([
-            &script,
-            &format!("http://127.0.0.1:{api}"),
-            &free_port().to_string(),
-        ])
-        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .args([&script, &format!("http://127.0.0.1:{api}"), &free_port().to_string()])
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .output()
         .expect("python3 runs");
     assert!(
@@ -593,5 +493,57 @@ fn boto3_lifecycle() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("boto3 lifecycle ok"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigv4_rejects_unsigned_unknown_and_forged_requests() {
+    let dir = data_dir("auth");
+    let api = free_port();
+    let _server = serve(&dir, api);
+    assert!(aws(api, &["describe-load-balancers"]).is_ok(), "correctly signed requests pass");
+    let forged = aws_as(api, &["describe-load-balancers"], KEY_ID, "not-the-secret").unwrap_err();
+    assert!(forged.contains("(SignatureDoesNotMatch)"), "{forged}");
+    let unknown = aws_as(api, &["describe-load-balancers"], "AKIDUNKNOWN", SECRET).unwrap_err();
+    assert!(unknown.contains("(InvalidClientTokenId)"), "{unknown}");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-d",
+            "Action=DescribeLoadBalancers&Version=2015-12-01",
+            &format!("http://127.0.0.1:{api}/"),
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("<Code>MissingAuthenticationToken</Code>") && text.ends_with("403"),
+        "{text}"
+    );
+    // A rejected request changes nothing.
+    assert!(aws_as(
+        api,
+        &["create-target-group", "--name", "sneaky", "--protocol", "HTTP", "--port", "80"],
+        KEY_ID,
+        "bad"
+    )
+    .is_err());
+    assert_eq!(ok(api, &["describe-target-groups"])["TargetGroups"], serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_refuses_to_start_without_credentials_or_no_auth() {
+    let dir = data_dir("noauth");
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--data-dir", dir.to_str().unwrap(), "--api-address", "127.0.0.1:0"])
+        .env_remove("WEIR_ACCESS_KEY_ID")
+        .env_remove("WEIR_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API credentials"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -35,17 +35,15 @@ fn curl(args: &[&str]) -> String {
 
 #[test]
 fn quickstart_serves_what_the_readme_shows() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = weir()
         .args([
             "up",
             &repo_file("examples/quickstart.yaml"),
             "--parameter",
             &format!("ListenerPort={port}"),
+            "--api-address",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -70,23 +68,14 @@ fn quickstart_serves_what_the_readme_shows() {
 
     let mut web = Vec::new();
     for _ in 0..4 {
-        web.push(
-            curl(&[&format!("{base}/")])
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-        );
+        web.push(curl(&[&format!("{base}/")]).lines().next().unwrap_or_default().to_string());
     }
     web.sort();
     assert_eq!(web, vec!["web-1", "web-1", "web-2", "web-2"]);
     assert!(curl(&[&format!("{base}/api/users")]).starts_with("api-"));
     let head = curl(&["-i", &format!("{base}/old/page?x=1")]);
     assert!(head.starts_with("HTTP/1.1 301"), "{head}");
-    assert!(
-        head.contains(&format!("location: http://127.0.0.1:{port}/new/page?x=1")),
-        "{head}"
-    );
+    assert!(head.contains(&format!("location: http://127.0.0.1:{port}/new/page?x=1")), "{head}");
     assert_eq!(curl(&[&format!("{base}/ping")]), "pong");
     assert!(
         curl(&["-X", "POST", &format!("{base}/ping")]).starts_with("web-"),
@@ -100,10 +89,7 @@ fn validate_reports_errors_with_resource_names() {
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.yaml");
     std::fs::write(&bad, "Resources:\n  Web:\n    Type: AWS::ElasticLoadBalancingV2::TargetGroup\n    Properties: { Name: web, Protocol: HTTP, Port: 80, HealthCheckIntervalSeconds: 5 }\n").unwrap();
-    let out = weir()
-        .args(["validate", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = weir().args(["validate", bad.to_str().unwrap()]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -111,15 +97,8 @@ fn validate_reports_errors_with_resource_names() {
             && err.contains("Health check interval must be greater than the timeout"),
         "{err}"
     );
-    let ok = weir()
-        .args(["validate", &repo_file("examples/quickstart.yaml")])
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
+    let ok = weir().args(["validate", &repo_file("examples/quickstart.yaml")]).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("7 resources created"));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -7,10 +7,7 @@ fn cells(n: usize) -> Vec<Arc<TargetCell>> {
         .map(|i| {
             let port = 9000 + i as u16;
             Arc::new(TargetCell::new(
-                TargetKey {
-                    id: "127.0.0.1".into(),
-                    port,
-                },
+                TargetKey { id: "127.0.0.1".into(), port },
                 format!("127.0.0.1:{port}").parse().unwrap(),
                 "us-east-1a".into(),
             ))
@@ -26,9 +23,7 @@ fn healthy(c: &[Arc<TargetCell>]) {
 
 #[test]
 fn empty_selector_gives_none() {
-    assert!(Selector::new(Algorithm::RoundRobin, vec![])
-        .pick(None)
-        .is_none());
+    assert!(Selector::new(Algorithm::RoundRobin, vec![]).pick(None).is_none());
 }
 
 #[test]

@@ -5,10 +5,7 @@ fn forward(tg: &str) -> Vec<Action> {
     vec![Action {
         order: None,
         kind: ActionKind::Forward(ForwardConfig {
-            target_groups: vec![WeightedTargetGroup {
-                target_group_arn: tg.into(),
-                weight: 1,
-            }],
+            target_groups: vec![WeightedTargetGroup { target_group_arn: tg.into(), weight: 1 }],
             stickiness_enabled: false,
             stickiness_duration_seconds: 3600,
         }),
@@ -29,23 +26,11 @@ fn fixed() -> Vec<Action> {
 fn setup() -> (State, String, String) {
     let mut s = State::default();
     let lb = s
-        .create_load_balancer(
-            "web",
-            LoadBalancerType::Application,
-            Scheme::InternetFacing,
-            &[],
-            0,
-        )
+        .create_load_balancer("web", LoadBalancerType::Application, Scheme::InternetFacing, &[], 0)
         .unwrap();
-    let tg = TargetGroup::new(
-        "us-east-1",
-        "123456789012",
-        "api",
-        Protocol::Http,
-        80,
-        TargetType::Ip,
-    )
-    .unwrap();
+    let tg =
+        TargetGroup::new("us-east-1", "123456789012", "api", Protocol::Http, 80, TargetType::Ip)
+            .unwrap();
     let tg = s.add_target_group(tg).unwrap();
     (s, lb, tg)
 }
@@ -54,56 +39,33 @@ fn setup() -> (State, String, String) {
 fn lifecycle_and_errors() {
     let (mut s, lb, tg) = setup();
     assert_eq!(
-        s.create_load_balancer(
-            "web",
-            LoadBalancerType::Application,
-            Scheme::Internal,
-            &[],
-            0
-        )
-        .unwrap_err()
-        .code,
-        ErrorCode::DuplicateLoadBalancerName
-    );
-    let l = s
-        .create_listener(&lb, 80, Protocol::Http, forward(&tg))
-        .unwrap();
-    assert!(l.contains(":listener/app/web/"));
-    assert_eq!(
-        s.create_listener(&lb, 80, Protocol::Http, fixed())
+        s.create_load_balancer("web", LoadBalancerType::Application, Scheme::Internal, &[], 0)
             .unwrap_err()
             .code,
+        ErrorCode::DuplicateLoadBalancerName
+    );
+    let l = s.create_listener(&lb, 80, Protocol::Http, forward(&tg)).unwrap();
+    assert!(l.contains(":listener/app/web/"));
+    assert_eq!(
+        s.create_listener(&lb, 80, Protocol::Http, fixed()).unwrap_err().code,
         ErrorCode::DuplicateListener
     );
     let conds = || vec![Condition::PathPattern(vec!["/a".into()])];
     let r = s.create_rule(&l, 10, conds(), fixed()).unwrap();
     assert!(r.contains(":listener-rule/app/web/"));
-    assert_eq!(
-        s.create_rule(&l, 10, conds(), fixed()).unwrap_err().code,
-        ErrorCode::PriorityInUse
-    );
+    assert_eq!(s.create_rule(&l, 10, conds(), fixed()).unwrap_err().code, ErrorCode::PriorityInUse);
     assert!(s.create_rule(&l, 0, conds(), fixed()).is_err());
     assert!(s.create_rule(&l, 50001, conds(), fixed()).is_err());
     let missing =
         "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/x/0000000000000000";
     assert_eq!(
-        s.create_rule(&l, 11, conds(), forward(missing))
-            .unwrap_err()
-            .code,
+        s.create_rule(&l, 11, conds(), forward(missing)).unwrap_err().code,
         ErrorCode::TargetGroupNotFound
     );
-    assert_eq!(
-        s.delete_target_group(&tg).unwrap_err().code,
-        ErrorCode::ResourceInUse
-    );
+    assert_eq!(s.delete_target_group(&tg).unwrap_err().code, ErrorCode::ResourceInUse);
     let before = s.clone();
     assert!(s
-        .create_rule(
-            &l,
-            12,
-            vec![Condition::HttpRequestMethod(vec!["get".into()])],
-            fixed()
-        )
+        .create_rule(&l, 12, vec![Condition::HttpRequestMethod(vec!["get".into()])], fixed())
         .is_err());
     assert_eq!(s, before, "a failed operation leaves the state unchanged");
     s.delete_load_balancer(&lb).unwrap();
@@ -114,76 +76,42 @@ fn lifecycle_and_errors() {
 #[test]
 fn targets_register_with_zones() {
     let (mut s, _lb, tg) = setup();
-    let spec = |id: &str, port| TargetSpec {
-        id: id.into(),
-        port,
-        availability_zone: None,
-    };
-    s.register_targets(
-        &tg,
-        &[spec("127.0.0.1", Some(9001)), spec("127.0.2.5", None)],
-    )
-    .unwrap();
-    s.register_targets(&tg, &[spec("127.0.0.1", Some(9001))])
-        .unwrap();
+    let spec = |id: &str, port| TargetSpec { id: id.into(), port, availability_zone: None };
+    s.register_targets(&tg, &[spec("127.0.0.1", Some(9001)), spec("127.0.2.5", None)]).unwrap();
+    s.register_targets(&tg, &[spec("127.0.0.1", Some(9001))]).unwrap();
     let t = &s.target_group(&tg).unwrap().targets;
     assert_eq!(t.len(), 2);
     assert_eq!(t[0].availability_zone, "us-east-1a");
+    assert_eq!((t[1].port, t[1].availability_zone.as_str()), (80, "us-east-1b"));
     assert_eq!(
-        (t[1].port, t[1].availability_zone.as_str()),
-        (80, "us-east-1b")
-    );
-    assert_eq!(
-        s.register_targets(&tg, &[spec("not-an-ip", None)])
-            .unwrap_err()
-            .code,
+        s.register_targets(&tg, &[spec("not-an-ip", None)]).unwrap_err().code,
         ErrorCode::InvalidTarget
     );
     assert_eq!(
-        s.deregister_targets(&tg, &[spec("127.0.0.9", None)])
-            .unwrap_err()
-            .code,
+        s.deregister_targets(&tg, &[spec("127.0.0.9", None)]).unwrap_err().code,
         ErrorCode::InvalidTarget
     );
-    s.deregister_targets(&tg, &[spec("127.0.0.1", Some(9001))])
-        .unwrap();
+    s.deregister_targets(&tg, &[spec("127.0.0.1", Some(9001))]).unwrap();
     assert_eq!(s.target_group(&tg).unwrap().targets.len(), 1);
 }
 
 #[test]
 fn incompatible_and_associated_target_groups() {
     let (mut s, lb, tg) = setup();
-    let tcp = TargetGroup::new(
-        "us-east-1",
-        "123456789012",
-        "tcp",
-        Protocol::Tcp,
-        80,
-        TargetType::Ip,
-    )
-    .unwrap();
+    let tcp =
+        TargetGroup::new("us-east-1", "123456789012", "tcp", Protocol::Tcp, 80, TargetType::Ip)
+            .unwrap();
     let tcp = s.add_target_group(tcp).unwrap();
     assert_eq!(
-        s.create_listener(&lb, 81, Protocol::Http, forward(&tcp))
-            .unwrap_err()
-            .code,
+        s.create_listener(&lb, 81, Protocol::Http, forward(&tcp)).unwrap_err().code,
         ErrorCode::IncompatibleProtocols
     );
-    s.create_listener(&lb, 80, Protocol::Http, forward(&tg))
-        .unwrap();
+    s.create_listener(&lb, 80, Protocol::Http, forward(&tg)).unwrap();
     let other = s
-        .create_load_balancer(
-            "other",
-            LoadBalancerType::Application,
-            Scheme::Internal,
-            &[],
-            0,
-        )
+        .create_load_balancer("other", LoadBalancerType::Application, Scheme::Internal, &[], 0)
         .unwrap();
     assert_eq!(
-        s.create_listener(&other, 80, Protocol::Http, forward(&tg))
-            .unwrap_err()
-            .code,
+        s.create_listener(&other, 80, Protocol::Http, forward(&tg)).unwrap_err().code,
         ErrorCode::TargetGroupAssociationLimit
     );
     assert_eq!(s.load_balancer(&other).unwrap().node_index, 2);
@@ -198,10 +126,7 @@ fn deletion_protection_blocks_delete() {
         .attributes
         .set("deletion_protection.enabled", "true")
         .unwrap();
-    assert_eq!(
-        s.delete_load_balancer(&lb).unwrap_err().code,
-        ErrorCode::OperationNotPermitted
-    );
+    assert_eq!(s.delete_load_balancer(&lb).unwrap_err().code, ErrorCode::OperationNotPermitted);
     s.load_balancers
         .get_mut(&lb)
         .unwrap()

@@ -69,12 +69,7 @@ fn deploys_in_dependency_order() {
     assert!(d.outputs["Dns"].starts_with("demo-"));
     assert!(d.outputs["Url"].ends_with(":8080/"));
     assert_eq!(
-        s.load_balancers
-            .values()
-            .next()
-            .unwrap()
-            .attributes
-            .get("idle_timeout.timeout_seconds"),
+        s.load_balancers.values().next().unwrap().attributes.get("idle_timeout.timeout_seconds"),
         Some("5")
     );
 }
@@ -96,10 +91,7 @@ fn failure_leaves_state_untouched() {
 fn unsupported_types_and_parameters() {
     let t = parse_template("Resources:\n  Fn:\n    Type: AWS::Lambda::Function\n").unwrap();
     let e = deploy(&t, "s", &BTreeMap::new(), &mut State::default(), 0).unwrap_err();
-    assert!(
-        e.to_string().contains("Fn") && e.to_string().contains("AWS::Lambda::Function"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("Fn") && e.to_string().contains("AWS::Lambda::Function"), "{e}");
     let t = parse_template(T).unwrap();
     let p = BTreeMap::from([("Nope".to_string(), "1".to_string())]);
     assert!(deploy(&t, "s", &p, &mut State::default(), 0)
@@ -109,10 +101,8 @@ fn unsupported_types_and_parameters() {
     let p = BTreeMap::from([("Port".to_string(), "eighty".to_string())]);
     assert!(deploy(&t, "s", &p, &mut State::default(), 0).is_err());
     let cyc = parse_template("Resources:\n  A:\n    Type: AWS::ElasticLoadBalancingV2::Listener\n    Properties: { LoadBalancerArn: !Ref B }\n  B:\n    Type: AWS::ElasticLoadBalancingV2::Listener\n    Properties: { LoadBalancerArn: !Ref A }\n").unwrap();
-    assert!(
-        deploy(&cyc, "s", &BTreeMap::new(), &mut State::default(), 0)
-            .unwrap_err()
-            .to_string()
-            .contains("Circular")
-    );
+    assert!(deploy(&cyc, "s", &BTreeMap::new(), &mut State::default(), 0)
+        .unwrap_err()
+        .to_string()
+        .contains("Circular"));
 }
