@@ -78,6 +78,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let ip_type = get_str(p, "IpAddressType");
             let arn = mutate(api, action, &name, |s| {
                 let arn = s.create_load_balancer(&name, lb_type, scheme, &subnets, now_ms())?;
+                create_tags(s, &arn, p)?;
                 if let Some(lb) = s.load_balancers.get_mut(&arn) {
                     lb.security_groups = groups;
                     if let Some(t) = &ip_type {
@@ -169,7 +170,9 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let name = required(p, "Name")?;
             let arn = mutate(api, action, &name, |s| {
                 let tg = shape::target_group(s, p, &name)?;
-                s.add_target_group(tg)
+                let arn = s.add_target_group(tg)?;
+                create_tags(s, &arn, p)?;
+                Ok(arn)
             })
             .await?;
             let store = api.store.lock().await;
@@ -285,8 +288,12 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let protocol =
                 Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
             let actions = shape::actions(p.get("DefaultActions"))?;
-            let arn = mutate(api, action, &lb, |s| s.create_listener(&lb, port, protocol, actions))
-                .await?;
+            let arn = mutate(api, action, &lb, |s| {
+                let arn = s.create_listener(&lb, port, protocol, actions)?;
+                create_tags(s, &arn, p)?;
+                Ok(arn)
+            })
+            .await?;
             let store = api.store.lock().await;
             x.list("Listeners", [store.state().listener(&arn)?], xml::listener);
         }
@@ -338,8 +345,12 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let priority = get_u32(p, "Priority")?.ok_or_else(|| ApiError::missing("Priority"))?;
             let conditions = shape::conditions(p.get("Conditions"))?;
             let actions = shape::actions(p.get("Actions"))?;
-            let arn = mutate(api, action, &l, |s| s.create_rule(&l, priority, conditions, actions))
-                .await?;
+            let arn = mutate(api, action, &l, |s| {
+                let arn = s.create_rule(&l, priority, conditions, actions)?;
+                create_tags(s, &arn, p)?;
+                Ok(arn)
+            })
+            .await?;
             let store = api.store.lock().await;
             x.list("Rules", [store.state().rule(&arn)?], xml::rule);
         }
@@ -397,6 +408,138 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let arn = required(p, "RuleArn")?;
             mutate(api, action, &arn, |s| s.delete_rule(&arn)).await?;
         }
+        "AddTags" => {
+            let arns = get_strs(p, "ResourceArns");
+            let tags = shape::key_values(p.get("Tags"));
+            if arns.is_empty() || tags.is_empty() {
+                return Err(ApiError::missing(if arns.is_empty() {
+                    "ResourceArns"
+                } else {
+                    "Tags"
+                }));
+            }
+            check_duplicate_keys(&tags)?;
+            mutate(api, action, "", |s| s.add_tags(&arns, &tags)).await?;
+        }
+        "RemoveTags" => {
+            let arns = get_strs(p, "ResourceArns");
+            let keys = get_strs(p, "TagKeys");
+            if arns.is_empty() || keys.is_empty() {
+                return Err(ApiError::missing(if arns.is_empty() {
+                    "ResourceArns"
+                } else {
+                    "TagKeys"
+                }));
+            }
+            mutate(api, action, "", |s| s.remove_tags(&arns, &keys)).await?;
+        }
+        "DescribeTags" => {
+            let arns = get_strs(p, "ResourceArns");
+            if arns.is_empty() || arns.len() > 20 {
+                return Err(ApiError::validation(
+                    "ResourceArns must name between 1 and 20 resources",
+                ));
+            }
+            let store = api.store.lock().await;
+            let st = store.state();
+            for a in &arns {
+                st.check_taggable(a)?;
+            }
+            x.list("TagDescriptions", &arns, |x, a| {
+                x.leaf("ResourceArn", a);
+                x.list("Tags", st.tags.get(a).into_iter().flatten(), |x, (k, v)| {
+                    x.leaf("Key", k).leaf("Value", v);
+                });
+            });
+        }
+        "DescribeSSLPolicies" => {
+            let names = get_strs(p, "Names");
+            let mut list: Vec<_> = weir_model::tls_policies::POLICIES.iter().collect();
+            if !names.is_empty() {
+                if let Some(missing) =
+                    names.iter().find(|n| weir_model::tls_policies::policy(n).is_none())
+                {
+                    return Err(ModelError::new(
+                        ErrorCode::SSLPolicyNotFound,
+                        format!("SSL policy '{missing}' not found"),
+                    )
+                    .into());
+                }
+                list.retain(|pol| names.iter().any(|n| n == pol.name));
+            }
+            x.list("SslPolicies", list, |x, pol| {
+                x.strings("SslProtocols", pol.protocols);
+                x.list(
+                    "Ciphers",
+                    weir_model::tls_policies::ciphers(pol).into_iter().enumerate(),
+                    |x, (i, c)| {
+                        x.leaf("Name", c).leaf("Priority", i + 1);
+                    },
+                );
+                x.leaf("Name", pol.name);
+                x.strings("SupportedLoadBalancerTypes", ["application", "network"]);
+            });
+        }
+        "DescribeListenerAttributes" => {
+            let arn = required(p, "ListenerArn")?;
+            let store = api.store.lock().await;
+            xml::attributes(&mut x, &store.state().listener(&arn)?.attributes);
+        }
+        "ModifyListenerAttributes" => {
+            let arn = required(p, "ListenerArn")?;
+            let pairs = attribute_pairs(p);
+            if pairs.is_empty() {
+                return Err(ApiError::missing("Attributes"));
+            }
+            let attrs = mutate(api, action, &arn, |s| {
+                s.listener(&arn)?;
+                let l = s.listeners.get_mut(&arn).ok_or_else(|| {
+                    ModelError::new(ErrorCode::ListenerNotFound, "Listener not found")
+                })?;
+                l.attributes.set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+                Ok(l.attributes.clone())
+            })
+            .await?;
+            xml::attributes(&mut x, &attrs);
+        }
+        "DescribeListenerCertificates" => {
+            let arn = required(p, "ListenerArn")?;
+            let store = api.store.lock().await;
+            store.state().listener(&arn)?;
+            // Only HTTPS/TLS listeners have certificates; Weir serves those from issue 3 on.
+            x.open("Certificates").close("Certificates");
+        }
+        "AddListenerCertificates" | "RemoveListenerCertificates" => {
+            let arn = required(p, "ListenerArn")?;
+            let store = api.store.lock().await;
+            let l = store.state().listener(&arn)?;
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!(
+                    "Certificates apply only to HTTPS and TLS listeners; listener '{}' uses {}",
+                    l.arn,
+                    l.protocol.as_str()
+                ),
+            )
+            .into());
+        }
+        "SetSubnets" => {
+            let arn = required(p, "LoadBalancerArn")?;
+            let mut subnets = get_strs(p, "Subnets");
+            if let Some(m) = p.get("SubnetMappings").and_then(Value::as_array) {
+                subnets.extend(m.iter().filter_map(|s| get_str(s, "SubnetId")));
+            }
+            mutate(api, action, &arn, |s| s.set_subnets(&arn, &subnets)).await?;
+            let store = api.store.lock().await;
+            let lb = store.state().load_balancer(&arn)?;
+            x.list("AvailabilityZones", &lb.zones, |x, z| {
+                x.leaf("ZoneName", &z.zone_name)
+                    .leaf("SubnetId", &z.subnet_id)
+                    .open("LoadBalancerAddresses")
+                    .close("LoadBalancerAddresses");
+            });
+            x.leaf("IpAddressType", lb.ip_address_type.as_str());
+        }
         "DescribeAccountLimits" => {
             let limits = [
                 ("application-load-balancers", 50),
@@ -423,6 +566,28 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
     }
     Ok(x.0)
+}
+
+fn check_duplicate_keys(tags: &[(String, String)]) -> Result<()> {
+    for (i, (k, _)) in tags.iter().enumerate() {
+        if tags[..i].iter().any(|(o, _)| o == k) {
+            return Err(ModelError::new(
+                ErrorCode::DuplicateTagKeys,
+                format!("A tag key was specified more than once: '{k}'"),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Applies the optional `Tags` of a create call to the new resource, in the same command.
+fn create_tags(s: &mut State, arn: &str, p: &Value) -> std::result::Result<(), ModelError> {
+    let tags = shape::key_values(p.get("Tags"));
+    if tags.is_empty() {
+        return Ok(());
+    }
+    s.add_tags(&[arn.to_string()], &tags)
 }
 
 fn default_rule(l: &weir_model::Listener) -> weir_model::Rule {

@@ -98,5 +98,6 @@ pub(crate) fn listener(
         port: l.port,
         lb: lb_settings(lb),
         rules: CompiledRules::new(rules, action(&l.default_actions, groups)),
+        server_header: l.attributes.get("routing.http.response.server.enabled") != Some("false"),
     }
 }

@@ -154,40 +154,47 @@ impl Dataplane {
             })
             .map(|l| l.arn.clone())
             .collect();
-        inner.listeners.retain(|arn, _| wanted.contains(arn));
+        // Stop listeners that are gone, waiting until their sockets are closed, so that another
+        // listener may bind the same port within this same apply.
+        let gone: Vec<String> =
+            inner.listeners.keys().filter(|a| !wanted.contains(a)).cloned().collect();
+        for arn in gone {
+            if let Some(r) = inner.listeners.remove(&arn) {
+                r.handle.stop().await;
+            }
+        }
         for arn in wanted {
-            let (Some(l), Some(lb)) = (
-                state.listeners.get(&arn),
-                state
-                    .listeners
-                    .get(&arn)
-                    .and_then(|l| state.load_balancers.get(&l.load_balancer_arn)),
-            ) else {
-                continue;
-            };
+            let Some(l) = state.listeners.get(&arn) else { continue };
+            let Some(lb) = state.load_balancers.get(&l.load_balancer_arn) else { continue };
             let snapshot = Arc::new(compile::listener(state, l, lb, &groups));
             let addrs = self.addresses(lb, l.port);
-            match inner.listeners.get(&arn) {
-                Some(r) if r.addrs == addrs => r.cell.store(snapshot),
-                _ => {
-                    // Rebinding: release the old sockets first.
-                    inner.listeners.remove(&arn);
-                    let cell: SnapshotCell = Arc::new(ArcSwap::new(snapshot));
-                    match weir_l7::serve_listener(&addrs, cell.clone()).await {
-                        Ok(handle) => {
-                            tracing::info!(listener = %arn, addrs = ?addrs, "listener bound");
-                            inner
-                                .listeners
-                                .insert(arn.clone(), RunningListener { addrs, cell, handle });
-                        }
-                        Err(source) => {
-                            tracing::error!(listener = %arn, error = %source, "listener bind failed");
-                            first_error.get_or_insert(DataplaneError::Bind {
-                                listener: arn.clone(),
-                                source,
-                            });
-                        }
+            let result = match inner.listeners.get_mut(&arn) {
+                Some(r) => {
+                    r.cell.store(snapshot);
+                    if r.addrs == addrs {
+                        Ok(())
+                    } else {
+                        // Zones or port changed: move the sockets, keep pool, counters, connections.
+                        r.addrs = addrs.clone();
+                        r.handle.set_addresses(&addrs).await
                     }
+                }
+                None => {
+                    let cell: SnapshotCell = Arc::new(ArcSwap::new(snapshot));
+                    weir_l7::serve_listener(&addrs, cell.clone()).await.map(|handle| {
+                        inner.listeners.insert(
+                            arn.clone(),
+                            RunningListener { addrs: addrs.clone(), cell, handle },
+                        );
+                    })
+                }
+            };
+            match result {
+                Ok(()) => tracing::debug!(listener = %arn, addrs = ?addrs, "listener serving"),
+                Err(source) => {
+                    tracing::error!(listener = %arn, error = %source, "listener bind failed");
+                    first_error
+                        .get_or_insert(DataplaneError::Bind { listener: arn.clone(), source });
                 }
             }
         }
@@ -321,14 +328,16 @@ impl Dataplane {
             .await
             .listeners
             .get(listener_arn)
-            .map(|l| l.handle.local_addrs.clone())
+            .map(|l| l.handle.local_addrs())
             .unwrap_or_default()
     }
 
     /// Stops every listener and checker.
     pub async fn shutdown(&self) {
         let mut inner = self.inner.lock().await;
-        inner.listeners.clear();
+        for (_, l) in inner.listeners.drain() {
+            l.handle.stop().await;
+        }
         inner.checkers.clear();
     }
 }

@@ -43,23 +43,79 @@ pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// ALB's limit on the request line and on any single header line; beyond it the answer is 400.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
-/// A running listener; dropping it stops accepting and lets open connections finish their
-/// current request.
+/// One bound address of a listener and the task accepting on it.
 #[derive(Debug)]
+struct Bound {
+    /// The address as configured (port 0 stays 0 here).
+    requested: SocketAddr,
+    /// The address actually bound.
+    local: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+/// A running listener. Addresses can be added and removed in place ([`Self::set_addresses`]);
+/// [`Self::stop`] stops accepting and waits until every socket is closed. Dropping it also stops
+/// accepting (without waiting); open connections finish their current request either way.
 pub struct ListenerHandle {
-    accept_tasks: Vec<JoinHandle<()>>,
+    proxy: Arc<Proxy>,
+    bound: Vec<Bound>,
     shutdown: watch::Sender<bool>,
-    /// The addresses actually bound.
-    pub local_addrs: Vec<SocketAddr>,
     /// Counters.
     pub stats: Arc<ListenerStats>,
+}
+
+impl std::fmt::Debug for ListenerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerHandle").field("bound", &self.bound).finish_non_exhaustive()
+    }
 }
 
 impl Drop for ListenerHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
-        for t in &self.accept_tasks {
-            t.abort();
+        for b in &self.bound {
+            b.task.abort();
+        }
+    }
+}
+
+impl ListenerHandle {
+    /// The addresses actually bound.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.bound.iter().map(|b| b.local).collect()
+    }
+
+    /// Makes the listener accept on exactly `addrs`: removed addresses are closed (and waited
+    /// for, so they can be bound again at once), new ones bound, unchanged ones left alone.
+    pub async fn set_addresses(&mut self, addrs: &[SocketAddr]) -> io::Result<()> {
+        let (keep, gone): (Vec<Bound>, Vec<Bound>) =
+            std::mem::take(&mut self.bound).into_iter().partition(|b| addrs.contains(&b.requested));
+        self.bound = keep;
+        for b in gone {
+            b.task.abort();
+            let _ = b.task.await;
+        }
+        for a in addrs {
+            if self.bound.iter().any(|b| b.requested == *a) {
+                continue;
+            }
+            let l = TcpListener::bind(a)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("bind {a}: {e}")))?;
+            let local = l.local_addr()?;
+            let task = tokio::spawn(accept_loop(l, self.proxy.clone(), self.shutdown.subscribe()));
+            self.bound.push(Bound { requested: *a, local, task });
+        }
+        Ok(())
+    }
+
+    /// Stops accepting and waits until every listening socket is closed. Open connections are
+    /// told to finish their current request and close.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        for b in std::mem::take(&mut self.bound) {
+            b.task.abort();
+            let _ = b.task.await;
         }
     }
 }
@@ -75,13 +131,6 @@ pub async fn serve_listener(
     addrs: &[SocketAddr],
     cell: SnapshotCell,
 ) -> io::Result<ListenerHandle> {
-    let mut listeners = Vec::new();
-    for a in addrs {
-        let l = TcpListener::bind(a)
-            .await
-            .map_err(|e| io::Error::new(e.kind(), format!("bind {a}: {e}")))?;
-        listeners.push(l);
-    }
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(TARGET_CONNECT_TIMEOUT));
     connector.set_nodelay(true);
@@ -91,13 +140,13 @@ pub async fn serve_listener(
         .build(connector);
     let stats = Arc::new(ListenerStats::default());
     let proxy = Arc::new(Proxy { cell, client, stats: stats.clone() });
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let local_addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
-    let accept_tasks = listeners
-        .into_iter()
-        .map(|l| tokio::spawn(accept_loop(l, proxy.clone(), shutdown_rx.clone())))
-        .collect();
-    Ok(ListenerHandle { accept_tasks, shutdown, local_addrs, stats })
+    let (shutdown, _) = watch::channel(false);
+    let mut handle = ListenerHandle { proxy, bound: Vec::new(), shutdown, stats };
+    if let Err(e) = handle.set_addresses(addrs).await {
+        handle.stop().await;
+        return Err(e);
+    }
+    Ok(handle)
 }
 
 async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::Receiver<bool>) {
@@ -161,6 +210,14 @@ impl Drop for ClientClosedGuard<'_> {
     }
 }
 
+/// A response the load balancer wrote itself: drops its Server header when the listener says so.
+fn own(mut r: Response<ProxyBody>, snap: &ListenerSnapshot) -> Response<ProxyBody> {
+    if !snap.server_header {
+        r.headers_mut().remove(header::SERVER);
+    }
+    r
+}
+
 fn connect_timed_out(e: &hyper_util::client::legacy::Error) -> bool {
     let mut src: Option<&(dyn std::error::Error + 'static)> = e.source();
     while let Some(s) = src {
@@ -197,7 +254,7 @@ impl Proxy {
             Err(e) => {
                 self.stats.record_elb(e.status);
                 tracing::debug!(client = %peer, status = e.status, reason = e.reason, "request failed");
-                responses::error_page(e.status)
+                own(responses::error_page(e.status), &snap)
             }
         };
         guard.armed = false;
@@ -252,7 +309,7 @@ impl Proxy {
         };
         let (_priority, action) = snap.rules.evaluate(&view);
         match action.as_ref() {
-            CompiledAction::Fixed(f) => Ok(responses::fixed(f)),
+            CompiledAction::Fixed(f) => Ok(own(responses::fixed(f), snap)),
             CompiledAction::Redirect(r) => {
                 let parts = UrlParts {
                     protocol: "http",
@@ -261,7 +318,7 @@ impl Proxy {
                     path: uri.path(),
                     query: uri.query().unwrap_or(""),
                 };
-                Ok(responses::redirect(r, &parts))
+                Ok(own(responses::redirect(r, &parts), snap))
             }
             CompiledAction::Forward(groups) => self.forward(req, peer, snap, groups).await,
         }

@@ -87,6 +87,9 @@ pub struct ListenerSnapshot {
     pub lb: LbSettings,
     /// The rules.
     pub rules: CompiledRules,
+    /// `routing.http.response.server.enabled`: whether responses the load balancer writes
+    /// itself carry `Server: awselb/2.0`.
+    pub server_header: bool,
 }
 
 /// The current snapshot of one listener, replaced atomically on every configuration change.

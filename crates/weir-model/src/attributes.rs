@@ -168,6 +168,10 @@ pub enum AttributeSet {
     NlbTargetGroup,
     /// [`GWLB_TG_ATTRIBUTES`].
     GwlbTargetGroup,
+    /// [`ALB_LISTENER_ATTRIBUTES`].
+    AlbListener,
+    /// [`NLB_LISTENER_ATTRIBUTES`].
+    NlbListener,
 }
 
 impl AttributeSet {
@@ -180,9 +184,30 @@ impl AttributeSet {
             Self::AlbTargetGroup => ALB_TG_ATTRIBUTES,
             Self::NlbTargetGroup => NLB_TG_ATTRIBUTES,
             Self::GwlbTargetGroup => GWLB_TG_ATTRIBUTES,
+            Self::AlbListener => ALB_LISTENER_ATTRIBUTES,
+            Self::NlbListener => NLB_LISTENER_ATTRIBUTES,
         }
     }
 }
+
+/// Attributes of an ALB listener (response header settings).
+pub const ALB_LISTENER_ATTRIBUTES: &[AttributeSpec] = &[
+    spec("routing.http.response.server.enabled", "true", BOOL),
+    spec("routing.http.response.strict_transport_security.header_value", "", Str(1024)),
+    spec("routing.http.response.access_control_allow_origin.header_value", "", Str(1024)),
+    spec("routing.http.response.access_control_allow_methods.header_value", "", Str(1024)),
+    spec("routing.http.response.access_control_allow_headers.header_value", "", Str(1024)),
+    spec("routing.http.response.access_control_allow_credentials.header_value", "", Str(1024)),
+    spec("routing.http.response.access_control_expose_headers.header_value", "", Str(1024)),
+    spec("routing.http.response.access_control_max_age.header_value", "", Str(1024)),
+    spec("routing.http.response.content_security_policy.header_value", "", Str(1024)),
+    spec("routing.http.response.x_content_type_options.header_value", "", Str(1024)),
+    spec("routing.http.response.x_frame_options.header_value", "", Str(1024)),
+];
+
+/// Attributes of an NLB listener.
+pub const NLB_LISTENER_ATTRIBUTES: &[AttributeSpec] =
+    &[spec("tcp.idle_timeout.seconds", "350", Int(60, 6000))];
 
 /// A resource's attribute values: the attribute table plus the values set explicitly.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

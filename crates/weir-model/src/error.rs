@@ -31,6 +31,10 @@ pub enum ErrorCode {
     TooManyLoadBalancers,
     TooManyTargetGroups,
     TargetGroupAssociationLimit,
+    TooManyTags,
+    DuplicateTagKeys,
+    SSLPolicyNotFound,
+    CertificateNotFound,
 }
 
 impl ErrorCode {
@@ -63,6 +67,10 @@ impl ErrorCode {
             TooManyLoadBalancers => "TooManyLoadBalancers",
             TooManyTargetGroups => "TooManyTargetGroups",
             TargetGroupAssociationLimit => "TargetGroupAssociationLimit",
+            TooManyTags => "TooManyTags",
+            DuplicateTagKeys => "DuplicateTagKeys",
+            SSLPolicyNotFound => "SSLPolicyNotFound",
+            CertificateNotFound => "CertificateNotFound",
         }
     }
 

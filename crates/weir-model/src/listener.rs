@@ -17,6 +17,13 @@ pub struct Listener {
     pub protocol: Protocol,
     /// Default actions (the default rule).
     pub default_actions: Vec<Action>,
+    /// Listener attributes.
+    #[serde(default = "default_listener_attributes")]
+    pub attributes: crate::Attributes,
+}
+
+fn default_listener_attributes() -> crate::Attributes {
+    crate::Attributes::new(crate::AttributeSet::AlbListener)
 }
 
 /// A rule's priority.

@@ -63,6 +63,9 @@ pub struct State {
     pub rules: BTreeMap<String, Rule>,
     /// Instances by id.
     pub instances: BTreeMap<String, Instance>,
+    /// Tags by resource ARN, in key order.
+    #[serde(default)]
+    pub tags: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for State {
@@ -86,6 +89,7 @@ impl State {
             listeners: BTreeMap::new(),
             rules: BTreeMap::new(),
             instances: BTreeMap::new(),
+            tags: BTreeMap::new(),
         }
     }
 
@@ -206,6 +210,7 @@ impl State {
             self.delete_listener(&l)?;
         }
         self.load_balancers.remove(arn);
+        self.tags.remove(arn);
         Ok(())
     }
 
@@ -236,6 +241,7 @@ impl State {
             ));
         }
         self.target_groups.remove(arn);
+        self.tags.remove(arn);
         Ok(())
     }
 
@@ -435,6 +441,11 @@ impl State {
                 port,
                 protocol,
                 default_actions,
+                attributes: crate::Attributes::new(if lb.lb_type == LoadBalancerType::Network {
+                    crate::AttributeSet::NlbListener
+                } else {
+                    crate::AttributeSet::AlbListener
+                }),
             },
         );
         Ok(arn)
@@ -458,8 +469,14 @@ impl State {
     /// Deletes a listener and its rules.
     pub fn delete_listener(&mut self, arn: &str) -> Result<()> {
         self.listener(arn)?;
-        self.rules.retain(|_, r| r.listener_arn != arn);
+        let rules: Vec<String> =
+            self.rules.values().filter(|r| r.listener_arn == arn).map(|r| r.arn.clone()).collect();
+        for r in rules {
+            self.rules.remove(&r);
+            self.tags.remove(&r);
+        }
         self.listeners.remove(arn);
+        self.tags.remove(arn);
         Ok(())
     }
 
@@ -637,10 +654,88 @@ impl State {
 
     /// Deletes a rule.
     pub fn delete_rule(&mut self, arn: &str) -> Result<()> {
-        self.rules
-            .remove(arn)
-            .map(|_| ())
-            .ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))
+        self.rules.remove(arn).ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))?;
+        self.tags.remove(arn);
+        Ok(())
+    }
+
+    /// Checks that `arn` names an existing load balancer, target group, listener or rule.
+    pub fn check_taggable(&self, arn: &str) -> Result<()> {
+        match ids::arn_resource(arn).and_then(|r| r.split('/').next()) {
+            Some("loadbalancer") => self.load_balancer(arn).map(|_| ()),
+            Some("targetgroup") => self.target_group(arn).map(|_| ()),
+            Some("listener") => self.listener(arn).map(|_| ()),
+            Some("listener-rule") => self.rule(arn).map(|_| ()),
+            _ => Err(ModelError::validation(format!("'{arn}' is not a valid resource ARN"))),
+        }
+    }
+
+    /// Adds or overwrites tags on resources (at most 50 per resource; keys 1–128 characters
+    /// not starting with `aws:`, values up to 256).
+    pub fn add_tags(&mut self, arns: &[String], tags: &[(String, String)]) -> Result<()> {
+        for (k, v) in tags {
+            if k.is_empty() || k.len() > 128 || v.len() > 256 || k.starts_with("aws:") {
+                return Err(ModelError::validation(format!(
+                    "Tag '{k}' is not valid: keys are 1-128 characters and must not start with 'aws:'; values are at most 256 characters"
+                )));
+            }
+        }
+        let mut next = self.tags.clone();
+        for arn in arns {
+            self.check_taggable(arn)?;
+            let t = next.entry(arn.clone()).or_default();
+            t.extend(tags.iter().cloned());
+            if t.len() > 50 {
+                return Err(ModelError::new(
+                    ErrorCode::TooManyTags,
+                    format!("The quota for the number of tags that can be assigned to '{arn}' has been reached"),
+                ));
+            }
+        }
+        self.tags = next;
+        Ok(())
+    }
+
+    /// Removes tag keys from resources.
+    pub fn remove_tags(&mut self, arns: &[String], keys: &[String]) -> Result<()> {
+        for arn in arns {
+            self.check_taggable(arn)?;
+        }
+        for arn in arns {
+            if let Some(t) = self.tags.get_mut(arn) {
+                t.retain(|k, _| !keys.contains(k));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a load balancer to other subnets (an ALB needs at least two zones).
+    pub fn set_subnets(&mut self, arn: &str, subnets: &[String]) -> Result<()> {
+        let lb = self.load_balancer(arn)?;
+        let mut azs = Vec::new();
+        for s in subnets {
+            azs.push(zones::subnet_zone(&self.region, s).ok_or_else(|| {
+                ModelError::new(
+                    ErrorCode::SubnetNotFound,
+                    format!("The subnet ID '{s}' does not exist"),
+                )
+            })?);
+        }
+        // The constructor's rules (two zones for an ALB, one subnet per zone) apply here too.
+        LoadBalancer::new(
+            &self.region,
+            &self.account,
+            &lb.name,
+            lb.lb_type,
+            lb.scheme,
+            azs.clone(),
+            lb.node_index,
+            lb.created_ms,
+        )?;
+        if let Some(lb) = self.load_balancers.get_mut(arn) {
+            lb.zones = azs;
+        }
+        Ok(())
     }
 }
 

@@ -547,3 +547,156 @@ fn serve_refuses_to_start_without_credentials_or_no_auth() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no API credentials"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn curl_headers(url: &str) -> String {
+    let out = Command::new("curl").args(["-s", "-i", "--max-time", "5", url]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_lowercase()
+}
+
+#[test]
+fn tags_policies_listener_attributes_and_subnets() {
+    let dir = data_dir("more");
+    let api = free_port();
+    let listen = free_port();
+    let _server = serve(&dir, api);
+    let lb = ok(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "more",
+            "--subnets",
+            "subnet-0000000000000000a",
+            "subnet-0000000000000000b",
+            "--tags",
+            "Key=env,Value=prod",
+        ],
+    );
+    let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
+    let tags = ok(api, &["describe-tags", "--resource-arns", &lb_arn]);
+    assert_eq!(
+        tags["TagDescriptions"][0]["Tags"],
+        serde_json::json!([{"Key": "env", "Value": "prod"}])
+    );
+    ok(api, &["add-tags", "--resource-arns", &lb_arn, "--tags", "Key=team,Value=edge"]);
+    ok(api, &["remove-tags", "--resource-arns", &lb_arn, "--tag-keys", "env"]);
+    let tags = ok(api, &["describe-tags", "--resource-arns", &lb_arn]);
+    assert_eq!(
+        tags["TagDescriptions"][0]["Tags"],
+        serde_json::json!([{"Key": "team", "Value": "edge"}])
+    );
+    err(
+        api,
+        &["add-tags", "--resource-arns", &format!("{lb_arn}0"), "--tags", "Key=a,Value=b"],
+        "LoadBalancerNotFound",
+    );
+    err(
+        api,
+        &["add-tags", "--resource-arns", &lb_arn, "--tags", "Key=aws:x,Value=b"],
+        "ValidationError",
+    );
+
+    let pol = ok(api, &["describe-ssl-policies", "--names", "ELBSecurityPolicy-TLS13-1-2-2021-06"]);
+    assert_eq!(pol["SslPolicies"][0]["SslProtocols"], serde_json::json!(["TLSv1.2", "TLSv1.3"]));
+    assert_eq!(s(&pol, "/SslPolicies/0/Ciphers/0/Name"), "TLS_AES_128_GCM_SHA256");
+    err(api, &["describe-ssl-policies", "--names", "NoSuchPolicy"], "SSLPolicyNotFound");
+    let limits = ok(api, &["describe-account-limits"]);
+    assert!(limits["Limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["Name"] == "condition-values-per-alb-rule" && l["Max"] == "5"));
+
+    let l = ok(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &listen.to_string(),
+            "--default-actions",
+            "Type=fixed-response,FixedResponseConfig={StatusCode=200,MessageBody=hi}",
+            "--tags",
+            "Key=tier,Value=web",
+        ],
+    );
+    let l_arn = s(&l, "/Listeners/0/ListenerArn");
+    let attrs = ok(api, &["describe-listener-attributes", "--listener-arn", &l_arn]);
+    assert!(attrs["Attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["Key"] == "routing.http.response.server.enabled" && a["Value"] == "true"));
+    assert!(curl_headers(&format!("http://127.0.0.1:{listen}/")).contains("server: awselb/2.0"));
+    ok(
+        api,
+        &[
+            "modify-listener-attributes",
+            "--listener-arn",
+            &l_arn,
+            "--attributes",
+            "Key=routing.http.response.server.enabled,Value=false",
+        ],
+    );
+    let h = curl_headers(&format!("http://127.0.0.1:{listen}/"));
+    assert!(h.starts_with("http/1.1 200") && !h.contains("server:"), "{h}");
+    assert_eq!(
+        ok(api, &["describe-listener-certificates", "--listener-arn", &l_arn])["Certificates"],
+        serde_json::json!([])
+    );
+    err(
+        api,
+        &[
+            "add-listener-certificates",
+            "--listener-arn",
+            &l_arn,
+            "--certificates",
+            "CertificateArn=arn:aws:acm:us-east-1:123456789012:certificate/x",
+        ],
+        "InvalidConfigurationRequest",
+    );
+    assert_eq!(
+        ok(api, &["describe-tags", "--resource-arns", &l_arn])["TagDescriptions"][0]["Tags"][0]
+            ["Key"],
+        "tier"
+    );
+
+    // SetSubnets moves the zone nodes: zone c's address starts serving, zone b's stops.
+    let node = {
+        let dns = s(
+            &ok(api, &["describe-load-balancers", "--names", "more"]),
+            "/LoadBalancers/0/DNSName",
+        );
+        assert!(dns.starts_with("more-"));
+        // Node index 1: this is the only load balancer of this server.
+        1
+    };
+    let zb = format!("127.0.2.{node}:{listen}");
+    assert!(TcpStream::connect(&zb).is_ok());
+    let z = ok(
+        api,
+        &[
+            "set-subnets",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--subnets",
+            "subnet-0000000000000000a",
+            "subnet-0000000000000000c",
+        ],
+    );
+    assert_eq!(s(&z, "/AvailabilityZones/1/ZoneName"), "us-east-1c");
+    assert!(TcpStream::connect(format!("127.0.3.{node}:{listen}")).is_ok(), "zone c node serves");
+    assert!(TcpStream::connect(&zb).is_err(), "zone b node is gone");
+    err(
+        api,
+        &["set-subnets", "--load-balancer-arn", &lb_arn, "--subnets", "subnet-0000000000000000a"],
+        "ValidationError",
+    );
+
+    ok(api, &["delete-load-balancer", "--load-balancer-arn", &lb_arn]);
+    err(api, &["describe-tags", "--resource-arns", &lb_arn], "LoadBalancerNotFound");
+    let _ = std::fs::remove_dir_all(&dir);
+}
