@@ -90,7 +90,9 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             .await?;
             let store = api.store.lock().await;
             let lb = store.state().load_balancer(&arn)?;
-            x.list("LoadBalancers", [lb], |x, lb| xml::load_balancer(x, lb, "provisioning"));
+            x.list("LoadBalancers", [lb], |x, lb| {
+                xml::load_balancer(x, lb, "provisioning", &store.state().load_balancer_vpc(lb))
+            });
         }
         "DescribeLoadBalancers" => {
             let store = api.store.lock().await;
@@ -116,7 +118,9 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 lbs.retain(|lb| names.contains(&lb.name));
             }
             let (items, next) = page(lbs, p)?;
-            x.list("LoadBalancers", items, |x, lb| xml::load_balancer(x, lb, "active"));
+            x.list("LoadBalancers", items, |x, lb| {
+                xml::load_balancer(x, lb, "active", &st.load_balancer_vpc(lb))
+            });
             with_marker(&mut x, next);
         }
         "DeleteLoadBalancer" => {

@@ -9,6 +9,7 @@
 //! `docs/api.md`). Requests are verified with SigV4 ([`sigv4`]) unless authentication is off.
 #![forbid(unsafe_code)]
 
+mod ec2;
 mod elbv2;
 pub mod sigv4;
 pub mod xml;
@@ -102,6 +103,7 @@ impl From<StoreError> for ApiError {
 }
 
 const ELBV2_NS: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
+const EC2_NS: &str = "http://ec2.amazonaws.com/doc/2016-11-15/";
 
 /// The router: every path, GET or POST, is the Query endpoint.
 pub fn router(api: Arc<Api>) -> Router {
@@ -155,6 +157,24 @@ async fn handle(
     let params = nest_query_params(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let action = get_str(&params, "Action").unwrap_or_default();
     let version = get_str(&params, "Version").unwrap_or_default();
+    if version == "2016-11-15" {
+        return match ec2::dispatch(&api, &action, &params).await {
+            Ok(body) => {
+                let xml = format!("<{action}Response xmlns=\"{EC2_NS}\"><requestId>{request_id}</requestId>{body}</{action}Response>");
+                ([("content-type", "text/xml".to_string()), ("x-amzn-requestid", request_id)], xml)
+                    .into_response()
+            }
+            Err(e) => {
+                let xml = format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error><Code>{}</Code><Message>{}</Message></Error></Errors><RequestID>{request_id}</RequestID></Response>",
+                    xml::escape(&e.code),
+                    xml::escape(&e.message)
+                );
+                let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+                (status, [("content-type", "text/xml".to_string())], xml).into_response()
+            }
+        };
+    }
     let result = match version.as_str() {
         "2015-12-01" => elbv2::dispatch(&api, &action, &params).await.map(|body| (ELBV2_NS, body)),
         _ => Err(ApiError {
@@ -169,7 +189,7 @@ async fn handle(
             let xml = format!(
                 "<{action}Response xmlns=\"{ns}\"><{action}Result>{body}</{action}Result><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
             );
-            ([("content-type", "text/xml"), ("x-amzn-requestid", request_id.as_str())], xml)
+            ([("content-type", "text/xml".to_string()), ("x-amzn-requestid", request_id)], xml)
                 .into_response()
         }
         Err(e) => {

@@ -110,14 +110,14 @@ pub fn iso8601(ms: u64) -> String {
 }
 
 /// A load balancer `member` body; `state` is `provisioning` or `active`.
-pub fn load_balancer(x: &mut Xml, lb: &LoadBalancer, state: &str) {
+pub fn load_balancer(x: &mut Xml, lb: &LoadBalancer, state: &str, vpc_id: &str) {
     x.leaf("LoadBalancerArn", &lb.arn)
         .leaf("DNSName", lb.dns_name())
         .leaf("CanonicalHostedZoneId", "Z35SXDOTRQ7X7K")
         .leaf("CreatedTime", iso8601(lb.created_ms))
         .leaf("LoadBalancerName", &lb.name)
         .leaf("Scheme", lb.scheme.as_str())
-        .leaf("VpcId", weir_model::zones::DEFAULT_VPC_ID);
+        .leaf("VpcId", vpc_id);
     x.open("State").leaf("Code", state).close("State");
     x.leaf("Type", lb.lb_type.as_str());
     x.list("AvailabilityZones", &lb.zones, |x, z| {

@@ -35,6 +35,16 @@ pub enum ErrorCode {
     DuplicateTagKeys,
     SSLPolicyNotFound,
     CertificateNotFound,
+    InvalidParameterValue,
+    InvalidVpcIdNotFound,
+    InvalidSubnetIdNotFound,
+    InvalidSubnetRange,
+    InvalidSubnetConflict,
+    InvalidGroupDuplicate,
+    InvalidGroupNotFound,
+    DependencyViolation,
+    InvalidLaunchTemplateNameAlreadyExists,
+    InvalidLaunchTemplateIdNotFound,
 }
 
 impl ErrorCode {
@@ -71,6 +81,18 @@ impl ErrorCode {
             DuplicateTagKeys => "DuplicateTagKeys",
             SSLPolicyNotFound => "SSLPolicyNotFound",
             CertificateNotFound => "CertificateNotFound",
+            InvalidParameterValue => "InvalidParameterValue",
+            InvalidVpcIdNotFound => "InvalidVpcID.NotFound",
+            InvalidSubnetIdNotFound => "InvalidSubnetID.NotFound",
+            InvalidSubnetRange => "InvalidSubnet.Range",
+            InvalidSubnetConflict => "InvalidSubnet.Conflict",
+            InvalidGroupDuplicate => "InvalidGroup.Duplicate",
+            InvalidGroupNotFound => "InvalidGroup.NotFound",
+            DependencyViolation => "DependencyViolation",
+            InvalidLaunchTemplateNameAlreadyExists => {
+                "InvalidLaunchTemplateName.AlreadyExistsException"
+            }
+            InvalidLaunchTemplateIdNotFound => "InvalidLaunchTemplateId.NotFound",
         }
     }
 

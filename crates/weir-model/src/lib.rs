@@ -9,6 +9,7 @@
 pub mod action;
 pub mod attributes;
 pub mod condition;
+pub mod ec2;
 pub mod error;
 pub mod ids;
 pub mod listener;

@@ -296,49 +296,54 @@ pub fn modify_health_check(tg: &mut crate::TargetGroup, p: &Value) -> Result<()>
     hc.validate(tg.protocol)
 }
 
-/// Nests flat Query API parameters into the JSON shape: `A.member.2.B=x` becomes
-/// `{"A": [_, {"B": "x"}]}` (lists are 1-based on the wire), other dotted keys become objects.
-/// Gaps in a list are left as `null`. A key that is both a value and a structure keeps the
-/// structure (AWS would reject such a request; the typed reader then reports what is missing).
+/// Nests flat Query API parameters into the JSON shape. Lists are 1-based on the wire, written
+/// `A.member.2.B=x` by the Query protocol (ELB, Auto Scaling, CloudWatch, CloudFormation) and
+/// `A.2.B=x` by EC2; both become `{"A": [_, {"B": "x"}]}`. Other dotted keys become objects.
+/// Gaps in a list are left as `null`; indexes above 1000 are ignored. A key that is both a value
+/// and a structure keeps the structure (AWS would reject such a request; the typed reader then
+/// reports what is missing).
 pub fn nest_query_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Value {
     let mut root = Value::Object(serde_json::Map::new());
-    for (key, value) in pairs {
+    'pairs: for (key, value) in pairs {
         let parts: Vec<&str> = key.split('.').collect();
         let mut node = &mut root;
         let mut i = 0;
         while i < parts.len() {
-            let last = i + 1 == parts.len();
-            if parts[i] == "member" && i + 1 < parts.len() {
-                let Ok(n) = parts[i + 1].parse::<usize>() else {
-                    break;
-                };
-                if n == 0 || n > 1000 {
-                    break;
+            let (index, consumed) = if parts[i] == "member" {
+                match parts.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
+                    Some(n) => (Some(n), 2),
+                    None => continue 'pairs,
                 }
-                if !node.is_array() {
-                    *node = Value::Array(Vec::new());
+            } else {
+                (parts[i].parse::<usize>().ok(), 1)
+            };
+            i += consumed;
+            let last = i == parts.len();
+            match index {
+                Some(n) => {
+                    if n == 0 || n > 1000 {
+                        continue 'pairs;
+                    }
+                    if !node.is_array() {
+                        *node = Value::Array(Vec::new());
+                    }
+                    let Value::Array(a) = node else { continue 'pairs };
+                    if a.len() < n {
+                        a.resize(n, Value::Null);
+                    }
+                    node = &mut a[n - 1];
                 }
-                let Value::Array(a) = node else { break };
-                if a.len() < n {
-                    a.resize(n, Value::Null);
+                None => {
+                    if !node.is_object() {
+                        *node = Value::Object(serde_json::Map::new());
+                    }
+                    let Value::Object(m) = node else { continue 'pairs };
+                    node = m.entry(parts[i - 1].to_string()).or_insert(Value::Null);
                 }
-                node = &mut a[n - 1];
-                i += 2;
-                if i == parts.len() {
-                    *node = Value::String(value.to_string());
-                }
-                continue;
             }
-            if !node.is_object() {
-                *node = Value::Object(serde_json::Map::new());
+            if last && !node.is_object() && !node.is_array() {
+                *node = Value::String(value.to_string());
             }
-            let Value::Object(m) = node else { break };
-            if last {
-                m.insert(parts[i].to_string(), Value::String(value.to_string()));
-                break;
-            }
-            node = m.entry(parts[i].to_string()).or_insert(Value::Null);
-            i += 1;
         }
     }
     root
@@ -393,7 +398,18 @@ mod tests {
             ("Subnets.member.1", "s1"),
             ("Bad.member.0", "ignored"),
             ("Bad2.member.x", "ignored"),
+            ("VpcId.2", "vpc-b"),
+            ("VpcId.1", "vpc-a"),
+            ("Filter.1.Name", "availability-zone"),
+            ("Filter.1.Value.1", "us-east-1a"),
         ]);
+        assert_eq!(v["VpcId"], json!(["vpc-a", "vpc-b"]));
+        assert_eq!(v["Filter"], json!([{"Name": "availability-zone", "Value": ["us-east-1a"]}]));
+        assert!(
+            v.get("Bad").is_none() || v["Bad"] == json!([]) || v["Bad"].is_null(),
+            "{}",
+            v["Bad"]
+        );
         assert_eq!(v["Action"], "CreateRule");
         assert_eq!(v["Subnets"], json!(["s1", "s2"]));
         let c = conditions(v.get("Conditions")).unwrap();

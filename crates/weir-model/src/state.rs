@@ -66,6 +66,9 @@ pub struct State {
     /// Tags by resource ARN, in key order.
     #[serde(default)]
     pub tags: BTreeMap<String, BTreeMap<String, String>>,
+    /// EC2 resources created through the API.
+    #[serde(default)]
+    pub ec2: crate::ec2::Ec2,
 }
 
 impl Default for State {
@@ -90,7 +93,38 @@ impl State {
             rules: BTreeMap::new(),
             instances: BTreeMap::new(),
             tags: BTreeMap::new(),
+            ec2: crate::ec2::Ec2::default(),
         }
+    }
+
+    /// The zone of a subnet (default or created), as a load balancer sees it.
+    pub fn subnet_zone(&self, subnet_id: &str) -> Option<zones::AvailabilityZone> {
+        self.ec2
+            .subnet(&self.region, subnet_id)
+            .map(|s| zones::AvailabilityZone { zone_name: s.availability_zone, subnet_id: s.id })
+    }
+
+    /// The VPC of a load balancer: that of its subnets.
+    pub fn load_balancer_vpc(&self, lb: &LoadBalancer) -> String {
+        lb.zones
+            .first()
+            .and_then(|z| self.ec2.subnet(&self.region, &z.subnet_id))
+            .map_or_else(|| zones::DEFAULT_VPC_ID.to_string(), |s| s.vpc_id)
+    }
+
+    fn check_one_vpc(&self, subnets: &[String]) -> Result<()> {
+        let vpcs: std::collections::BTreeSet<String> = subnets
+            .iter()
+            .filter_map(|s| self.ec2.subnet(&self.region, s))
+            .map(|s| s.vpc_id)
+            .collect();
+        if vpcs.len() > 1 {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                "All subnets of a load balancer must be in the same VPC",
+            ));
+        }
+        Ok(())
     }
 
     /// A load balancer by ARN.
@@ -165,9 +199,10 @@ impl State {
         } else {
             subnets.to_vec()
         };
+        self.check_one_vpc(&subnets)?;
         let mut azs = Vec::new();
         for s in &subnets {
-            azs.push(zones::subnet_zone(&self.region, s).ok_or_else(|| {
+            azs.push(self.subnet_zone(s).ok_or_else(|| {
                 ModelError::new(
                     ErrorCode::SubnetNotFound,
                     format!("The subnet ID '{s}' does not exist"),
@@ -712,9 +747,10 @@ impl State {
     /// Moves a load balancer to other subnets (an ALB needs at least two zones).
     pub fn set_subnets(&mut self, arn: &str, subnets: &[String]) -> Result<()> {
         let lb = self.load_balancer(arn)?;
+        self.check_one_vpc(subnets)?;
         let mut azs = Vec::new();
         for s in subnets {
-            azs.push(zones::subnet_zone(&self.region, s).ok_or_else(|| {
+            azs.push(self.subnet_zone(s).ok_or_else(|| {
                 ModelError::new(
                     ErrorCode::SubnetNotFound,
                     format!("The subnet ID '{s}' does not exist"),

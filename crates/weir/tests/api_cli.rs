@@ -700,3 +700,169 @@ fn tags_policies_listener_attributes_and_subnets() {
     err(api, &["describe-tags", "--resource-arns", &lb_arn], "LoadBalancerNotFound");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `aws ec2 ARGS` against the API.
+fn ec2(api: u16, args: &[&str]) -> Result<Value, String> {
+    let out = Command::new("aws")
+        .args([
+            "--endpoint-url",
+            &format!("http://127.0.0.1:{api}"),
+            "--region",
+            "us-east-1",
+            "--output",
+            "json",
+            "ec2",
+        ])
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_PAGER", "")
+        .output()
+        .expect("the aws CLI is installed");
+    if out.status.success() {
+        let text = String::from_utf8_lossy(&out.stdout);
+        Ok(if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn ec2_vpcs_subnets_groups_and_templates() {
+    let dir = data_dir("ec2");
+    let api = free_port();
+    let _server = serve(&dir, api);
+    let ok2 = |args: &[&str]| ec2(api, args).unwrap_or_else(|e| panic!("aws ec2 {args:?}: {e}"));
+    let err2 = |args: &[&str], code: &str| {
+        let e = ec2(api, args).unwrap_err();
+        assert!(e.contains(&format!("({code})")), "aws ec2 {args:?}: expected {code}, got {e}");
+    };
+    let azs = ok2(&["describe-availability-zones"]);
+    assert_eq!(azs["AvailabilityZones"].as_array().unwrap().len(), 6);
+    let default = ok2(&["describe-vpcs", "--filters", "Name=is-default,Values=true"]);
+    assert_eq!(s(&default, "/Vpcs/0/VpcId"), "vpc-00000000000000001");
+    let vpc = s(&ok2(&["create-vpc", "--cidr-block", "10.0.0.0/16"]), "/Vpc/VpcId");
+    let a = s(
+        &ok2(&[
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            "10.0.1.0/24",
+            "--availability-zone",
+            "us-east-1a",
+        ]),
+        "/Subnet/SubnetId",
+    );
+    let c = s(
+        &ok2(&[
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            "10.0.2.0/24",
+            "--availability-zone",
+            "us-east-1c",
+        ]),
+        "/Subnet/SubnetId",
+    );
+    let subnets = ok2(&["describe-subnets", "--filters", &format!("Name=vpc-id,Values={vpc}")]);
+    let mut zones: Vec<&str> = subnets["Subnets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["AvailabilityZone"].as_str().unwrap())
+        .collect();
+    zones.sort();
+    assert_eq!(zones, vec!["us-east-1a", "us-east-1c"]);
+    err2(
+        &["create-subnet", "--vpc-id", &vpc, "--cidr-block", "10.0.1.0/25"],
+        "InvalidSubnet.Conflict",
+    );
+    err2(
+        &["create-subnet", "--vpc-id", &vpc, "--cidr-block", "192.168.0.0/24"],
+        "InvalidSubnet.Range",
+    );
+    err2(
+        &["describe-subnets", "--subnet-ids", "subnet-00000000000000999"],
+        "InvalidSubnetID.NotFound",
+    );
+    let sg = s(
+        &ok2(&[
+            "create-security-group",
+            "--group-name",
+            "web",
+            "--description",
+            "web tier",
+            "--vpc-id",
+            &vpc,
+        ]),
+        "/GroupId",
+    );
+    err2(
+        &[
+            "create-security-group",
+            "--group-name",
+            "web",
+            "--description",
+            "again",
+            "--vpc-id",
+            &vpc,
+        ],
+        "InvalidGroup.Duplicate",
+    );
+    let lt = ok2(&[
+        "create-launch-template",
+        "--launch-template-name",
+        "web-lt",
+        "--launch-template-data",
+        r#"{"ImageId":"ami-12345678","InstanceType":"t3.micro"}"#,
+    ]);
+    assert!(s(&lt, "/LaunchTemplate/LaunchTemplateId").starts_with("lt-"));
+    assert_eq!(
+        s(
+            &ok2(&["describe-launch-templates", "--launch-template-names", "web-lt"]),
+            "/LaunchTemplates/0/LaunchTemplateName"
+        ),
+        "web-lt"
+    );
+
+    // A load balancer in the new subnets lands in their zones and VPC.
+    let lb = ok(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "in-vpc",
+            "--subnets",
+            &a,
+            &c,
+            "--security-groups",
+            &sg,
+        ],
+    );
+    assert_eq!(s(&lb, "/LoadBalancers/0/VpcId"), vpc);
+    assert_eq!(s(&lb, "/LoadBalancers/0/AvailabilityZones/1/ZoneName"), "us-east-1c");
+    assert_eq!(s(&lb, "/LoadBalancers/0/SecurityGroups/0"), sg);
+    err(
+        api,
+        &["create-load-balancer", "--name", "mixed", "--subnets", &a, "subnet-0000000000000000b"],
+        "InvalidConfigurationRequest",
+    );
+    err2(&["delete-subnet", "--subnet-id", &a], "DependencyViolation");
+    err2(&["delete-vpc", "--vpc-id", &vpc], "DependencyViolation");
+    ok(
+        api,
+        &[
+            "delete-load-balancer",
+            "--load-balancer-arn",
+            &s(&lb, "/LoadBalancers/0/LoadBalancerArn"),
+        ],
+    );
+    ok2(&["delete-subnet", "--subnet-id", &a]);
+    ok2(&["delete-subnet", "--subnet-id", &c]);
+    ok2(&["delete-security-group", "--group-id", &sg]);
+    ok2(&["delete-vpc", "--vpc-id", &vpc]);
+    err2(&["describe-vpcs", "--vpc-ids", &vpc], "InvalidVpcID.NotFound");
+    let _ = std::fs::remove_dir_all(&dir);
+}
