@@ -23,31 +23,7 @@ fn fixed(prio: u32, cond: &str, body: &str) -> String {
 
 async fn rules_lb() -> (Lb, Vec<weir_demo::DemoBackend>) {
     let b = backends("default", 1).await;
-    let mut yaml = format!(
-        r#"
-Resources:
-  LB:
-    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
-    Properties: {{ Name: rules }}
-  TG:
-    Type: AWS::ElasticLoadBalancingV2::TargetGroup
-    Properties:
-      Name: default-tg
-      Protocol: HTTP
-      Port: 80
-      TargetType: ip
-      Targets:
-{}
-  L:
-    Type: AWS::ElasticLoadBalancingV2::Listener
-    Properties:
-      LoadBalancerArn: !Ref LB
-      Port: ${{PORT}}
-      Protocol: HTTP
-      DefaultActions: [{{ Type: forward, TargetGroupArn: !Ref TG }}]
-"#,
-        targets_yaml(&b, 8)
-    );
+    let mut yaml = one_group("rules", "", "", &targets_yaml(&b, 8));
     yaml += &fixed(5, "        - { Field: host-header, HostHeaderConfig: { Values: [\"*.example.com\", \"exact.org\"] } }", "host");
     yaml += &fixed(10, "        - { Field: path-pattern, PathPatternConfig: { Values: [\"/img/*.png\", \"/v?/status\"] } }", "path");
     yaml += &fixed(15, "        - { Field: http-header, HttpHeaderConfig: { HttpHeaderName: X-Canary, Values: [\"yes\", \"tru*\"] } }", "header");

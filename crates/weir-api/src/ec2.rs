@@ -120,29 +120,15 @@ fn template_xml(x: &mut Xml, t: &LaunchTemplate, account: &str) {
         .leaf("latestVersionNumber", 1);
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-async fn mutate<T>(
-    api: &Api,
-    name: &str,
-    change: impl FnOnce(&mut State) -> std::result::Result<T, ModelError>,
-) -> Result<T> {
-    let mut store = api.store.lock().await;
-    Ok(store.apply(name, "", now_ms(), change)?)
-}
-
 /// Dispatches one EC2 action; returns the XML inside `<ActionResponse>` after `requestId`.
 pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<String> {
     let mut x = Xml::default();
     match action {
         "CreateVpc" => {
             let cidr = required(p, "CidrBlock")?;
-            let (v, acct) =
-                mutate(api, action, |s| Ok((s.ec2.create_vpc(&cidr)?, s.account.clone()))).await?;
+            let (v, acct) = api
+                .mutate(action, "", |s| Ok((s.ec2.create_vpc(&cidr)?, s.account.clone())))
+                .await?;
             x.open("vpc");
             vpc_xml(&mut x, &v, &acct);
             x.close("vpc");
@@ -182,19 +168,20 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "DeleteVpc" => {
             let id = required(p, "VpcId")?;
-            mutate(api, action, |s| s.ec2.delete_vpc(&id)).await?;
+            api.mutate(action, "", |s| s.ec2.delete_vpc(&id)).await?;
             x.leaf("return", true);
         }
         "CreateSubnet" => {
             let vpc = required(p, "VpcId")?;
             let cidr = required(p, "CidrBlock")?;
             let zone = get_str(p, "AvailabilityZone");
-            let (sub, st) = mutate(api, action, |s| {
-                let region = s.region.clone();
-                let sub = s.ec2.create_subnet(&region, &vpc, &cidr, zone.as_deref())?;
-                Ok((sub, s.clone()))
-            })
-            .await?;
+            let (sub, st) = api
+                .mutate(action, "", |s| {
+                    let region = s.region.clone();
+                    let sub = s.ec2.create_subnet(&region, &vpc, &cidr, zone.as_deref())?;
+                    Ok((sub, s.clone()))
+                })
+                .await?;
             x.open("subnet");
             subnet_xml(&mut x, &sub, &st);
             x.close("subnet");
@@ -245,7 +232,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "DeleteSubnet" => {
             let id = required(p, "SubnetId")?;
-            mutate(api, action, |s| {
+            api.mutate(action, "", |s| {
                 if s.load_balancers.values().any(|lb| lb.zones.iter().any(|z| z.subnet_id == id)) {
                     return Err(ModelError::new(
                         ErrorCode::DependencyViolation,
@@ -261,9 +248,9 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let name = required(p, "GroupName")?;
             let desc = required(p, "GroupDescription")?;
             let vpc = get_str(p, "VpcId");
-            let g =
-                mutate(api, action, |s| s.ec2.create_security_group(&name, &desc, vpc.as_deref()))
-                    .await?;
+            let g = api
+                .mutate(action, "", |s| s.ec2.create_security_group(&name, &desc, vpc.as_deref()))
+                .await?;
             x.leaf("return", true).leaf("groupId", &g.id);
         }
         "DescribeSecurityGroups" => {
@@ -304,17 +291,21 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "DeleteSecurityGroup" => {
             let id = required(p, "GroupId")?;
-            mutate(api, action, |s| s.ec2.delete_security_group(&id)).await?;
+            api.mutate(action, "", |s| s.ec2.delete_security_group(&id)).await?;
             x.leaf("return", true);
         }
         "CreateLaunchTemplate" => {
             let name = required(p, "LaunchTemplateName")?;
             let data =
                 p.get("LaunchTemplateData").cloned().unwrap_or(Value::Object(Default::default()));
-            let (t, acct) = mutate(api, action, |s| {
-                Ok((s.ec2.create_launch_template(&name, data, now_ms())?, s.account.clone()))
-            })
-            .await?;
+            let (t, acct) = api
+                .mutate(action, "", |s| {
+                    Ok((
+                        s.ec2.create_launch_template(&name, data, crate::now_ms())?,
+                        s.account.clone(),
+                    ))
+                })
+                .await?;
             x.open("launchTemplate");
             template_xml(&mut x, &t, &acct);
             x.close("launchTemplate");
@@ -346,10 +337,11 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let key = get_str(p, "LaunchTemplateId")
                 .or_else(|| get_str(p, "LaunchTemplateName"))
                 .ok_or_else(|| ApiError::missing("LaunchTemplateId"))?;
-            let (t, acct) = mutate(api, action, |s| {
-                Ok((s.ec2.delete_launch_template(&key)?, s.account.clone()))
-            })
-            .await?;
+            let (t, acct) = api
+                .mutate(action, "", |s| {
+                    Ok((s.ec2.delete_launch_template(&key)?, s.account.clone()))
+                })
+                .await?;
             x.open("launchTemplate");
             template_xml(&mut x, &t, &acct);
             x.close("launchTemplate");

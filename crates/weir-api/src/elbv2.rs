@@ -1,38 +1,17 @@
 //! ELBv2 (2015-12-01) operations.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use serde_json::Value;
 use weir_model::shape::{self, get_str, get_strs, get_u32};
 use weir_model::state::TargetSpec;
-use weir_model::{ErrorCode, LoadBalancerType, ModelError, Protocol, Scheme, State};
+use weir_model::{Attributes, ErrorCode, LoadBalancerType, ModelError, Protocol, Scheme, State};
 
 use crate::xml::{self, Xml};
 use crate::{Api, ApiError};
 
 type Result<T> = std::result::Result<T, ApiError>;
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 fn required(p: &Value, key: &str) -> Result<String> {
     get_str(p, key).ok_or_else(|| ApiError::missing(key))
-}
-
-/// Runs a change through the store, then hands the new state to the data plane.
-async fn mutate<T>(
-    api: &Api,
-    name: &str,
-    detail: &str,
-    change: impl FnOnce(&mut State) -> std::result::Result<T, ModelError>,
-) -> Result<T> {
-    let mut store = api.store.lock().await;
-    let out = store.apply(name, detail, now_ms(), change)?;
-    if let Err(e) = api.dataplane.apply(store.state()).await {
-        tracing::error!(error = %e, "the data plane could not apply the new state");
-    }
-    Ok(out)
 }
 
 /// `Marker`/`PageSize` pagination over already-filtered items.
@@ -76,18 +55,20 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             }
             let groups = get_strs(p, "SecurityGroups");
             let ip_type = get_str(p, "IpAddressType");
-            let arn = mutate(api, action, &name, |s| {
-                let arn = s.create_load_balancer(&name, lb_type, scheme, &subnets, now_ms())?;
-                create_tags(s, &arn, p)?;
-                if let Some(lb) = s.load_balancers.get_mut(&arn) {
-                    lb.security_groups = groups;
-                    if let Some(t) = &ip_type {
-                        lb.ip_address_type = weir_model::IpAddressType::parse(t)?;
+            let arn = api
+                .mutate(action, &name, |s| {
+                    let arn =
+                        s.create_load_balancer(&name, lb_type, scheme, &subnets, crate::now_ms())?;
+                    create_tags(s, &arn, p)?;
+                    if let Some(lb) = s.load_balancers.get_mut(&arn) {
+                        lb.security_groups = groups;
+                        if let Some(t) = &ip_type {
+                            lb.ip_address_type = weir_model::IpAddressType::parse(t)?;
+                        }
                     }
-                }
-                Ok(arn)
-            })
-            .await?;
+                    Ok(arn)
+                })
+                .await?;
             let store = api.store.lock().await;
             let lb = store.state().load_balancer(&arn)?;
             x.list("LoadBalancers", [lb], |x, lb| {
@@ -126,7 +107,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         "DeleteLoadBalancer" => {
             let arn = required(p, "LoadBalancerArn")?;
             // Deleting a load balancer that does not exist succeeds, as in AWS.
-            mutate(api, action, &arn, |s| {
+            api.mutate(action, &arn, |s| {
                 if s.load_balancers.contains_key(&arn) {
                     s.delete_load_balancer(&arn)
                 } else {
@@ -142,25 +123,12 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "ModifyLoadBalancerAttributes" => {
             let arn = required(p, "LoadBalancerArn")?;
-            let pairs = attribute_pairs(p);
-            if pairs.is_empty() {
-                return Err(ApiError::missing("Attributes"));
-            }
-            let attrs = mutate(api, action, &arn, |s| {
-                s.load_balancer(&arn)?;
-                let lb = s.load_balancers.get_mut(&arn).ok_or_else(|| {
-                    ModelError::new(ErrorCode::LoadBalancerNotFound, "Load balancer not found")
-                })?;
-                lb.attributes.set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-                Ok(lb.attributes.clone())
-            })
-            .await?;
-            xml::attributes(&mut x, &attrs);
+            xml::attributes(&mut x, &modify_attributes(api, action, &arn, p, lb_attributes).await?);
         }
         "SetSecurityGroups" => {
             let arn = required(p, "LoadBalancerArn")?;
             let groups = get_strs(p, "SecurityGroups");
-            mutate(api, action, &arn, |s| {
+            api.mutate(action, &arn, |s| {
                 s.load_balancer(&arn)?;
                 if let Some(lb) = s.load_balancers.get_mut(&arn) {
                     lb.security_groups = groups.clone();
@@ -172,13 +140,14 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "CreateTargetGroup" => {
             let name = required(p, "Name")?;
-            let arn = mutate(api, action, &name, |s| {
-                let tg = shape::target_group(s, p, &name)?;
-                let arn = s.add_target_group(tg)?;
-                create_tags(s, &arn, p)?;
-                Ok(arn)
-            })
-            .await?;
+            let arn = api
+                .mutate(action, &name, |s| {
+                    let tg = shape::target_group(s, p, &name)?;
+                    let arn = s.add_target_group(tg)?;
+                    create_tags(s, &arn, p)?;
+                    Ok(arn)
+                })
+                .await?;
             let store = api.store.lock().await;
             let st = store.state();
             x.list("TargetGroups", [st.target_group(&arn)?], |x, tg| xml::target_group(x, tg, st));
@@ -216,7 +185,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "ModifyTargetGroup" => {
             let arn = required(p, "TargetGroupArn")?;
-            mutate(api, action, &arn, |s| {
+            api.mutate(action, &arn, |s| {
                 s.target_group(&arn)?;
                 let tg = s.target_groups.get_mut(&arn).ok_or_else(|| {
                     ModelError::new(ErrorCode::TargetGroupNotFound, "Target group not found")
@@ -230,7 +199,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "DeleteTargetGroup" => {
             let arn = required(p, "TargetGroupArn")?;
-            mutate(api, action, &arn, |s| s.delete_target_group(&arn)).await?;
+            api.mutate(action, &arn, |s| s.delete_target_group(&arn)).await?;
         }
         "DescribeTargetGroupAttributes" => {
             let arn = required(p, "TargetGroupArn")?;
@@ -239,20 +208,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "ModifyTargetGroupAttributes" => {
             let arn = required(p, "TargetGroupArn")?;
-            let pairs = attribute_pairs(p);
-            if pairs.is_empty() {
-                return Err(ApiError::missing("Attributes"));
-            }
-            let attrs = mutate(api, action, &arn, |s| {
-                s.target_group(&arn)?;
-                let tg = s.target_groups.get_mut(&arn).ok_or_else(|| {
-                    ModelError::new(ErrorCode::TargetGroupNotFound, "Target group not found")
-                })?;
-                tg.attributes.set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-                Ok(tg.attributes.clone())
-            })
-            .await?;
-            xml::attributes(&mut x, &attrs);
+            xml::attributes(&mut x, &modify_attributes(api, action, &arn, p, tg_attributes).await?);
         }
         "RegisterTargets" | "DeregisterTargets" => {
             let arn = required(p, "TargetGroupArn")?;
@@ -261,7 +217,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 return Err(ApiError::missing("Targets"));
             }
             let register = action == "RegisterTargets";
-            mutate(api, action, &arn, |s| {
+            api.mutate(action, &arn, |s| {
                 if register {
                     s.register_targets(&arn, &targets)
                 } else {
@@ -292,12 +248,13 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let protocol =
                 Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
             let actions = shape::actions(p.get("DefaultActions"))?;
-            let arn = mutate(api, action, &lb, |s| {
-                let arn = s.create_listener(&lb, port, protocol, actions)?;
-                create_tags(s, &arn, p)?;
-                Ok(arn)
-            })
-            .await?;
+            let arn = api
+                .mutate(action, &lb, |s| {
+                    let arn = s.create_listener(&lb, port, protocol, actions)?;
+                    create_tags(s, &arn, p)?;
+                    Ok(arn)
+                })
+                .await?;
             let store = api.store.lock().await;
             x.list("Listeners", [store.state().listener(&arn)?], xml::listener);
         }
@@ -336,25 +293,26 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 .transpose()?;
             let protocol = get_str(p, "Protocol").map(|v| Protocol::parse(&v)).transpose()?;
             let actions = p.get("DefaultActions").map(|a| shape::actions(Some(a))).transpose()?;
-            mutate(api, action, &arn, |s| s.modify_listener(&arn, port, protocol, actions)).await?;
+            api.mutate(action, &arn, |s| s.modify_listener(&arn, port, protocol, actions)).await?;
             let store = api.store.lock().await;
             x.list("Listeners", [store.state().listener(&arn)?], xml::listener);
         }
         "DeleteListener" => {
             let arn = required(p, "ListenerArn")?;
-            mutate(api, action, &arn, |s| s.delete_listener(&arn)).await?;
+            api.mutate(action, &arn, |s| s.delete_listener(&arn)).await?;
         }
         "CreateRule" => {
             let l = required(p, "ListenerArn")?;
             let priority = get_u32(p, "Priority")?.ok_or_else(|| ApiError::missing("Priority"))?;
             let conditions = shape::conditions(p.get("Conditions"))?;
             let actions = shape::actions(p.get("Actions"))?;
-            let arn = mutate(api, action, &l, |s| {
-                let arn = s.create_rule(&l, priority, conditions, actions)?;
-                create_tags(s, &arn, p)?;
-                Ok(arn)
-            })
-            .await?;
+            let arn = api
+                .mutate(action, &l, |s| {
+                    let arn = s.create_rule(&l, priority, conditions, actions)?;
+                    create_tags(s, &arn, p)?;
+                    Ok(arn)
+                })
+                .await?;
             let store = api.store.lock().await;
             x.list("Rules", [store.state().rule(&arn)?], xml::rule);
         }
@@ -387,7 +345,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let arn = required(p, "RuleArn")?;
             let conditions = p.get("Conditions").map(|c| shape::conditions(Some(c))).transpose()?;
             let actions = p.get("Actions").map(|a| shape::actions(Some(a))).transpose()?;
-            mutate(api, action, &arn, |s| s.modify_rule(&arn, conditions, actions)).await?;
+            api.mutate(action, &arn, |s| s.modify_rule(&arn, conditions, actions)).await?;
             let store = api.store.lock().await;
             x.list("Rules", [store.state().rule(&arn)?], xml::rule);
         }
@@ -402,7 +360,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 let pr = get_u32(item, "Priority")?.ok_or_else(|| ApiError::missing("Priority"))?;
                 changes.push((arn, pr));
             }
-            mutate(api, action, "", |s| s.set_rule_priorities(&changes)).await?;
+            api.mutate(action, "", |s| s.set_rule_priorities(&changes)).await?;
             let store = api.store.lock().await;
             let rules: Vec<_> =
                 changes.iter().filter_map(|(a, _)| store.state().rules.get(a)).collect();
@@ -410,7 +368,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "DeleteRule" => {
             let arn = required(p, "RuleArn")?;
-            mutate(api, action, &arn, |s| s.delete_rule(&arn)).await?;
+            api.mutate(action, &arn, |s| s.delete_rule(&arn)).await?;
         }
         "AddTags" => {
             let arns = get_strs(p, "ResourceArns");
@@ -423,7 +381,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 }));
             }
             check_duplicate_keys(&tags)?;
-            mutate(api, action, "", |s| s.add_tags(&arns, &tags)).await?;
+            api.mutate(action, "", |s| s.add_tags(&arns, &tags)).await?;
         }
         "RemoveTags" => {
             let arns = get_strs(p, "ResourceArns");
@@ -435,7 +393,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                     "TagKeys"
                 }));
             }
-            mutate(api, action, "", |s| s.remove_tags(&arns, &keys)).await?;
+            api.mutate(action, "", |s| s.remove_tags(&arns, &keys)).await?;
         }
         "DescribeTags" => {
             let arns = get_strs(p, "ResourceArns");
@@ -491,20 +449,10 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "ModifyListenerAttributes" => {
             let arn = required(p, "ListenerArn")?;
-            let pairs = attribute_pairs(p);
-            if pairs.is_empty() {
-                return Err(ApiError::missing("Attributes"));
-            }
-            let attrs = mutate(api, action, &arn, |s| {
-                s.listener(&arn)?;
-                let l = s.listeners.get_mut(&arn).ok_or_else(|| {
-                    ModelError::new(ErrorCode::ListenerNotFound, "Listener not found")
-                })?;
-                l.attributes.set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-                Ok(l.attributes.clone())
-            })
-            .await?;
-            xml::attributes(&mut x, &attrs);
+            xml::attributes(
+                &mut x,
+                &modify_attributes(api, action, &arn, p, listener_attributes).await?,
+            );
         }
         "DescribeListenerCertificates" => {
             let arn = required(p, "ListenerArn")?;
@@ -533,7 +481,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             if let Some(m) = p.get("SubnetMappings").and_then(Value::as_array) {
                 subnets.extend(m.iter().filter_map(|s| get_str(s, "SubnetId")));
             }
-            mutate(api, action, &arn, |s| s.set_subnets(&arn, &subnets)).await?;
+            api.mutate(action, &arn, |s| s.set_subnets(&arn, &subnets)).await?;
             let store = api.store.lock().await;
             let lb = store.state().load_balancer(&arn)?;
             x.list("AvailabilityZones", &lb.zones, |x, z| {
@@ -570,6 +518,64 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
     }
     Ok(x.0)
+}
+
+/// The attributes of the resource `arn`, for `Modify*Attributes`.
+type AttributesOf =
+    for<'s> fn(&'s mut State, &str) -> std::result::Result<&'s mut Attributes, ModelError>;
+
+fn lb_attributes<'s>(
+    s: &'s mut State,
+    arn: &str,
+) -> std::result::Result<&'s mut Attributes, ModelError> {
+    s.load_balancer(arn)?;
+    s.load_balancers
+        .get_mut(arn)
+        .map(|x| &mut x.attributes)
+        .ok_or_else(|| ModelError::new(ErrorCode::LoadBalancerNotFound, "Load balancer not found"))
+}
+
+fn tg_attributes<'s>(
+    s: &'s mut State,
+    arn: &str,
+) -> std::result::Result<&'s mut Attributes, ModelError> {
+    s.target_group(arn)?;
+    s.target_groups
+        .get_mut(arn)
+        .map(|x| &mut x.attributes)
+        .ok_or_else(|| ModelError::new(ErrorCode::TargetGroupNotFound, "Target group not found"))
+}
+
+fn listener_attributes<'s>(
+    s: &'s mut State,
+    arn: &str,
+) -> std::result::Result<&'s mut Attributes, ModelError> {
+    s.listener(arn)?;
+    s.listeners
+        .get_mut(arn)
+        .map(|x| &mut x.attributes)
+        .ok_or_else(|| ModelError::new(ErrorCode::ListenerNotFound, "Listener not found"))
+}
+
+/// `Modify*Attributes`: sets every `Attributes.member.N` pair on the resource, all or nothing, in
+/// one command, and returns all its attributes.
+async fn modify_attributes(
+    api: &Api,
+    action: &str,
+    arn: &str,
+    p: &Value,
+    of: AttributesOf,
+) -> Result<Attributes> {
+    let pairs = attribute_pairs(p);
+    if pairs.is_empty() {
+        return Err(ApiError::missing("Attributes"));
+    }
+    api.mutate(action, arn, |s| {
+        let attrs = of(s, arn)?;
+        attrs.set_all(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        Ok(attrs.clone())
+    })
+    .await
 }
 
 fn check_duplicate_keys(tags: &[(String, String)]) -> Result<()> {

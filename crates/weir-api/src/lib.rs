@@ -44,6 +44,31 @@ impl std::fmt::Debug for Api {
     }
 }
 
+impl Api {
+    /// Applies the command `name` through the store and hands the new committed state to the
+    /// data plane. The store lock is held across both, so commands reach the data plane in the
+    /// order they were committed.
+    pub(crate) async fn mutate<T>(
+        &self,
+        name: &str,
+        detail: &str,
+        change: impl FnOnce(&mut weir_model::State) -> Result<T, ModelError>,
+    ) -> Result<T, ApiError> {
+        let mut store = self.store.lock().await;
+        let out = store.apply(name, detail, now_ms(), change)?;
+        if let Err(e) = self.dataplane.apply(store.state()).await {
+            tracing::error!(error = %e, "the data plane could not apply the new state");
+        }
+        Ok(out)
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// An API error as AWS reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {

@@ -197,6 +197,21 @@ async fn start_demo_backends(template: &weir_stack::Template) -> Result<Vec<Demo
     Ok(out)
 }
 
+/// Serves the AWS API over `store` on `addr`; returns the bound address and the server task.
+async fn start_api(
+    store: weir_store::Store,
+    dp: &Arc<Dataplane>,
+    auth: Option<weir_api::sigv4::Credentials>,
+    addr: SocketAddr,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let api = Arc::new(weir_api::Api {
+        store: tokio::sync::Mutex::new(store),
+        dataplane: dp.clone(),
+        auth,
+    });
+    weir_api::serve(api, addr).await.with_context(|| format!("binding the API on {addr}"))
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -231,14 +246,7 @@ async fn main() -> Result<()> {
             }
             let n = store.state().load_balancers.len();
             let auth_on = auth.is_some();
-            let api = Arc::new(weir_api::Api {
-                store: tokio::sync::Mutex::new(store),
-                dataplane: dp.clone(),
-                auth,
-            });
-            let (addr, _task) = weir_api::serve(api, api_address)
-                .await
-                .with_context(|| format!("binding the API on {api_address}"))?;
+            let (addr, _task) = start_api(store, &dp, auth, api_address).await?;
             println!("weir serve: {n} load balancers loaded from {}", data_dir.display());
             println!(
                 "weir serve: SigV4 authentication {}",
@@ -279,14 +287,7 @@ async fn main() -> Result<()> {
             // The quickstart needs no set-up: `up` verifies signatures only when keys are configured.
             let creds = weir_api::sigv4::Credentials::default().with_env();
             let auth = (!creds.is_empty()).then_some(creds);
-            let api = Arc::new(weir_api::Api {
-                store: tokio::sync::Mutex::new(store),
-                dataplane: dp.clone(),
-                auth,
-            });
-            let (addr, _task) = weir_api::serve(api, api_address)
-                .await
-                .with_context(|| format!("binding the API on {api_address}"))?;
+            let (addr, _task) = start_api(store, &dp, auth, api_address).await?;
             println!("  AWS API on http://{addr}/ (state in memory)");
             println!("weir is up; press Ctrl-C to stop");
             shutdown_signal().await;

@@ -80,6 +80,17 @@ fn aws(api: u16, args: &[&str]) -> Result<Value, String> {
 
 /// Runs `aws elbv2 ARGS` signed with the given key pair.
 fn aws_as(api: u16, args: &[&str], key_id: &str, secret: &str) -> Result<Value, String> {
+    aws_cli(api, "elbv2", args, key_id, secret)
+}
+
+/// Runs `aws SERVICE ARGS` against the API; Ok(JSON) or Err(stderr).
+fn aws_cli(
+    api: u16,
+    service: &str,
+    args: &[&str],
+    key_id: &str,
+    secret: &str,
+) -> Result<Value, String> {
     let out = Command::new("aws")
         .args([
             "--endpoint-url",
@@ -88,7 +99,7 @@ fn aws_as(api: u16, args: &[&str], key_id: &str, secret: &str) -> Result<Value, 
             "us-east-1",
             "--output",
             "json",
-            "elbv2",
+            service,
         ])
         .args(args)
         .env("AWS_ACCESS_KEY_ID", key_id)
@@ -703,28 +714,7 @@ fn tags_policies_listener_attributes_and_subnets() {
 
 /// Runs `aws ec2 ARGS` against the API.
 fn ec2(api: u16, args: &[&str]) -> Result<Value, String> {
-    let out = Command::new("aws")
-        .args([
-            "--endpoint-url",
-            &format!("http://127.0.0.1:{api}"),
-            "--region",
-            "us-east-1",
-            "--output",
-            "json",
-            "ec2",
-        ])
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", KEY_ID)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET)
-        .env("AWS_PAGER", "")
-        .output()
-        .expect("the aws CLI is installed");
-    if out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        Ok(if text.trim().is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    aws_cli(api, "ec2", args, KEY_ID, SECRET)
 }
 
 #[test]
