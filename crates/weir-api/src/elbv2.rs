@@ -475,6 +475,19 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             )
             .into());
         }
+        "SetIpAddressType" => {
+            let arn = required(p, "LoadBalancerArn")?;
+            let t = weir_model::IpAddressType::parse(&required(p, "IpAddressType")?)?;
+            api.mutate(action, &arn, |s| {
+                s.load_balancer(&arn)?;
+                if let Some(lb) = s.load_balancers.get_mut(&arn) {
+                    lb.ip_address_type = t;
+                }
+                Ok(())
+            })
+            .await?;
+            x.leaf("IpAddressType", t.as_str());
+        }
         "SetSubnets" => {
             let arn = required(p, "LoadBalancerArn")?;
             let mut subnets = get_strs(p, "Subnets");

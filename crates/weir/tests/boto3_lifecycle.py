@@ -11,6 +11,8 @@ elb = boto3.client("elbv2", endpoint_url=endpoint, region_name="us-east-1")
 lb = elb.create_load_balancer(Name="boto-lb", Subnets=["subnet-0000000000000000a", "subnet-0000000000000000c"])["LoadBalancers"][0]
 assert lb["Type"] == "application" and lb["Scheme"] == "internet-facing", lb
 assert [z["ZoneName"] for z in lb["AvailabilityZones"]] == ["us-east-1a", "us-east-1c"]
+assert elb.set_ip_address_type(LoadBalancerArn=lb["LoadBalancerArn"], IpAddressType="dualstack")["IpAddressType"] == "dualstack"
+assert elb.describe_load_balancers(Names=["boto-lb"])["LoadBalancers"][0]["IpAddressType"] == "dualstack"
 tg = elb.create_target_group(Name="boto-tg", Protocol="HTTP", Port=80, TargetType="ip")["TargetGroups"][0]
 assert tg["HealthCheckIntervalSeconds"] == 30 and tg["HealthyThresholdCount"] == 5 and tg["Matcher"] == {"HttpCode": "200"}
 listener = elb.create_listener(
