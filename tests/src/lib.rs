@@ -61,12 +61,22 @@ pub struct Lb {
 impl Lb {
     /// Deploys `yaml` (which must use `${PORT}` as its listener port) and serves it.
     pub async fn up(yaml: &str) -> Lb {
+        Self::up_with(yaml, DataplaneConfig::default()).await
+    }
+
+    /// Like [`Lb::up`], reading certificate ARNs from `dir`.
+    pub async fn up_with_certs(yaml: &str, dir: &std::path::Path) -> Lb {
+        let config = DataplaneConfig { certificate_dir: dir.to_path_buf(), ..Default::default() };
+        Self::up_with(yaml, config).await
+    }
+
+    async fn up_with(yaml: &str, config: DataplaneConfig) -> Lb {
         let port = free_port();
         let text = yaml.replace("${PORT}", &port.to_string());
         let t = weir_stack::parse_template(&text).expect("template parses");
         let mut state = State::default();
         weir_stack::deploy(&t, "test", &BTreeMap::new(), &mut state, 0).expect("template deploys");
-        let dp = Dataplane::new(DataplaneConfig::default());
+        let dp = Dataplane::new(config);
         dp.apply(&state).await.expect("listeners bind");
         Lb { dp, state, port }
     }
@@ -229,4 +239,46 @@ pub fn attributes(key: &str, pairs: &[(&str, &str)]) -> String {
     let items: Vec<String> =
         pairs.iter().map(|(k, v)| format!("{{ Key: {k}, Value: \"{v}\" }}")).collect();
     format!("      {key}: [{}]", items.join(", "))
+}
+
+/// A fresh directory under the system temp dir, removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// Creates `weir-test-{name}-{pid}`.
+    pub fn new(name: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("weir-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a self-signed certificate for `names` as `dir/NAME.pem`; returns its ARN and DER.
+pub fn write_cert(dir: &std::path::Path, name: &str, names: &[&str]) -> (String, Vec<u8>) {
+    let c =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("rcgen");
+    std::fs::write(
+        dir.join(format!("{name}.pem")),
+        format!("{}{}", c.cert.pem(), c.key_pair.serialize_pem()),
+    )
+    .expect("write cert");
+    (format!("arn:aws:acm:us-east-1:123456789012:certificate/{name}"), c.cert.der().to_vec())
+}
+
+/// Runs curl with `args` (5 s limit); returns (exit code, stdout).
+pub fn curl(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl is installed");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -48,7 +48,9 @@ async fn forwarded_headers_and_hop_by_hop() {
     assert_eq!(r.status, 200);
     let body = &r.body;
     assert!(body.contains("GET /path?q=1"), "{body}");
-    assert_eq!(header(body, "host"), Some("app.example.com"), "Host is forwarded unchanged");
+    // As ALB does by default, the listener port is appended to Host when it is not 80.
+    let host = format!("app.example.com:{}", lb.port);
+    assert_eq!(header(body, "host"), Some(host.as_str()));
     assert_eq!(header(body, "x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
     assert_eq!(header(body, "x-forwarded-proto"), Some("http"));
     assert_eq!(header(body, "x-forwarded-port"), Some(lb.port.to_string().as_str()));
@@ -57,6 +59,16 @@ async fn forwarded_headers_and_hop_by_hop() {
     assert_eq!(header(body, "te"), None);
     let trace = header(body, "x-amzn-trace-id").expect("trace id added");
     assert!(trace.starts_with("Root=1-") && trace.len() == "Root=1-".len() + 8 + 1 + 24, "{trace}");
+
+    let mut lb = lb;
+    let arn = lb.state.load_balancers.keys().next().cloned().unwrap();
+    lb.change(|s| {
+        let a = &mut s.load_balancers.get_mut(&arn).unwrap().attributes;
+        a.set("routing.http.preserve_host_header.enabled", "true").unwrap();
+    })
+    .await;
+    let r = send(&client(), "GET", &lb.url("/"), &[("host", "app.example.com")]).await;
+    assert_eq!(header(&r.body, "host"), Some("app.example.com"), "preserved unchanged");
 
     let inbound = "Root=1-5759e988-bd862e3fe1be46a994272793";
     let r = send(&client(), "GET", &lb.url("/"), &[("x-amzn-trace-id", inbound)]).await;

@@ -248,9 +248,11 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let protocol =
                 Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
             let actions = shape::actions(p.get("DefaultActions"))?;
+            let tls = shape::listener_tls(p);
+            check_certificates(api, &tls.certificates)?;
             let arn = api
                 .mutate(action, &lb, |s| {
-                    let arn = s.create_listener(&lb, port, protocol, actions)?;
+                    let arn = s.create_listener(&lb, port, protocol, actions, tls)?;
                     create_tags(s, &arn, p)?;
                     Ok(arn)
                 })
@@ -293,7 +295,10 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 .transpose()?;
             let protocol = get_str(p, "Protocol").map(|v| Protocol::parse(&v)).transpose()?;
             let actions = p.get("DefaultActions").map(|a| shape::actions(Some(a))).transpose()?;
-            api.mutate(action, &arn, |s| s.modify_listener(&arn, port, protocol, actions)).await?;
+            let tls = shape::listener_tls(p);
+            check_certificates(api, &tls.certificates)?;
+            api.mutate(action, &arn, |s| s.modify_listener(&arn, port, protocol, actions, tls))
+                .await?;
             let store = api.store.lock().await;
             x.list("Listeners", [store.state().listener(&arn)?], xml::listener);
         }
@@ -457,23 +462,31 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         "DescribeListenerCertificates" => {
             let arn = required(p, "ListenerArn")?;
             let store = api.store.lock().await;
-            store.state().listener(&arn)?;
-            // Only HTTPS/TLS listeners have certificates; Weir serves those from issue 3 on.
-            x.open("Certificates").close("Certificates");
+            let l = store.state().listener(&arn)?;
+            let certs: Vec<(usize, &String)> = l.certificates.iter().enumerate().collect();
+            let (items, next) = page(certs, p)?;
+            x.list("Certificates", items, |x, (i, c)| {
+                x.leaf("CertificateArn", c.as_str());
+                x.leaf("IsDefault", if i == 0 { "true" } else { "false" });
+            });
+            with_marker(&mut x, next);
         }
         "AddListenerCertificates" | "RemoveListenerCertificates" => {
             let arn = required(p, "ListenerArn")?;
-            let store = api.store.lock().await;
-            let l = store.state().listener(&arn)?;
-            return Err(ModelError::new(
-                ErrorCode::InvalidConfigurationRequest,
-                format!(
-                    "Certificates apply only to HTTPS and TLS listeners; listener '{}' uses {}",
-                    l.arn,
-                    l.protocol.as_str()
-                ),
-            )
-            .into());
+            let certs = shape::certificate_arns(p.get("Certificates"));
+            if certs.is_empty() {
+                return Err(ApiError::missing("Certificates"));
+            }
+            if action == "AddListenerCertificates" {
+                check_certificates(api, &certs)?;
+                api.mutate(action, &arn, |s| s.add_listener_certificates(&arn, &certs)).await?;
+            } else {
+                api.mutate(action, &arn, |s| s.remove_listener_certificates(&arn, &certs)).await?;
+            }
+            x.list("Certificates", &certs, |x, c| {
+                x.leaf("CertificateArn", c.as_str());
+                x.leaf("IsDefault", "false");
+            });
         }
         "SetIpAddressType" => {
             let arn = required(p, "LoadBalancerArn")?;
@@ -589,6 +602,16 @@ async fn modify_attributes(
         Ok(attrs.clone())
     })
     .await
+}
+
+/// Every certificate ARN must name a readable certificate in the certificate directory.
+fn check_certificates(api: &Api, arns: &[String]) -> Result<()> {
+    for a in arns {
+        api.dataplane
+            .check_certificate(a)
+            .map_err(|e| ModelError::new(ErrorCode::CertificateNotFound, e.to_string()))?;
+    }
+    Ok(())
 }
 
 fn check_duplicate_keys(tags: &[(String, String)]) -> Result<()> {

@@ -208,6 +208,15 @@ pub fn listener(x: &mut Xml, l: &Listener) {
         .leaf("LoadBalancerArn", &l.load_balancer_arn)
         .leaf("Port", l.port)
         .leaf("Protocol", l.protocol.as_str());
+    // As AWS does, DescribeListeners shows only the default certificate.
+    if let Some(c) = l.certificates.first() {
+        x.list("Certificates", [c], |x, c| {
+            x.leaf("CertificateArn", c.as_str());
+        });
+    }
+    if let Some(p) = &l.ssl_policy {
+        x.leaf("SslPolicy", p.as_str());
+    }
     actions(x, "DefaultActions", &l.default_actions);
 }
 

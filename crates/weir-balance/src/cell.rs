@@ -134,6 +134,7 @@ pub struct TargetCell {
     requests: AtomicU64,
     registered_at: Instant,
     drain_deadline: Mutex<Option<Instant>>,
+    healthy_since: Mutex<Option<Instant>>,
 }
 
 impl TargetCell {
@@ -149,6 +150,7 @@ impl TargetCell {
             requests: AtomicU64::new(0),
             registered_at: Instant::now(),
             drain_deadline: Mutex::new(None),
+            healthy_since: Mutex::new(None),
         }
     }
 
@@ -170,7 +172,17 @@ impl TargetCell {
         if let Ok(mut r) = self.reason.lock() {
             *r = reason;
         }
-        self.state.store(state as u8, Ordering::Release);
+        let before = self.state.swap(state as u8, Ordering::AcqRel);
+        if state == HealthState::Healthy && before != HealthState::Healthy as u8 {
+            if let Ok(mut h) = self.healthy_since.lock() {
+                *h = Some(Instant::now());
+            }
+        }
+    }
+
+    /// When the target last became healthy (the start of its slow-start window).
+    pub fn healthy_since(&self) -> Option<Instant> {
+        self.healthy_since.lock().ok().and_then(|h| *h)
     }
 
     /// Starts draining until `deadline`.

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::cell::TargetCell;
 
@@ -59,13 +60,42 @@ pub struct Selector {
     algorithm: Algorithm,
     targets: Vec<Arc<TargetCell>>,
     next: AtomicUsize,
+    slow_start: Option<Duration>,
 }
 
 impl Selector {
     /// A selector over `targets` (in registration order).
     pub fn new(algorithm: Algorithm, targets: Vec<Arc<TargetCell>>) -> Self {
         let start = if targets.is_empty() { 0 } else { fastrand::usize(..targets.len()) };
-        Self { algorithm, targets, next: AtomicUsize::new(start) }
+        Self { algorithm, targets, next: AtomicUsize::new(start), slow_start: None }
+    }
+
+    /// Gives targets that became healthy less than `window` ago a share of new requests that
+    /// grows linearly from zero to full over the window (`slow_start.duration_seconds`). A target
+    /// ramps only while some other eligible target is past its window, as on ALB.
+    pub fn with_slow_start(mut self, window: Option<Duration>) -> Self {
+        self.slow_start = window.filter(|w| !w.is_zero());
+        self
+    }
+
+    /// The share (0–1] a target gets now under slow start; 1 outside the window.
+    pub fn slow_start_weight(&self, c: &TargetCell, now: Instant) -> f64 {
+        match (self.slow_start, c.healthy_since()) {
+            (Some(w), Some(since)) => {
+                let elapsed = now.saturating_duration_since(since);
+                (elapsed.as_secs_f64() / w.as_secs_f64()).clamp(0.001, 1.0)
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// Picks the target whose key is `key` if it may receive traffic now (sticky sessions):
+    /// healthy, or a fail-open candidate when no target is healthy; never draining.
+    pub fn pick_key(&self, key: &crate::TargetKey) -> Option<OutstandingGuard> {
+        let c = self.targets.iter().find(|c| &c.key == key)?;
+        let ok = c.is_routable()
+            || (c.is_fail_open_candidate() && !self.targets.iter().any(|t| t.is_routable()));
+        ok.then(|| OutstandingGuard::new(c.clone()))
     }
 
     /// All targets in the snapshot, whatever their state.
@@ -95,6 +125,28 @@ impl Selector {
             return None;
         }
         let nth = |k: usize| self.targets.iter().filter(|c| eligible(c)).nth(k).cloned();
+        if self.slow_start.is_some() && self.algorithm != Algorithm::LeastOutstandingRequests {
+            let now = Instant::now();
+            let weights: Vec<(f64, &Arc<TargetCell>)> = self
+                .targets
+                .iter()
+                .filter(|c| eligible(c))
+                .map(|c| (self.slow_start_weight(c, now), c))
+                .collect();
+            let ramping = weights.iter().any(|(w, _)| *w < 1.0);
+            let settled = weights.iter().any(|(w, _)| *w >= 1.0);
+            if ramping && settled {
+                let total: f64 = weights.iter().map(|(w, _)| w).sum();
+                let mut r = fastrand::f64() * total;
+                for (w, c) in &weights {
+                    if r < *w {
+                        return Some((*c).clone());
+                    }
+                    r -= w;
+                }
+                return weights.last().map(|(_, c)| (*c).clone());
+            }
+        }
         match self.algorithm {
             Algorithm::RoundRobin => nth(self.next.fetch_add(1, Ordering::Relaxed) % count),
             Algorithm::WeightedRandom => nth(fastrand::usize(..count)),

@@ -6,10 +6,15 @@ use std::time::Duration;
 
 use weir_balance::{Algorithm, HealthState, Selector, TargetCell, TargetKey};
 use weir_l7::rules::CompiledRules;
+use weir_l7::tls::{CertificateStore, TlsError};
 use weir_l7::{
-    CompiledAction, ForwardGroup, LbSettings, ListenerSnapshot, TargetGroupRuntime, XffMode,
+    CompiledAction, ForwardAction, ForwardGroup, LbSettings, ListenerSnapshot, Stickiness,
+    TargetGroupRuntime, TargetProtocol, TlsSnapshot, XffMode,
 };
-use weir_model::{Action, ActionKind, Listener, LoadBalancer, RulePriority, State};
+use weir_model::{
+    tls_policies, Action, ActionKind, Listener, LoadBalancer, Protocol, ProtocolVersion,
+    RulePriority, State,
+};
 
 use crate::CellKey;
 
@@ -31,10 +36,32 @@ pub(crate) fn target_groups(
                 .filter(|c| c.state() != HealthState::Unused)
                 .cloned()
                 .collect();
+            let a = &tg.attributes;
+            let secs = |k: &str| Duration::from_secs(a.get_i64(k).max(0) as u64);
+            let slow_start = Some(secs("slow_start.duration_seconds")).filter(|d| !d.is_zero());
+            let stickiness = match (a.get_bool("stickiness.enabled"), a.get("stickiness.type")) {
+                (true, Some("lb_cookie")) => {
+                    Stickiness::LbCookie(secs("stickiness.lb_cookie.duration_seconds"))
+                }
+                (true, Some("app_cookie")) => Stickiness::AppCookie {
+                    name: a.get("stickiness.app_cookie.cookie_name").unwrap_or("").to_string(),
+                    duration: secs("stickiness.app_cookie.duration_seconds"),
+                },
+                _ => Stickiness::None,
+            };
+            let protocol = match (tg.protocol, tg.protocol_version) {
+                (Protocol::Https, ProtocolVersion::Http1) => TargetProtocol::Https1,
+                (Protocol::Https, _) => TargetProtocol::Https2,
+                (_, ProtocolVersion::Http1) => TargetProtocol::Http1,
+                (_, _) => TargetProtocol::H2c,
+            };
             let rt = TargetGroupRuntime {
                 arn: tg.arn.clone(),
                 name: tg.name.clone(),
-                selector: Selector::new(Algorithm::parse(tg.algorithm()), targets),
+                selector: Selector::new(Algorithm::parse(tg.algorithm()), targets)
+                    .with_slow_start(slow_start),
+                protocol,
+                stickiness,
             };
             (tg.arn.clone(), Arc::new(rt))
         })
@@ -53,6 +80,9 @@ fn lb_settings(lb: &LoadBalancer) -> LbSettings {
         },
         xff_client_port: a.get_bool("routing.http.xff_client_port.enabled"),
         drop_invalid_header_fields: a.get_bool("routing.http.drop_invalid_header_fields.enabled"),
+        http2: a.get("routing.http2.enabled") != Some("false"),
+        tls_headers: a.get_bool("routing.http.x_amzn_tls_version_and_cipher_suite.enabled"),
+        preserve_host_header: a.get_bool("routing.http.preserve_host_header.enabled"),
     }
 }
 
@@ -62,8 +92,9 @@ fn action(
 ) -> Arc<CompiledAction> {
     // The terminal action is the last one by order.
     let compiled = match actions.last().map(|a| &a.kind) {
-        Some(ActionKind::Forward(f)) => CompiledAction::Forward(
-            f.target_groups
+        Some(ActionKind::Forward(f)) => CompiledAction::Forward(ForwardAction {
+            groups: f
+                .target_groups
                 .iter()
                 .filter_map(|w| {
                     groups
@@ -71,12 +102,35 @@ fn action(
                         .map(|g| ForwardGroup { group: g.clone(), weight: w.weight })
                 })
                 .collect(),
-        ),
+            group_stickiness: f
+                .stickiness_enabled
+                .then(|| Duration::from_secs(u64::from(f.stickiness_duration_seconds))),
+        }),
         Some(ActionKind::Redirect(r)) => CompiledAction::Redirect(r.clone()),
         Some(ActionKind::FixedResponse(f)) => CompiledAction::Fixed(f.clone()),
-        None => CompiledAction::Forward(Vec::new()),
+        None => {
+            CompiledAction::Forward(ForwardAction { groups: Vec::new(), group_stickiness: None })
+        }
     };
     Arc::new(compiled)
+}
+
+/// The TLS side of an HTTPS listener: its certificates loaded from `store`, its policy.
+pub(crate) fn tls(
+    l: &Listener,
+    lb: &LoadBalancer,
+    store: &CertificateStore,
+) -> Result<Option<TlsSnapshot>, TlsError> {
+    if l.protocol != Protocol::Https {
+        return Ok(None);
+    }
+    let certificates =
+        l.certificates.iter().map(|arn| store.load(arn)).collect::<Result<Vec<_>, _>>()?;
+    let name = l.ssl_policy.as_deref().unwrap_or(tls_policies::DEFAULT_POLICY);
+    let policy = tls_policies::policy(name).ok_or_else(|| TlsError::Policy(name.into()))?;
+    let http2 = lb.attributes.get("routing.http2.enabled") != Some("false");
+    let config = weir_l7::tls::server_config(policy, certificates.clone(), http2)?;
+    Ok(Some(TlsSnapshot { config, certificates }))
 }
 
 /// The snapshot of one listener.
@@ -85,6 +139,7 @@ pub(crate) fn listener(
     l: &Listener,
     lb: &LoadBalancer,
     groups: &HashMap<String, Arc<TargetGroupRuntime>>,
+    tls: Option<TlsSnapshot>,
 ) -> ListenerSnapshot {
     let rules = state
         .rules_of(&l.arn)
@@ -99,5 +154,6 @@ pub(crate) fn listener(
         lb: lb_settings(lb),
         rules: CompiledRules::new(rules, action(&l.default_actions, groups)),
         server_header: l.attributes.get("routing.http.response.server.enabled") != Some("false"),
+        tls,
     }
 }

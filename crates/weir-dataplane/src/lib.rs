@@ -16,8 +16,11 @@
 
 mod compile;
 
+pub use weir_l7::tls;
+
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -26,6 +29,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use weir_balance::{HealthState, Reason, TargetCell, TargetKey};
 use weir_health::CheckSpec;
+use weir_l7::tls::{CertificateStore, TlsError};
 use weir_l7::{ListenerHandle, ListenerStats, SnapshotCell};
 use weir_model::{LoadBalancerType, Scheme, State};
 
@@ -36,11 +40,17 @@ pub struct DataplaneConfig {
     pub public_addresses: Vec<IpAddr>,
     /// Whether to bind the per-zone node addresses (`127.0.Z.N`).
     pub bind_zone_nodes: bool,
+    /// Where certificate ARNs are looked up (`NAME.pem`, or `NAME.crt` + `NAME.key`).
+    pub certificate_dir: PathBuf,
 }
 
 impl Default for DataplaneConfig {
     fn default() -> Self {
-        Self { public_addresses: vec![IpAddr::from([127, 0, 0, 1])], bind_zone_nodes: true }
+        Self {
+            public_addresses: vec![IpAddr::from([127, 0, 0, 1])],
+            bind_zone_nodes: true,
+            certificate_dir: PathBuf::from("certs"),
+        }
     }
 }
 
@@ -54,6 +64,15 @@ pub enum DataplaneError {
         listener: String,
         /// The bind error.
         source: std::io::Error,
+    },
+    /// An HTTPS listener's certificates or policy could not be loaded; it keeps serving with
+    /// its previous TLS configuration, if it had one.
+    #[error("listener {listener}: {source}")]
+    Tls {
+        /// Listener ARN.
+        listener: String,
+        /// What failed.
+        source: TlsError,
     },
 }
 
@@ -104,6 +123,7 @@ struct Inner {
 /// The running data plane of one Weir process.
 pub struct Dataplane {
     config: DataplaneConfig,
+    certificates: CertificateStore,
     inner: Mutex<Inner>,
 }
 
@@ -116,7 +136,8 @@ impl std::fmt::Debug for Dataplane {
 impl Dataplane {
     /// A data plane with nothing running. Starts the drain sweeper.
     pub fn new(config: DataplaneConfig) -> Arc<Self> {
-        let dp = Arc::new(Self { config, inner: Mutex::new(Inner::default()) });
+        let certificates = CertificateStore::new(&config.certificate_dir);
+        let dp = Arc::new(Self { config, certificates, inner: Mutex::new(Inner::default()) });
         let weak: Weak<Self> = Arc::downgrade(&dp);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -127,6 +148,17 @@ impl Dataplane {
             }
         });
         dp
+    }
+
+    /// Checks that a certificate ARN names a usable certificate, as the API does before
+    /// accepting it.
+    pub fn check_certificate(&self, arn: &str) -> Result<(), TlsError> {
+        self.certificates.load(arn).map(|_| ())
+    }
+
+    /// The certificate store.
+    pub fn certificate_store(&self) -> &CertificateStore {
+        &self.certificates
     }
 
     async fn sweep_draining(&self) {
@@ -166,7 +198,20 @@ impl Dataplane {
         for arn in wanted {
             let Some(l) = state.listeners.get(&arn) else { continue };
             let Some(lb) = state.load_balancers.get(&l.load_balancer_arn) else { continue };
-            let snapshot = Arc::new(compile::listener(state, l, lb, &groups));
+            let tls = match compile::tls(l, lb, &self.certificates) {
+                Ok(t) => t,
+                Err(source) => {
+                    tracing::error!(listener = %arn, error = %source, "TLS configuration failed");
+                    first_error
+                        .get_or_insert(DataplaneError::Tls { listener: arn.clone(), source });
+                    // Keep serving the last good TLS configuration rather than none.
+                    match inner.listeners.get(&arn).and_then(|r| r.cell.load().tls.clone()) {
+                        Some(t) => Some(t),
+                        None => continue,
+                    }
+                }
+            };
+            let snapshot = Arc::new(compile::listener(state, l, lb, &groups, tls));
             let addrs = self.addresses(lb, l.port);
             let result = match inner.listeners.get_mut(&arn) {
                 Some(r) => {

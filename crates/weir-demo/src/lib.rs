@@ -1,14 +1,18 @@
-//! A small HTTP/1.1 backend for quickstarts and tests.
+//! A small HTTP backend for quickstarts and tests: HTTP/1.1 and HTTP/2 (h2c prior knowledge,
+//! or ALPN `h2` when started with TLS and a self-signed certificate).
 //!
 //! Every request is answered with `200` and a plain-text body: the backend's name on the first
 //! line, then `METHOD PATH?QUERY`, then the request headers as received (so tests can check what
-//! the load balancer forwarded). Special paths:
+//! the load balancer forwarded). The response carries `x-backend: NAME` and `x-demo-version`
+//! (the HTTP version the request arrived in). Special paths:
 //! - `GET /health` answers with the configured health status (200 unless told otherwise).
 //! - `POST /_demo/health?status=N` sets that status; `POST /_demo/delay?ms=N` delays every
 //!   ordinary response by N ms; `GET /_demo/stats` reports connections and requests served.
 //! - Requests from the load balancer's health checker (`User-Agent: ELB-HealthChecker/…`) are
 //!   answered like any other but not counted in `requests`.
-//! - Any request with `?delay_ms=N` is delayed by N ms, and `?status=N` answers with status N.
+//! - Any request with `?delay_ms=N` is delayed by N ms, `?status=N` answers with status N, and
+//!   `?set_cookie=NAME=VALUE` sets that cookie.
+//! - `GET /_demo/ws` with a WebSocket upgrade echoes every message back.
 #![forbid(unsafe_code)]
 
 use std::convert::Infallible;
@@ -23,7 +27,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -61,6 +66,34 @@ impl Drop for DemoBackend {
 impl DemoBackend {
     /// Starts a backend named `name` on `addr` (port 0 picks a free port).
     pub async fn start(addr: SocketAddr, name: &str) -> io::Result<Self> {
+        Self::start_with(addr, name, None).await
+    }
+
+    /// Starts a backend that speaks TLS with a fresh self-signed certificate (ALPN `h2` and
+    /// `http/1.1`).
+    pub async fn start_tls(addr: SocketAddr, name: &str) -> io::Result<Self> {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .map_err(io::Error::other)?;
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(c.key_pair.serialize_der()),
+        );
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(vec![c.cert.der().clone()], key)
+        .map_err(io::Error::other)?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::start_with(addr, name, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        name: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let state = Arc::new(DemoState {
@@ -79,11 +112,24 @@ impl DemoBackend {
                 };
                 st.connections.fetch_add(1, Ordering::Relaxed);
                 let st = st.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(st.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder = AutoBuilder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(s) = acceptor.accept(stream).await {
+                                let _ = builder
+                                    .serve_connection_with_upgrades(TokioIo::new(s), svc)
+                                    .await;
+                            }
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -124,11 +170,51 @@ fn text(status: u16, body: String) -> Response<Full<Bytes>> {
     r
 }
 
+/// Answers a WebSocket handshake and echoes every message until the client closes.
+fn websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return text(400, "missing Sec-WebSocket-Key\n".into());
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        use futures_util::{SinkExt, StreamExt};
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_close() {
+                break;
+            }
+            if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    r.headers_mut().insert("connection", hyper::header::HeaderValue::from_static("upgrade"));
+    r.headers_mut().insert("upgrade", hyper::header::HeaderValue::from_static("websocket"));
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&accept) {
+        r.headers_mut().insert("sec-websocket-accept", v);
+    }
+    r
+}
+
 async fn handle(
     st: Arc<DemoState>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
+    if path == "/_demo/ws" && req.headers().contains_key("upgrade") {
+        st.requests.fetch_add(1, Ordering::Relaxed);
+        return Ok(websocket(req));
+    }
+    let version = format!("{:?}", req.version());
     let query = req.uri().query().map(str::to_string);
     match (req.method().as_str(), path.as_str()) {
         (_, "/health") => {
@@ -184,6 +270,14 @@ async fn handle(
     let mut r = text(status, body);
     if let Ok(v) = hyper::header::HeaderValue::from_str(&st.name) {
         r.headers_mut().insert("x-backend", v);
+    }
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&version) {
+        r.headers_mut().insert("x-demo-version", v);
+    }
+    if let Some(c) = param(query.as_deref(), "set_cookie") {
+        if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("{c}; Path=/")) {
+            r.headers_mut().append("set-cookie", v);
+        }
     }
     Ok(r)
 }

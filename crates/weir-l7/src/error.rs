@@ -32,7 +32,12 @@ impl ProxyError {
     pub fn bad_request(reason: &'static str) -> Self {
         Self { side: ErrorSide::Client, status: 400, reason, retry_safe: false }
     }
-    /// 463: too many X-Forwarded-For addresses.
+    /// 431: the request head is larger than 64 KiB.
+    pub fn head_too_large() -> Self {
+        Self { side: ErrorSide::Client, status: 431, reason: "HeaderTooLarge", retry_safe: false }
+    }
+
+    /// More than 30 X-Forwarded-For addresses (463).
     pub fn too_many_forwarded() -> Self {
         Self {
             side: ErrorSide::Client,

@@ -99,6 +99,25 @@ pub fn apply_forwarded(
     Ok(())
 }
 
+/// Joins the separate `cookie` fields an HTTP/2 client may send into the one `Cookie` header
+/// HTTP/1.1 expects (RFC 9113 §8.2.3).
+pub fn join_cookies(h: &mut HeaderMap) {
+    let all: Vec<&str> =
+        h.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).collect();
+    if all.len() > 1 {
+        if let Ok(v) = HeaderValue::from_str(&all.join("; ")) {
+            h.insert(http::header::COOKIE, v);
+        }
+    }
+}
+
+/// `X-Amzn-TLS-Version` and `X-Amzn-TLS-Cipher-Suite`, as ALB adds them when
+/// `routing.http.x_amzn_tls_version_and_cipher_suite.enabled` is on.
+pub fn tls_version_and_cipher(h: &mut HeaderMap, version: &'static str, cipher: &'static str) {
+    h.insert("x-amzn-tls-version", HeaderValue::from_static(version));
+    h.insert("x-amzn-tls-cipher-suite", HeaderValue::from_static(cipher));
+}
+
 /// Adds `Root=1-<epoch hex>-<24 hex>` to X-Amzn-Trace-Id (keeping an incoming Root), returns it.
 pub fn trace_id(h: &mut HeaderMap, now_secs: u64) -> String {
     if let Some(v) = h.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {

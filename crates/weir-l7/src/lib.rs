@@ -1,4 +1,5 @@
-//! The ALB data plane: accepts HTTP/1.1 connections on a load balancer's addresses, evaluates the
+//! The ALB data plane: accepts HTTP/1.1 and HTTP/2 connections (plain or TLS-terminated with
+//! SNI certificates) on a load balancer's addresses, evaluates the
 //! listener's rules against each request and runs the matching action (forward to a target
 //! picked from a weighted target group, redirect, fixed response), proxying over pooled
 //! keep-alive connections to targets.
@@ -16,12 +17,16 @@ pub mod responses;
 pub mod rules;
 pub mod snapshot;
 pub mod stats;
+pub mod sticky;
+pub mod tls;
+pub mod upstream;
 
 pub use error::{ErrorSide, ProxyError};
 pub use proxy::{serve_listener, ListenerHandle};
 pub use rules::{CompiledRules, RequestView};
 pub use snapshot::{
-    CompiledAction, ForwardGroup, LbSettings, ListenerSnapshot, SnapshotCell, TargetGroupRuntime,
-    XffMode,
+    CompiledAction, ForwardAction, ForwardGroup, LbSettings, ListenerSnapshot, SnapshotCell,
+    Stickiness, TargetGroupRuntime, TlsSnapshot, XffMode,
 };
 pub use stats::ListenerStats;
+pub use upstream::TargetProtocol;

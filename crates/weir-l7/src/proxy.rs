@@ -20,9 +20,8 @@ use http::{header, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -32,16 +31,22 @@ use crate::error::ProxyError;
 use crate::headers;
 use crate::responses::{self, ProxyBody, UrlParts};
 use crate::rules::RequestView;
-use crate::snapshot::{CompiledAction, ForwardGroup, ListenerSnapshot, SnapshotCell};
+use crate::snapshot::{CompiledAction, ForwardAction, ListenerSnapshot, SnapshotCell, Stickiness};
 use crate::stats::ListenerStats;
-
-/// How long the load balancer waits for a TCP connection to a target (ALB: 10 s).
-pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::sticky;
+use crate::tls::{self, TlsInfo};
+use crate::upstream::{TargetProtocol, UpstreamBody, Upstreams};
 
 /// ALB's limit on a whole request head; beyond it hyper answers 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// ALB's limit on the request line and on any single header line; beyond it the answer is 400.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Most header fields in one HTTP/1.1 request head.
+pub const MAX_HEADERS: usize = 200;
+/// Concurrent HTTP/2 streams per client connection (ALB: 128).
+pub const MAX_CONCURRENT_STREAMS: u32 = 128;
+/// How long a client has to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One bound address of a listener and the task accepting on it.
 #[derive(Debug)]
@@ -122,7 +127,7 @@ impl ListenerHandle {
 
 struct Proxy {
     cell: SnapshotCell,
-    client: Client<HttpConnector, Incoming>,
+    upstreams: Upstreams,
     stats: Arc<ListenerStats>,
 }
 
@@ -131,15 +136,8 @@ pub async fn serve_listener(
     addrs: &[SocketAddr],
     cell: SnapshotCell,
 ) -> io::Result<ListenerHandle> {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(TARGET_CONNECT_TIMEOUT));
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(55))
-        .pool_timer(TokioTimer::new())
-        .build(connector);
     let stats = Arc::new(ListenerStats::default());
-    let proxy = Arc::new(Proxy { cell, client, stats: stats.clone() });
+    let proxy = Arc::new(Proxy { cell, upstreams: Upstreams::new(), stats: stats.clone() });
     let (shutdown, _) = watch::channel(false);
     let mut handle = ListenerHandle { proxy, bound: Vec::new(), shutdown, stats };
     if let Err(e) = handle.set_addresses(addrs).await {
@@ -162,35 +160,120 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
-        let mut shutdown = shutdown.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             proxy.stats.new_connections.fetch_add(1, Ordering::Relaxed);
             proxy.stats.active_connections.fetch_add(1, Ordering::Relaxed);
-            let idle = proxy.cell.load().lb.idle_timeout;
-            let p = proxy.clone();
-            let svc = service_fn(move |req| p.clone().handle(req, peer));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(idle)
-                .keep_alive(true)
-                .max_buf_size(MAX_HEAD_BYTES + 16 * 1024)
-                .max_header_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            let snap = proxy.cell.load_full();
+            match &snap.tls {
+                Some(tls) => {
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => {
+                            let (_, conn) = stream.get_ref();
+                            let sni = conn.server_name().map(str::to_string);
+                            let info = TlsInfo {
+                                version: conn.protocol_version().map_or("-", tls::version_name),
+                                cipher: conn
+                                    .negotiated_cipher_suite()
+                                    .map_or("-", tls::cipher_name),
+                                certificate_arn: tls::select(&tls.certificates, sni.as_deref())
+                                    .map(|c| c.arn.clone()),
+                                sni,
+                            };
+                            let mode = if conn.alpn_protocol() == Some(b"h2") {
+                                Mode::H2
+                            } else {
+                                Mode::H1
+                            };
+                            let conn = ConnInfo { peer, tls: Some(Arc::new(info)) };
+                            serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
+                        }
+                        Ok(Err(e)) => {
+                            proxy.stats.tls_negotiation_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            proxy.stats.tls_negotiation_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
                     }
                 }
-                _ = shutdown.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+                None => {
+                    // h2c with prior knowledge is recognised by its preface when HTTP/2 is on.
+                    let mode = if snap.lb.http2 { Mode::Auto } else { Mode::H1 };
+                    let conn = ConnInfo { peer, tls: None };
+                    serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
                 }
             }
             proxy.stats.active_connections.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Which HTTP versions a connection may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// HTTP/1.1 only (ALPN `http/1.1` or none, or HTTP/2 disabled).
+    H1,
+    /// HTTP/2 only (ALPN `h2`).
+    H2,
+    /// HTTP/1.1, or HTTP/2 when the connection starts with the h2 preface (h2c).
+    Auto,
+}
+
+/// What the request path knows of the client connection.
+#[derive(Debug, Clone)]
+struct ConnInfo {
+    peer: SocketAddr,
+    tls: Option<Arc<TlsInfo>>,
+}
+
+async fn serve_connection<I>(
+    proxy: &Arc<Proxy>,
+    io: I,
+    conn: ConnInfo,
+    mode: Mode,
+    snap: &ListenerSnapshot,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer;
+    let p = proxy.clone();
+    let svc = service_fn(move |req| p.clone().handle(req, conn.clone()));
+    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(snap.lb.idle_timeout)
+        .keep_alive(true)
+        .max_buf_size(MAX_HEAD_BYTES + 16 * 1024)
+        .max_headers(MAX_HEADERS);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .keep_alive_interval(None);
+    let builder = match mode {
+        Mode::H1 => builder.http1_only(),
+        Mode::H2 => builder.http2_only(),
+        Mode::Auto => builder,
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+            }
+        }
+        _ = shutdown.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
@@ -244,12 +327,13 @@ impl Proxy {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
+        conn: ConnInfo,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let snap = self.cell.load_full();
+        let peer = conn.peer;
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true };
-        let resp = match self.route(req, peer, &snap).await {
+        let resp = match self.route(req, &conn, &snap).await {
             Ok(r) => r,
             Err(e) => {
                 self.stats.record_elb(e.status);
@@ -264,14 +348,22 @@ impl Proxy {
     async fn route(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
+        conn: &ConnInfo,
         snap: &ListenerSnapshot,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let line_len = req.method().as_str().len() + req.uri().to_string().len() + 10;
-        let longest_header =
-            req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 2).max().unwrap_or(0);
+        let mut longest_header = 0;
+        let mut head = line_len;
+        for (k, v) in req.headers() {
+            let n = k.as_str().len() + v.len() + 2;
+            longest_header = longest_header.max(n);
+            head += n + 2;
+        }
         if line_len > MAX_LINE_BYTES || longest_header > MAX_LINE_BYTES {
             return Err(ProxyError::bad_request("LineTooLong"));
+        }
+        if head > MAX_HEAD_BYTES {
+            return Err(ProxyError::head_too_large());
         }
         let host_header = match req.headers().get(header::HOST) {
             Some(h) => Some(
@@ -305,14 +397,14 @@ impl Proxy {
             path: uri.path(),
             query: uri.query(),
             headers: req.headers(),
-            source: peer.ip(),
+            source: conn.peer.ip(),
         };
         let (_priority, action) = snap.rules.evaluate(&view);
         match action.as_ref() {
             CompiledAction::Fixed(f) => Ok(own(responses::fixed(f), snap)),
             CompiledAction::Redirect(r) => {
                 let parts = UrlParts {
-                    protocol: "http",
+                    protocol: if conn.tls.is_some() { "https" } else { "http" },
                     host: &host,
                     port: snap.port,
                     path: uri.path(),
@@ -320,62 +412,199 @@ impl Proxy {
                 };
                 Ok(own(responses::redirect(r, &parts), snap))
             }
-            CompiledAction::Forward(groups) => self.forward(req, peer, snap, groups).await,
+            CompiledAction::Forward(fwd) => self.forward(req, conn, &host_full, snap, fwd).await,
         }
     }
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
-        peer: SocketAddr,
+        mut req: Request<Incoming>,
+        conn: &ConnInfo,
+        host: &str,
         snap: &ListenerSnapshot,
-        groups: &[ForwardGroup],
+        fwd: &ForwardAction,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let group = if groups.len() == 1 {
-            &groups[0]
-        } else {
-            let weights: Vec<u32> = groups.iter().map(|g| g.weight).collect();
-            pick_weighted(&weights).and_then(|i| groups.get(i)).ok_or_else(ProxyError::no_target)?
+        // The target group: the one the client's AWSALBTG cookie names while it can serve,
+        // otherwise one picked by weight.
+        let tg_cookie = fwd.group_stickiness.and_then(|_| {
+            sticky::cookie(req.headers(), sticky::TG_COOKIE)
+                .or_else(|| sticky::cookie(req.headers(), sticky::TG_COOKIE_CORS))
+        });
+        let sticky_group = tg_cookie.and_then(|t| {
+            fwd.groups.iter().find(|g| {
+                g.weight > 0
+                    && sticky::group_matches(t, &g.group.arn)
+                    && g.group.selector.targets().iter().any(|c| c.is_routable())
+            })
+        });
+        let group = match sticky_group {
+            Some(g) => g,
+            None if fwd.groups.len() == 1 => &fwd.groups[0],
+            None => {
+                let weights: Vec<u32> = fwd.groups.iter().map(|g| g.weight).collect();
+                pick_weighted(&weights)
+                    .and_then(|i| fwd.groups.get(i))
+                    .ok_or_else(ProxyError::no_target)?
+            }
         };
-        let target = group.group.selector.pick(None).ok_or_else(ProxyError::no_target)?;
-        let addr = target.target().addr;
+        let tg = &group.group;
 
+        // The target: the one the stickiness cookie names while it may receive traffic.
+        let sticky_name = match &tg.stickiness {
+            Stickiness::None => None,
+            Stickiness::LbCookie(_) => Some(sticky::LB_COOKIE),
+            Stickiness::AppCookie { .. } => Some(sticky::APP_COOKIE),
+        };
+        let sticky_target = sticky_name
+            .and_then(|n| {
+                sticky::cookie(req.headers(), n).or_else(|| {
+                    (n == sticky::LB_COOKIE)
+                        .then(|| sticky::cookie(req.headers(), sticky::LB_COOKIE_CORS))
+                        .flatten()
+                })
+            })
+            .and_then(|t| sticky::parse_target_token(t, &tg.arn))
+            .and_then(|k| tg.selector.pick_key(&k));
+        let mut target = match sticky_target.or_else(|| tg.selector.pick(None)) {
+            Some(t) => t,
+            None => return Err(ProxyError::no_target()),
+        };
+
+        let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+        let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
         let (mut parts, body) = req.into_parts();
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = Uri::try_from(format!("http://{addr}{pq}"))
-            .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
-        parts.version = Version::HTTP_11;
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        let from_h2 = parts.version == Version::HTTP_2;
         headers::strip_hop_by_hop(&mut parts.headers);
-        headers::apply_forwarded(&mut parts.headers, peer, snap.port, "http", &snap.lb)?;
+        if from_h2 {
+            headers::join_cookies(&mut parts.headers);
+        }
+        let host_out = if snap.lb.preserve_host_header {
+            host.to_string()
+        } else {
+            let default_port = if conn.tls.is_some() { 443 } else { 80 };
+            let name = host_without_port(host);
+            let name = if name.contains(':') { format!("[{name}]") } else { name.to_string() };
+            if snap.port == default_port {
+                name
+            } else {
+                format!("{name}:{}", snap.port)
+            }
+        };
+        if let Ok(v) = HeaderValue::from_str(&host_out) {
+            parts.headers.insert(header::HOST, v);
+        }
+        let proto = if conn.tls.is_some() { "https" } else { "http" };
+        headers::apply_forwarded(&mut parts.headers, conn.peer, snap.port, proto, &snap.lb)?;
+        if let (Some(t), true) = (&conn.tls, snap.lb.tls_headers) {
+            headers::tls_version_and_cipher(&mut parts.headers, t.version, t.cipher);
+        }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         headers::trace_id(&mut parts.headers, now);
-        let upstream = Request::from_parts(parts, body);
+        if let (Some(_), Some(u)) = (&client_upgrade, &upgrade_proto) {
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, u.clone());
+        }
+        let version = match tg.protocol {
+            TargetProtocol::Http1 | TargetProtocol::Https1 => Version::HTTP_11,
+            TargetProtocol::H2c | TargetProtocol::Https2 => Version::HTTP_2,
+        };
 
-        let result =
-            tokio::time::timeout(snap.lb.idle_timeout, self.client.request(upstream)).await;
-        let resp = match result {
-            Err(_) => return Err(ProxyError::target_timeout()),
-            Ok(Err(e)) if e.is_connect() => {
-                self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
-                let timed_out = connect_timed_out(&e);
-                tracing::debug!(target = %addr, error = ?e, "target connection failed");
-                return Err(if timed_out {
-                    ProxyError::connect_timeout()
-                } else {
-                    ProxyError::connect_refused()
-                });
+        let (mut body, mut slot) = UpstreamBody::new(body);
+        let mut retried = false;
+        let resp = loop {
+            let addr = target.target().addr;
+            let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
+                .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
+            let mut up = Request::new(body);
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = uri;
+            *up.version_mut() = version;
+            *up.headers_mut() = parts.headers.clone();
+            let result =
+                tokio::time::timeout(snap.lb.idle_timeout, self.upstreams.request(tg.protocol, up))
+                    .await;
+            match result {
+                Err(_) => return Err(ProxyError::target_timeout()),
+                Ok(Err(e)) if e.is_connect() => {
+                    self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(target = %addr, error = ?e, "target connection failed");
+                    // Nothing reached this target: try once more on another one, with the
+                    // body the client is still holding.
+                    let next =
+                        (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten();
+                    let back = slot.take_back();
+                    match (next, back) {
+                        (Some(t), Some(b)) => {
+                            retried = true;
+                            target = t;
+                            (body, slot) = UpstreamBody::new(b);
+                            continue;
+                        }
+                        _ => {
+                            return Err(if connect_timed_out(&e) {
+                                ProxyError::connect_timeout()
+                            } else {
+                                ProxyError::connect_refused()
+                            })
+                        }
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(target = %addr, error = ?e, "target request failed");
+                    return Err(ProxyError::target_failed());
+                }
+                Ok(Ok(r)) => break r,
             }
-            Ok(Err(e)) => {
-                tracing::debug!(target = %addr, error = ?e, "target request failed");
-                return Err(ProxyError::target_failed());
-            }
-            Ok(Ok(r)) => r,
         };
         self.stats.record_target(resp.status().as_u16());
+        let mut resp = resp;
+        let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+            && client_upgrade.is_some())
+        .then(|| hyper::upgrade::on(&mut resp));
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
-        if parts.status == http::StatusCode::SWITCHING_PROTOCOLS {
+
+        // Stickiness cookies.
+        let key = &target.target().key;
+        match &tg.stickiness {
+            Stickiness::None => {}
+            Stickiness::LbCookie(d) => {
+                let v = sticky::target_token(&tg.arn, key);
+                append_cookie(&mut parts.headers, sticky::LB_COOKIE, &v, *d, false);
+                append_cookie(&mut parts.headers, sticky::LB_COOKIE_CORS, &v, *d, true);
+            }
+            Stickiness::AppCookie { name, duration } => {
+                if sticky::sets_cookie(&parts.headers, name) {
+                    let v = sticky::target_token(&tg.arn, key);
+                    append_cookie(&mut parts.headers, sticky::APP_COOKIE, &v, *duration, false);
+                }
+            }
+        }
+        if let Some(d) = fwd.group_stickiness {
+            let v = sticky::group_token(&tg.arn);
+            append_cookie(&mut parts.headers, sticky::TG_COOKIE, &v, d, false);
+            append_cookie(&mut parts.headers, sticky::TG_COOKIE_CORS, &v, d, true);
+        }
+
+        if let (Some(client), Some(upstream)) = (client_upgrade, target_upgrade) {
             parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(u) = upgrade_proto {
+                parts.headers.insert(header::UPGRADE, u);
+            }
+            self.stats.websocket_upgrades.fetch_add(1, Ordering::Relaxed);
+            // The tunnel stays outstanding on the target until either side closes it.
+            tokio::spawn(async move {
+                let _held = target;
+                let (client, upstream) = match tokio::join!(client, upstream) {
+                    (Ok(c), Ok(u)) => (c, u),
+                    _ => return,
+                };
+                let mut client = TokioIo::new(client);
+                let mut upstream = TokioIo::new(upstream);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+            return Ok(Response::from_parts(parts, body.boxed()));
         }
         // The request stays outstanding on the target until its response body is done.
         let body = body.map_err(move |e| {
@@ -384,6 +613,25 @@ impl Proxy {
         });
         Ok(Response::from_parts(parts, body.boxed()))
     }
+}
+
+fn append_cookie(h: &mut http::HeaderMap, name: &str, value: &str, d: Duration, cors: bool) {
+    if let Some(v) = sticky::set_cookie(name, value, d, cors) {
+        h.append(header::SET_COOKIE, v);
+    }
+}
+
+/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 #[cfg(test)]

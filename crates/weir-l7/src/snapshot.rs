@@ -8,6 +8,8 @@ use weir_balance::Selector;
 use weir_model::{FixedResponseConfig, RedirectConfig};
 
 use crate::rules::CompiledRules;
+use crate::tls::LoadedCertificate;
+use crate::upstream::TargetProtocol;
 
 /// `routing.http.xff_header_processing.mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +35,13 @@ pub struct LbSettings {
     pub xff_client_port: bool,
     /// `routing.http.drop_invalid_header_fields.enabled`.
     pub drop_invalid_header_fields: bool,
+    /// `routing.http2.enabled`: offer `h2` in ALPN and accept h2c prior knowledge.
+    pub http2: bool,
+    /// `routing.http.x_amzn_tls_version_and_cipher_suite.enabled`.
+    pub tls_headers: bool,
+    /// `routing.http.preserve_host_header.enabled`: send the client's Host (port included)
+    /// unchanged; otherwise the port is dropped when it is the listener's default.
+    pub preserve_host_header: bool,
 }
 
 impl Default for LbSettings {
@@ -43,6 +52,9 @@ impl Default for LbSettings {
             xff_mode: XffMode::Append,
             xff_client_port: false,
             drop_invalid_header_fields: false,
+            http2: true,
+            tls_headers: false,
+            preserve_host_header: false,
         }
     }
 }
@@ -56,6 +68,26 @@ pub struct TargetGroupRuntime {
     pub name: String,
     /// Picks targets.
     pub selector: Selector,
+    /// How targets are spoken to.
+    pub protocol: TargetProtocol,
+    /// Session stickiness.
+    pub stickiness: Stickiness,
+}
+
+/// A target group's `stickiness.*` attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stickiness {
+    /// Off.
+    None,
+    /// `lb_cookie`: the load balancer's `AWSALB` cookie, valid this long.
+    LbCookie(Duration),
+    /// `app_cookie`: when the target sets cookie `name`, `AWSALBAPP-0` follows it.
+    AppCookie {
+        /// The application's cookie name.
+        name: String,
+        /// Lifetime of `AWSALBAPP-0`.
+        duration: Duration,
+    },
 }
 
 /// One target group of a forward action, with its weight.
@@ -67,11 +99,20 @@ pub struct ForwardGroup {
     pub weight: u32,
 }
 
+/// A compiled forward action.
+#[derive(Debug)]
+pub struct ForwardAction {
+    /// The groups, chosen by weight.
+    pub groups: Vec<ForwardGroup>,
+    /// Target-group stickiness (`AWSALBTG`) and its lifetime.
+    pub group_stickiness: Option<Duration>,
+}
+
 /// A compiled action.
 #[derive(Debug)]
 pub enum CompiledAction {
-    /// Forward to one of the groups, chosen by weight.
-    Forward(Vec<ForwardGroup>),
+    /// Forward to one of the groups.
+    Forward(ForwardAction),
     /// Redirect.
     Redirect(RedirectConfig),
     /// Fixed response.
@@ -90,6 +131,17 @@ pub struct ListenerSnapshot {
     /// `routing.http.response.server.enabled`: whether responses the load balancer writes
     /// itself carry `Server: awselb/2.0`.
     pub server_header: bool,
+    /// TLS termination of an HTTPS listener.
+    pub tls: Option<TlsSnapshot>,
+}
+
+/// The TLS side of an HTTPS listener.
+#[derive(Debug, Clone)]
+pub struct TlsSnapshot {
+    /// rustls configuration (certificates by SNI, policy, ALPN).
+    pub config: Arc<rustls::ServerConfig>,
+    /// The certificates, default first.
+    pub certificates: Vec<Arc<LoadedCertificate>>,
 }
 
 /// The current snapshot of one listener, replaced atomically on every configuration change.

@@ -27,6 +27,12 @@ pub struct ListenerStats {
     pub new_connections: AtomicU64,
     /// `ActiveConnectionCount` (current).
     pub active_connections: AtomicU64,
+    /// `ClientTLSNegotiationErrorCount`.
+    pub tls_negotiation_errors: AtomicU64,
+    /// WebSocket connections established (`ws`/`wss` in access logs).
+    pub websocket_upgrades: AtomicU64,
+    /// Requests the client sent over HTTP/2.
+    pub http2_requests: AtomicU64,
 }
 
 impl ListenerStats {

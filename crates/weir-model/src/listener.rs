@@ -20,7 +20,25 @@ pub struct Listener {
     /// Listener attributes.
     #[serde(default = "default_listener_attributes")]
     pub attributes: crate::Attributes,
+    /// Certificate ARNs of an HTTPS listener; the first is the default certificate.
+    #[serde(default)]
+    pub certificates: Vec<String>,
+    /// The security policy of an HTTPS listener.
+    #[serde(default)]
+    pub ssl_policy: Option<String>,
 }
+
+/// The TLS settings given when a listener is created or modified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// The default certificate (AWS takes exactly one at creation).
+    pub certificates: Vec<String>,
+    /// Security policy name; `None` keeps the current one (or the default).
+    pub ssl_policy: Option<String>,
+}
+
+/// The most certificates a listener may hold (ALB's quota, default certificate excluded).
+pub const MAX_CERTIFICATES_PER_LISTENER: usize = 25;
 
 fn default_listener_attributes() -> crate::Attributes {
     crate::Attributes::new(crate::AttributeSet::AlbListener)

@@ -186,6 +186,21 @@ fn condition(c: &Value) -> Result<Condition> {
     })
 }
 
+/// Certificate ARNs of a `Certificates` list (`[{CertificateArn}]`).
+pub fn certificate_arns(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|c| get_str(c, "CertificateArn")).collect())
+        .unwrap_or_default()
+}
+
+/// `Certificates` (`[{CertificateArn}]`) and `SslPolicy` of a listener.
+pub fn listener_tls(p: &Value) -> crate::ListenerTls {
+    crate::ListenerTls {
+        certificates: certificate_arns(p.get("Certificates")),
+        ssl_policy: get_str(p, "SslPolicy"),
+    }
+}
+
 /// A list of target descriptions.
 pub fn targets(v: Option<&Value>) -> Result<Vec<TargetSpec>> {
     let Some(list) = v else { return Ok(Vec::new()) };

@@ -10,7 +10,7 @@ use crate::action::{validate_actions, Action};
 use crate::condition::{validate_rule_conditions, Condition};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::ids;
-use crate::listener::{Listener, Rule, RulePriority};
+use crate::listener::{Listener, ListenerTls, Rule, RulePriority, MAX_CERTIFICATES_PER_LISTENER};
 use crate::load_balancer::{LoadBalancer, LoadBalancerType, Scheme};
 use crate::target_group::{Protocol, Target, TargetGroup, TargetType};
 use crate::zones;
@@ -420,6 +420,7 @@ impl State {
         port: u16,
         protocol: Protocol,
         default_actions: Vec<Action>,
+        tls: ListenerTls,
     ) -> Result<String> {
         let lb = self.load_balancer(lb_arn)?;
         if port == 0 {
@@ -440,12 +441,8 @@ impl State {
                 ),
             ));
         }
-        if protocol != Protocol::Http {
-            return Err(ModelError::new(
-                ErrorCode::UnsupportedProtocol,
-                format!("Listener protocol '{}' is not supported by Weir yet", protocol.as_str()),
-            ));
-        }
+        check_listener_protocol(protocol)?;
+        let (certificates, ssl_policy) = check_tls(protocol, &tls, &[], None)?;
         if self.listeners_of(lb_arn).iter().any(|l| l.port == port) {
             return Err(ModelError::new(
                 ErrorCode::DuplicateListener,
@@ -481,6 +478,8 @@ impl State {
                 } else {
                     crate::AttributeSet::AlbListener
                 }),
+                certificates,
+                ssl_policy,
             },
         );
         Ok(arn)
@@ -585,13 +584,15 @@ impl State {
         self.rules.get(arn).ok_or_else(|| not_found(ErrorCode::RuleNotFound, "Rule", arn))
     }
 
-    /// Changes a listener's port, protocol and/or default actions.
+    /// Changes a listener's port, protocol, default actions, default certificate and/or
+    /// security policy.
     pub fn modify_listener(
         &mut self,
         arn: &str,
         port: Option<u16>,
         protocol: Option<Protocol>,
         actions: Option<Vec<Action>>,
+        tls: ListenerTls,
     ) -> Result<()> {
         let l = self.listener(arn)?.clone();
         let lb = self.load_balancer(&l.load_balancer_arn)?;
@@ -607,22 +608,72 @@ impl State {
             }
         }
         if let Some(p) = protocol {
-            if p != Protocol::Http {
-                return Err(ModelError::new(
-                    ErrorCode::UnsupportedProtocol,
-                    format!("Listener protocol '{}' is not supported by Weir yet", p.as_str()),
-                ));
-            }
+            check_listener_protocol(p)?;
         }
+        let (certificates, ssl_policy) = check_tls(
+            protocol.unwrap_or(l.protocol),
+            &tls,
+            &l.certificates,
+            l.ssl_policy.as_deref(),
+        )?;
         if let Some(a) = &actions {
             self.check_actions(lb, a)?;
         }
         if let Some(l) = self.listeners.get_mut(arn) {
             l.port = port.unwrap_or(l.port);
             l.protocol = protocol.unwrap_or(l.protocol);
+            l.certificates = certificates;
+            l.ssl_policy = ssl_policy;
             if let Some(a) = actions {
                 l.default_actions = a;
             }
+        }
+        Ok(())
+    }
+
+    /// Adds non-default certificates to an HTTPS listener (already present ones are kept once).
+    pub fn add_listener_certificates(&mut self, arn: &str, certs: &[String]) -> Result<()> {
+        let l = self.listener(arn)?;
+        if l.protocol != Protocol::Https {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!(
+                    "Certificates apply only to HTTPS and TLS listeners; listener '{arn}' uses {}",
+                    l.protocol.as_str()
+                ),
+            ));
+        }
+        let mut all = l.certificates.clone();
+        for c in certs {
+            if !all.contains(c) {
+                all.push(c.clone());
+            }
+        }
+        if all.len() > MAX_CERTIFICATES_PER_LISTENER + 1 {
+            return Err(ModelError::new(
+                ErrorCode::TooManyCertificates,
+                format!(
+                    "A listener can have at most {MAX_CERTIFICATES_PER_LISTENER} certificates besides the default"
+                ),
+            ));
+        }
+        if let Some(l) = self.listeners.get_mut(arn) {
+            l.certificates = all;
+        }
+        Ok(())
+    }
+
+    /// Removes non-default certificates from a listener. The default one cannot be removed.
+    pub fn remove_listener_certificates(&mut self, arn: &str, certs: &[String]) -> Result<()> {
+        let l = self.listener(arn)?;
+        if l.certificates.first().is_some_and(|d| certs.contains(d)) {
+            return Err(ModelError::new(
+                ErrorCode::OperationNotPermitted,
+                "The default certificate of a listener cannot be removed; modify the listener instead",
+            ));
+        }
+        if let Some(l) = self.listeners.get_mut(arn) {
+            l.certificates.retain(|c| !certs.contains(c));
         }
         Ok(())
     }
@@ -777,3 +828,66 @@ impl State {
 
 #[cfg(test)]
 mod tests;
+
+fn check_listener_protocol(p: Protocol) -> Result<()> {
+    if !matches!(p, Protocol::Http | Protocol::Https) {
+        return Err(ModelError::new(
+            ErrorCode::UnsupportedProtocol,
+            format!("Listener protocol '{}' is not supported by Weir yet", p.as_str()),
+        ));
+    }
+    Ok(())
+}
+
+/// The certificate list and policy a listener ends up with: HTTPS needs a default certificate
+/// and gets the default policy when it names none; HTTP has neither.
+fn check_tls(
+    protocol: Protocol,
+    tls: &ListenerTls,
+    current_certs: &[String],
+    current_policy: Option<&str>,
+) -> Result<(Vec<String>, Option<String>)> {
+    if protocol != Protocol::Https {
+        if !tls.certificates.is_empty() || tls.ssl_policy.is_some() {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!(
+                    "Certificates and SSL policies apply only to HTTPS listeners, not {}",
+                    protocol.as_str()
+                ),
+            ));
+        }
+        return Ok((Vec::new(), None));
+    }
+    if tls.certificates.len() > 1 {
+        return Err(ModelError::validation(
+            "A listener takes exactly one default certificate; add others with AddListenerCertificates",
+        ));
+    }
+    let mut certs = current_certs.to_vec();
+    if let Some(c) = tls.certificates.first() {
+        if !c.starts_with("arn:") || !c.contains(":certificate/") {
+            return Err(ModelError::new(
+                ErrorCode::CertificateNotFound,
+                format!("Certificate '{c}' not found"),
+            ));
+        }
+        certs.retain(|x| x != c);
+        certs.insert(0, c.clone());
+    }
+    if certs.is_empty() {
+        return Err(ModelError::validation("A certificate must be specified for HTTPS listeners"));
+    }
+    let policy = tls
+        .ssl_policy
+        .clone()
+        .or_else(|| current_policy.map(str::to_string))
+        .unwrap_or_else(|| crate::tls_policies::DEFAULT_POLICY.to_string());
+    if crate::tls_policies::policy(&policy).is_none() {
+        return Err(ModelError::new(
+            ErrorCode::SSLPolicyNotFound,
+            format!("SSL policy '{policy}' not found"),
+        ));
+    }
+    Ok((certs, Some(policy)))
+}

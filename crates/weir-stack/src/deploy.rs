@@ -77,6 +77,7 @@ const SUPPORTED: &[&str] = &[
     "AWS::ElasticLoadBalancingV2::TargetGroup",
     "AWS::ElasticLoadBalancingV2::Listener",
     "AWS::ElasticLoadBalancingV2::ListenerRule",
+    "AWS::ElasticLoadBalancingV2::ListenerCertificate",
 ];
 
 fn terr(m: impl Into<String>) -> StackError {
@@ -313,8 +314,16 @@ fn create(
             let protocol =
                 Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
             let actions = convert::actions(p.get("DefaultActions"))?;
-            let arn = state.create_listener(&lb, port, protocol, actions)?;
+            let tls = weir_model::shape::listener_tls(p);
+            let arn = state.create_listener(&lb, port, protocol, actions, tls)?;
             Ok((arn.clone(), BTreeMap::from([("ListenerArn".into(), json!(arn))])))
+        }
+        "AWS::ElasticLoadBalancingV2::ListenerCertificate" => {
+            let l = get_str(p, "ListenerArn")
+                .ok_or_else(|| ModelError::validation("ListenerCertificate needs a ListenerArn"))?;
+            let certs = weir_model::shape::certificate_arns(p.get("Certificates"));
+            state.add_listener_certificates(&l, &certs)?;
+            Ok((format!("{l}|{}", certs.join(",")), BTreeMap::new()))
         }
         "AWS::ElasticLoadBalancingV2::ListenerRule" => {
             let l = get_str(p, "ListenerArn")

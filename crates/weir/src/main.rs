@@ -46,6 +46,9 @@ enum Command {
         /// Where the AWS Query API listens (its state is in memory for `up`).
         #[arg(long, default_value = "127.0.0.1:9400")]
         api_address: SocketAddr,
+        /// Directory certificate ARNs are looked up in (default: `certs/` beside the template).
+        #[arg(long)]
+        certificate_dir: Option<PathBuf>,
     },
     /// Serve the AWS Query API and the data plane, with state persisted under --data-dir.
     Serve {
@@ -65,6 +68,21 @@ enum Command {
         /// Serve the API without authentication (local use only).
         #[arg(long, conflicts_with = "credentials")]
         no_auth: bool,
+        /// Directory certificate ARNs are looked up in (default: `DATA_DIR/certs`).
+        #[arg(long)]
+        certificate_dir: Option<PathBuf>,
+    },
+    /// Create a self-signed certificate (and key) in a certificate directory and print the ARN
+    /// that HTTPS listeners use to name it.
+    Certificate {
+        /// Certificate name: the last part of its ARN and the file name (`NAME.pem`).
+        name: String,
+        /// DNS names it covers (repeatable; `*.example.com` for a wildcard).
+        #[arg(long = "dns-name", required = true)]
+        dns_names: Vec<String>,
+        /// Directory to write to.
+        #[arg(long, default_value = "certs")]
+        certificate_dir: PathBuf,
     },
     /// Parse and deploy a template into an empty state without serving, and print the result.
     Validate {
@@ -101,6 +119,23 @@ fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
             None => bail!("parameter '{p}' must be KEY=VALUE"),
         })
         .collect()
+}
+
+/// Writes a self-signed certificate and its key to `DIR/NAME.pem`; returns the ARN naming it.
+fn create_certificate(dir: &std::path::Path, name: &str, dns_names: Vec<String>) -> Result<String> {
+    let arn = format!(
+        "arn:aws:acm:{}:{}:certificate/{name}",
+        weir_model::ids::DEFAULT_REGION,
+        weir_model::ids::DEFAULT_ACCOUNT
+    );
+    weir_dataplane::tls::CertificateStore::name_of(&arn)?;
+    let c = rcgen::generate_simple_self_signed(dns_names).context("generating the certificate")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{name}.pem"));
+    std::fs::write(&path, format!("{}{}", c.cert.pem(), c.key_pair.serialize_pem()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("weir: wrote {}", path.display());
+    Ok(arn)
 }
 
 fn now_ms() -> u64 {
@@ -223,7 +258,14 @@ async fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { api_address, data_dir, public_addresses, credentials, no_auth } => {
+        Command::Serve {
+            api_address,
+            data_dir,
+            public_addresses,
+            credentials,
+            no_auth,
+            certificate_dir,
+        } => {
             let auth = if no_auth {
                 None
             } else {
@@ -240,7 +282,12 @@ async fn main() -> Result<()> {
             };
             let store = weir_store::Store::open(&data_dir)
                 .with_context(|| format!("opening state in {}", data_dir.display()))?;
-            let dp = Dataplane::new(DataplaneConfig { public_addresses, bind_zone_nodes: true });
+            let certificate_dir = certificate_dir.unwrap_or_else(|| data_dir.join("certs"));
+            let dp = Dataplane::new(DataplaneConfig {
+                public_addresses,
+                bind_zone_nodes: true,
+                certificate_dir,
+            });
             if let Err(e) = dp.apply(store.state()).await {
                 eprintln!("weir: some listeners could not start: {e}");
             }
@@ -264,6 +311,7 @@ async fn main() -> Result<()> {
             public_addresses,
             no_demo_backends,
             api_address,
+            certificate_dir,
         } => {
             let stack = stack_name.unwrap_or_else(|| {
                 file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned())
@@ -271,7 +319,14 @@ async fn main() -> Result<()> {
             let (template, state, deployment) = load(&file, &stack, &parse_params(&parameters)?)?;
             let _backends =
                 if no_demo_backends { Vec::new() } else { start_demo_backends(&template).await? };
-            let dp = Dataplane::new(DataplaneConfig { public_addresses, bind_zone_nodes: true });
+            let certificate_dir = certificate_dir.unwrap_or_else(|| {
+                file.parent().unwrap_or(std::path::Path::new(".")).join("certs")
+            });
+            let dp = Dataplane::new(DataplaneConfig {
+                public_addresses,
+                bind_zone_nodes: true,
+                certificate_dir,
+            });
             dp.apply(&state).await.context("starting listeners")?;
             print_summary(&state, &deployment, &stack);
             for l in state.listeners.values() {
@@ -279,7 +334,7 @@ async fn main() -> Result<()> {
                     .listener_addrs(&l.arn)
                     .await
                     .iter()
-                    .map(|a| format!("http://{a}/"))
+                    .map(|a| format!("{}://{a}/", l.protocol.as_str().to_ascii_lowercase()))
                     .collect();
                 println!("  serving listener port {} on {}", l.port, addrs.join(" "));
             }
@@ -299,6 +354,10 @@ async fn main() -> Result<()> {
                 file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned());
             let (_, state, deployment) = load(&file, &stack, &parse_params(&parameters)?)?;
             print_summary(&state, &deployment, &stack);
+        }
+        Command::Certificate { name, dns_names, certificate_dir } => {
+            let arn = create_certificate(&certificate_dir, &name, dns_names)?;
+            println!("{arn}");
         }
         Command::DemoBackend { port, name, address, health_status, delay_ms } => {
             let b = DemoBackend::start(SocketAddr::new(address, port), &name).await?;

@@ -44,10 +44,10 @@ fn lifecycle_and_errors() {
             .code,
         ErrorCode::DuplicateLoadBalancerName
     );
-    let l = s.create_listener(&lb, 80, Protocol::Http, forward(&tg)).unwrap();
+    let l = s.create_listener(&lb, 80, Protocol::Http, forward(&tg), Default::default()).unwrap();
     assert!(l.contains(":listener/app/web/"));
     assert_eq!(
-        s.create_listener(&lb, 80, Protocol::Http, fixed()).unwrap_err().code,
+        s.create_listener(&lb, 80, Protocol::Http, fixed(), Default::default()).unwrap_err().code,
         ErrorCode::DuplicateListener
     );
     let conds = || vec![Condition::PathPattern(vec!["/a".into()])];
@@ -103,15 +103,19 @@ fn incompatible_and_associated_target_groups() {
             .unwrap();
     let tcp = s.add_target_group(tcp).unwrap();
     assert_eq!(
-        s.create_listener(&lb, 81, Protocol::Http, forward(&tcp)).unwrap_err().code,
+        s.create_listener(&lb, 81, Protocol::Http, forward(&tcp), Default::default())
+            .unwrap_err()
+            .code,
         ErrorCode::IncompatibleProtocols
     );
-    s.create_listener(&lb, 80, Protocol::Http, forward(&tg)).unwrap();
+    s.create_listener(&lb, 80, Protocol::Http, forward(&tg), Default::default()).unwrap();
     let other = s
         .create_load_balancer("other", LoadBalancerType::Application, Scheme::Internal, &[], 0)
         .unwrap();
     assert_eq!(
-        s.create_listener(&other, 80, Protocol::Http, forward(&tg)).unwrap_err().code,
+        s.create_listener(&other, 80, Protocol::Http, forward(&tg), Default::default())
+            .unwrap_err()
+            .code,
         ErrorCode::TargetGroupAssociationLimit
     );
     assert_eq!(s.load_balancer(&other).unwrap().node_index, 2);
@@ -134,4 +138,48 @@ fn deletion_protection_blocks_delete() {
         .set("deletion_protection.enabled", "false")
         .unwrap();
     s.delete_load_balancer(&lb).unwrap();
+}
+
+#[test]
+fn https_listeners_need_a_certificate_and_a_known_policy() {
+    use crate::ListenerTls;
+    let (mut s, lb, tg) = setup();
+    let cert = |n: &str| format!("arn:aws:acm:us-east-1:123456789012:certificate/{n}");
+    let tls = |certs: Vec<String>, policy: Option<&str>| ListenerTls {
+        certificates: certs,
+        ssl_policy: policy.map(str::to_string),
+    };
+    let e = s.create_listener(&lb, 443, Protocol::Https, forward(&tg), tls(vec![], None));
+    assert_eq!(e.unwrap_err().code, ErrorCode::ValidationError);
+    let e = s.create_listener(
+        &lb,
+        443,
+        Protocol::Https,
+        forward(&tg),
+        tls(vec![cert("a")], Some("Nope")),
+    );
+    assert_eq!(e.unwrap_err().code, ErrorCode::SSLPolicyNotFound);
+    let e = s.create_listener(&lb, 80, Protocol::Http, forward(&tg), tls(vec![cert("a")], None));
+    assert_eq!(e.unwrap_err().code, ErrorCode::InvalidConfigurationRequest);
+    let l = s
+        .create_listener(&lb, 443, Protocol::Https, forward(&tg), tls(vec![cert("a")], None))
+        .unwrap();
+    assert_eq!(
+        s.listener(&l).unwrap().ssl_policy.as_deref(),
+        Some(crate::tls_policies::DEFAULT_POLICY)
+    );
+    s.add_listener_certificates(&l, &[cert("b"), cert("c"), cert("b")]).unwrap();
+    assert_eq!(s.listener(&l).unwrap().certificates, vec![cert("a"), cert("b"), cert("c")]);
+    assert_eq!(
+        s.remove_listener_certificates(&l, &[cert("a")]).unwrap_err().code,
+        ErrorCode::OperationNotPermitted
+    );
+    s.remove_listener_certificates(&l, &[cert("b")]).unwrap();
+    // A new default certificate takes the first place; the policy is kept.
+    s.modify_listener(&l, None, None, None, tls(vec![cert("c")], None)).unwrap();
+    assert_eq!(s.listener(&l).unwrap().certificates, vec![cert("c"), cert("a")]);
+    // Back to HTTP drops TLS settings.
+    s.modify_listener(&l, None, Some(Protocol::Http), None, tls(vec![], None)).unwrap();
+    let got = s.listener(&l).unwrap();
+    assert!(got.certificates.is_empty() && got.ssl_policy.is_none());
 }
