@@ -174,3 +174,37 @@ async fn deregistered_target_drains_then_disappears() {
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].port, b[1].addr.port());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_start_gives_a_new_target_a_growing_share() {
+    let b = backends("slow", 2).await;
+    let mut lb = Lb::up(&template(
+        &targets_yaml(&b[..1], 8),
+        &(attributes("TargetGroupAttributes", &[("slow_start.duration_seconds", "30")]) + "\n"),
+    ))
+    .await;
+    lb.wait_health("hc", 12, |h| h.iter().all(|t| t.state.as_str() == "healthy")).await;
+    // The first target must be past its own window before a newcomer ramps beside it.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    let tg = lb.tg_arn("hc");
+    let port = b[1].addr.port();
+    lb.change(|s| {
+        s.register_targets(
+            &tg,
+            &[TargetSpec { id: "127.0.0.1".into(), port: Some(port), availability_zone: None }],
+        )
+        .unwrap()
+    })
+    .await;
+    let h = lb.wait_health("hc", 12, |h| h.iter().all(|t| t.state.as_str() == "healthy")).await;
+    assert_eq!(states(&h), vec!["healthy", "healthy"]);
+    let c = client();
+    for _ in 0..200 {
+        assert_eq!(send(&c, "GET", &lb.url("/"), &[]).await.status, 200);
+    }
+    // Within the first seconds of its 30 s window the newcomer's share is far below half
+    // (round robin without slow start would give it exactly 100).
+    let newcomer = b[1].requests();
+    assert!(newcomer < 50, "newcomer got {newcomer} of 200");
+    assert_eq!(b[0].requests() + newcomer, 200);
+}

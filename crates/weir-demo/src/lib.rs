@@ -265,8 +265,12 @@ async fn handle(
     for (k, v) in req.headers() {
         body.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("<binary>")));
     }
-    // Drain the request body so keep-alive works for POSTs.
-    let _ = req.into_body().collect().await;
+    let req_body = req.into_body();
+    // Read the whole request body (keep-alive needs it drained) and report its size.
+    let n = req_body.collect().await.map_or(0, |b| b.to_bytes().len());
+    if n > 0 {
+        body.push_str(&format!("body: {n} bytes\n"));
+    }
     let mut r = text(status, body);
     if let Ok(v) = hyper::header::HeaderValue::from_str(&st.name) {
         r.headers_mut().insert("x-backend", v);

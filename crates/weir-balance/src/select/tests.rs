@@ -113,3 +113,38 @@ proptest! {
         prop_assert!(c.iter().all(|x| x.outstanding() == 0));
     }
 }
+
+#[test]
+fn slow_start_ramps_linearly_and_only_beside_a_settled_target() {
+    use std::time::{Duration, Instant};
+    let c = cells(2);
+    let window = Duration::from_millis(400);
+    let s = Selector::new(Algorithm::RoundRobin, c.clone()).with_slow_start(Some(window));
+    c[0].set_health(HealthState::Healthy, Reason::None);
+    let t0 = c[0].healthy_since().unwrap();
+    // The weight grows linearly over the window, then stays full.
+    let w = |d: u64| s.slow_start_weight(&c[0], t0 + Duration::from_millis(d));
+    assert!(w(0) <= 0.001 + f64::EPSILON);
+    assert!((w(100) - 0.25).abs() < 1e-9);
+    assert!((w(200) - 0.5).abs() < 1e-9);
+    assert_eq!(w(400), 1.0);
+    assert_eq!(w(4000), 1.0);
+    // A lone target in its window still gets everything.
+    for _ in 0..10 {
+        assert_eq!(s.pick(None).unwrap().target().key.port, 9000);
+    }
+    std::thread::sleep(window + Duration::from_millis(50));
+    // Beside a settled target, a target that just became healthy gets almost nothing.
+    c[1].set_health(HealthState::Healthy, Reason::None);
+    let newcomer = (0..1000).filter(|_| s.pick(None).unwrap().target().key.port == 9001).count();
+    let elapsed = Instant::now().saturating_duration_since(c[1].healthy_since().unwrap());
+    let expected = 1000.0 * s.slow_start_weight(&c[1], Instant::now()) / 2.0;
+    assert!(
+        (newcomer as f64) < expected + 100.0,
+        "{newcomer} of 1000 after {elapsed:?} (expected about {expected})"
+    );
+    // A target that becomes healthy again starts a new window; without slow start, no ramp.
+    let plain = Selector::new(Algorithm::RoundRobin, c.clone());
+    let even = (0..1000).filter(|_| plain.pick(None).unwrap().target().key.port == 9001).count();
+    assert_eq!(even, 500);
+}
