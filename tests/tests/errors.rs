@@ -1,6 +1,7 @@
 //! Every status the load balancer generates itself: 502 (refused, reset, invalid response), 503
 //! (no targets), 504 (target timeout), 400 (malformed, missing Host), 431 (huge head), 463 (too
-//! many X-Forwarded-For addresses) and 460 (client closed first, counted).
+//! many X-Forwarded-For addresses), 408 (a request head that stalls), 460 (client closed
+//! first, counted), and desync mitigation per mode.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -169,4 +170,58 @@ async fn client_closing_first_is_counted_as_460() {
     }
     assert_eq!(stats.client_closed_460.load(Ordering::Relaxed), 1);
     assert_eq!(stats.elb_5xx.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_request_head_is_408_and_idle_connection_closes_silently() {
+    let b = backends("slowc", 1).await;
+    let attrs = "{ Key: idle_timeout.timeout_seconds, Value: \"1\" }";
+    let lb = Lb::up(&single_target(b[0].addr.port(), attrs, "")).await;
+    let addr = lb_addr(&lb);
+    let t = Duration::from_secs(4);
+    let started = std::time::Instant::now();
+    let r = raw(addr, b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ", t).await;
+    assert_eq!(raw_status(&r), 408, "{r}");
+    assert!(r.contains("Connection: close") && r.contains("408 Request Timeout"), "{r}");
+    assert!(started.elapsed() < Duration::from_secs(3), "answered at the idle timeout");
+    assert_eq!(raw(addr, b"", t).await, "", "an idle connection gets no response");
+    assert_eq!(b[0].requests(), 0);
+    let stats = lb.dp.listener_stats(&lb.listener_arn()).await.unwrap();
+    assert_eq!(stats.elb_4xx.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desync_mitigation_modes() {
+    let b = backends("desync", 1).await;
+    let t = Duration::from_secs(3);
+    // Content-Length beside Transfer-Encoding: ambiguous.
+    let both = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    // Bare LF line ends: acceptable (not compliant, no desync risk).
+    let bare_lf = b"GET / HTTP/1.1\nHost: a\nConnection: close\n\n";
+    let ok = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let mode = |m: &str| format!("{{ Key: routing.http.desync_mitigation_mode, Value: {m} }}");
+
+    let lb = Lb::up(&single_target(b[0].addr.port(), "", "")).await;
+    let addr = lb_addr(&lb);
+    let r = raw(addr, both, t).await;
+    assert_eq!(raw_status(&r), 200, "defensive forwards ambiguous requests: {r}");
+    assert!(r.to_ascii_lowercase().contains("connection: close"), "and closes the connection: {r}");
+    assert_eq!(raw_status(&raw(addr, bare_lf, t).await), 200, "acceptable is forwarded");
+    let stats = lb.dp.listener_stats(&lb.listener_arn()).await.unwrap();
+    assert_eq!(stats.desync_non_compliant.load(Ordering::Relaxed), 2);
+
+    let lb = Lb::up(&single_target(b[0].addr.port(), &mode("strictest"), "")).await;
+    let addr = lb_addr(&lb);
+    let before = b[0].requests();
+    assert_eq!(raw_status(&raw(addr, both, t).await), 400, "strictest blocks ambiguous");
+    assert_eq!(raw_status(&raw(addr, bare_lf, t).await), 400, "strictest blocks acceptable");
+    assert_eq!(b[0].requests(), before, "nothing blocked reaches the target");
+    assert_eq!(raw_status(&raw(addr, ok, t).await), 200, "compliant passes");
+
+    let lb = Lb::up(&single_target(b[0].addr.port(), &mode("monitor"), "")).await;
+    let addr = lb_addr(&lb);
+    assert_eq!(raw_status(&raw(addr, both, t).await), 200, "monitor forwards everything");
+    assert_eq!(raw_status(&raw(addr, bare_lf, t).await), 200);
+    let stats = lb.dp.listener_stats(&lb.listener_arn()).await.unwrap();
+    assert_eq!(stats.desync_non_compliant.load(Ordering::Relaxed), 2, "but still counts them");
 }

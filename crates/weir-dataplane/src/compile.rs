@@ -83,6 +83,9 @@ fn lb_settings(lb: &LoadBalancer) -> LbSettings {
         http2: a.get("routing.http2.enabled") != Some("false"),
         tls_headers: a.get_bool("routing.http.x_amzn_tls_version_and_cipher_suite.enabled"),
         preserve_host_header: a.get_bool("routing.http.preserve_host_header.enabled"),
+        desync_mode: weir_l7::desync::DesyncMode::parse(
+            a.get("routing.http.desync_mitigation_mode").unwrap_or("defensive"),
+        ),
     }
 }
 

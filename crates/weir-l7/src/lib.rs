@@ -9,6 +9,8 @@
 //! `docs/lifecycle-alb.md` for a request's life through this crate.
 #![forbid(unsafe_code)]
 
+pub mod client_io;
+pub mod desync;
 pub mod error;
 pub mod glob;
 pub mod headers;

@@ -27,6 +27,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_balance::pick_weighted;
 
+use crate::client_io::{ClientIo, HeadCapture};
+use crate::desync::{self, Verdict};
 use crate::error::ProxyError;
 use crate::headers;
 use crate::responses::{self, ProxyBody, UrlParts};
@@ -187,7 +189,7 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                             } else {
                                 Mode::H1
                             };
-                            let conn = ConnInfo { peer, tls: Some(Arc::new(info)) };
+                            let conn = ConnInfo { peer, tls: Some(Arc::new(info)), capture: None };
                             serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
                         }
                         Ok(Err(e)) => {
@@ -203,7 +205,7 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                 None => {
                     // h2c with prior knowledge is recognised by its preface when HTTP/2 is on.
                     let mode = if snap.lb.http2 { Mode::Auto } else { Mode::H1 };
-                    let conn = ConnInfo { peer, tls: None };
+                    let conn = ConnInfo { peer, tls: None, capture: None };
                     serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
                 }
             }
@@ -228,6 +230,8 @@ enum Mode {
 struct ConnInfo {
     peer: SocketAddr,
     tls: Option<Arc<TlsInfo>>,
+    /// Raw head bytes of HTTP/1.x requests on this connection.
+    capture: Option<Arc<HeadCapture>>,
 }
 
 async fn serve_connection<I>(
@@ -241,6 +245,9 @@ async fn serve_connection<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
+    let (io, handle) = ClientIo::new(io);
+    let mut conn = conn;
+    conn.capture = Some(handle.capture.clone());
     let p = proxy.clone();
     let svc = service_fn(move |req| p.clone().handle(req, conn.clone()));
     let mut builder = AutoBuilder::new(TokioExecutor::new());
@@ -267,7 +274,16 @@ async fn serve_connection<I>(
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                let timed_out =
+                    e.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_timeout());
+                if timed_out && handle.capture.request_started() {
+                    // A request began but its head did not arrive within the idle timeout.
+                    proxy.stats.record_elb(408);
+                    tracing::debug!(%peer, elb_status_code = 408, "request head timed out");
+                    handle.write_and_close(&responses::raw_error(408, snap.server_header)).await;
+                } else {
+                    tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                }
             }
         }
         _ = shutdown.changed() => {
@@ -365,6 +381,17 @@ impl Proxy {
         if head > MAX_HEAD_BYTES {
             return Err(ProxyError::head_too_large());
         }
+        let raw = conn.capture.as_ref().and_then(|c| c.raw_head());
+        let class = desync::classify(&req, raw.as_deref());
+        if class.tier != desync::Tier::Compliant {
+            self.stats.desync_non_compliant.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(client = %conn.peer, classification = class.tier.as_str(), reason = %class.reason, "non-compliant request");
+        }
+        let close_after = match desync::verdict(snap.lb.desync_mode, class.tier) {
+            Verdict::Block => return Err(ProxyError::bad_request("DesyncMitigation")),
+            Verdict::ForwardAndClose => true,
+            Verdict::Forward => false,
+        };
         let host_header = match req.headers().get(header::HOST) {
             Some(h) => Some(
                 h.to_str().map_err(|_| ProxyError::bad_request("InvalidHostHeader"))?.to_string(),
@@ -400,8 +427,8 @@ impl Proxy {
             source: conn.peer.ip(),
         };
         let (_priority, action) = snap.rules.evaluate(&view);
-        match action.as_ref() {
-            CompiledAction::Fixed(f) => Ok(own(responses::fixed(f), snap)),
+        let mut resp = match action.as_ref() {
+            CompiledAction::Fixed(f) => Ok::<_, ProxyError>(own(responses::fixed(f), snap)),
             CompiledAction::Redirect(r) => {
                 let parts = UrlParts {
                     protocol: if conn.tls.is_some() { "https" } else { "http" },
@@ -412,8 +439,14 @@ impl Proxy {
                 };
                 Ok(own(responses::redirect(r, &parts), snap))
             }
-            CompiledAction::Forward(fwd) => self.forward(req, conn, &host_full, snap, fwd).await,
+            CompiledAction::Forward(fwd) => {
+                self.forward(req, conn, &host_full, snap, fwd, close_after).await
+            }
+        }?;
+        if close_after {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        Ok(resp)
     }
 
     async fn forward(
@@ -423,6 +456,7 @@ impl Proxy {
         host: &str,
         snap: &ListenerSnapshot,
         fwd: &ForwardAction,
+        close_after: bool,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // The target group: the one the client's AWSALBTG cookie names while it can serve,
         // otherwise one picked by weight.
@@ -501,6 +535,10 @@ impl Proxy {
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         headers::trace_id(&mut parts.headers, now);
+        if close_after {
+            // An ambiguous request: its target connection is not reused either.
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let (Some(_), Some(u)) = (&client_upgrade, &upgrade_proto) {
             parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, u.clone());

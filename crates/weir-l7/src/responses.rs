@@ -36,10 +36,27 @@ fn status_code(status: u16) -> StatusCode {
     StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
+fn error_body(status: u16) -> String {
+    let title = format!("{status} {}", reason(status));
+    format!("<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n</body>\r\n</html>\r\n")
+}
+
+/// ALB's error page for `status` as raw HTTP/1.1 bytes that close the connection, for when no
+/// HTTP server is left to write it (a request head that timed out).
+pub fn raw_error(status: u16, server_header: bool) -> Vec<u8> {
+    let body = error_body(status);
+    let server = if server_header { "Server: awselb/2.0\r\n" } else { "" };
+    format!(
+        "HTTP/1.1 {status} {}\r\n{server}Content-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        reason(status),
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// ALB's HTML error page for `status`.
 pub fn error_page(status: u16) -> Response<ProxyBody> {
-    let title = format!("{status} {}", reason(status));
-    let body = format!("<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n</body>\r\n</html>\r\n");
+    let body = error_body(status);
     let mut r = Response::new(full(body));
     *r.status_mut() = status_code(status);
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));

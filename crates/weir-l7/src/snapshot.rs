@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 use weir_balance::Selector;
 use weir_model::{FixedResponseConfig, RedirectConfig};
 
+use crate::desync::DesyncMode;
 use crate::rules::CompiledRules;
 use crate::tls::LoadedCertificate;
 use crate::upstream::TargetProtocol;
@@ -42,6 +43,8 @@ pub struct LbSettings {
     /// `routing.http.preserve_host_header.enabled`: send the client's Host (port included)
     /// unchanged; otherwise the port is dropped when it is the listener's default.
     pub preserve_host_header: bool,
+    /// `routing.http.desync_mitigation_mode`.
+    pub desync_mode: DesyncMode,
 }
 
 impl Default for LbSettings {
@@ -55,6 +58,7 @@ impl Default for LbSettings {
             http2: true,
             tls_headers: false,
             preserve_host_header: false,
+            desync_mode: DesyncMode::Defensive,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct ListenerStats {
     pub tls_negotiation_errors: AtomicU64,
     /// WebSocket connections established (`ws`/`wss` in access logs).
     pub websocket_upgrades: AtomicU64,
+    /// `DesyncMitigationMode_NonCompliant_Request_Count`.
+    pub desync_non_compliant: AtomicU64,
     /// Requests the client sent over HTTP/2.
     pub http2_requests: AtomicU64,
 }

@@ -1,0 +1,188 @@
+//! The client connection as the HTTP server sees it, wrapped to remember two things hyper does
+//! not tell: the raw bytes of the request head being read (for desync classification, which
+//! needs what the client actually sent, before parsing normalised it), and whether a request
+//! had started arriving when the header-read timeout fired (ALB answers that with 408; an idle
+//! keep-alive connection is closed silently). The wrapper keeps a second handle on the stream
+//! so that the 408 can still be written after hyper has given the connection up.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Most head bytes remembered per request (ALB's head limit; longer heads are refused anyway).
+const CAPTURE_LIMIT: usize = 64 * 1024 + 4;
+
+#[derive(Debug, Default)]
+struct Capture {
+    /// Bytes read since the last response bytes were written.
+    bytes: Vec<u8>,
+    /// A response was written since the last read: the next read starts a new request.
+    fresh: bool,
+}
+
+/// What the wrapper saw of the current request, shared with the request handler.
+#[derive(Debug, Default)]
+pub struct HeadCapture(Mutex<Capture>);
+
+impl HeadCapture {
+    fn lock(&self) -> MutexGuard<'_, Capture> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The raw head of the request being handled: the bytes read since the last response up
+    /// to and including the blank line, if they hold a whole head.
+    pub fn raw_head(&self) -> Option<Vec<u8>> {
+        let c = self.lock();
+        let end = c
+            .bytes
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| i + 4)
+            .or_else(|| c.bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))?;
+        Some(c.bytes[..end].to_vec())
+    }
+
+    /// Whether part of a request has arrived that no response has answered yet.
+    pub fn request_started(&self) -> bool {
+        let c = self.lock();
+        !c.fresh && !c.bytes.is_empty()
+    }
+}
+
+/// A client stream that records head bytes for [`HeadCapture`].
+#[derive(Debug)]
+pub struct ClientIo<I> {
+    inner: Arc<Mutex<I>>,
+    capture: Arc<HeadCapture>,
+}
+
+/// The second handle on a [`ClientIo`]'s stream.
+#[derive(Debug)]
+pub struct ClientIoHandle<I> {
+    inner: Arc<Mutex<I>>,
+    /// The capture of the same connection.
+    pub capture: Arc<HeadCapture>,
+}
+
+impl<I> ClientIo<I> {
+    /// Wraps `io`; returns the stream for the server and a handle kept by the connection task.
+    pub fn new(io: I) -> (Self, ClientIoHandle<I>) {
+        let inner = Arc::new(Mutex::new(io));
+        let capture = Arc::new(HeadCapture(Mutex::new(Capture { bytes: Vec::new(), fresh: true })));
+        (Self { inner: inner.clone(), capture: capture.clone() }, ClientIoHandle { inner, capture })
+    }
+
+    fn io(&self) -> MutexGuard<'_, I> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<I: AsyncWrite + Unpin> ClientIoHandle<I> {
+    /// Writes a last response on the connection (after the server gave it up) and closes it.
+    pub async fn write_and_close(&self, bytes: &[u8]) {
+        let mut w = Writer(&self.inner);
+        let _ = w.write_all(bytes).await;
+        let _ = w.shutdown().await;
+    }
+}
+
+struct Writer<'a, I>(&'a Mutex<I>);
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Writer<'_, I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        let mut io = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Pin::new(&mut *io).poll_write(cx, b)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut io = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Pin::new(&mut *io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut io = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Pin::new(&mut *io).poll_shutdown(cx)
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for ClientIo<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut *self.io()).poll_read(cx, buf);
+        let got = &buf.filled()[before..];
+        if matches!(r, Poll::Ready(Ok(()))) && !got.is_empty() {
+            let mut c = self.capture.lock();
+            if c.fresh {
+                c.bytes.clear();
+                c.fresh = false;
+            }
+            let room = CAPTURE_LIMIT.saturating_sub(c.bytes.len());
+            c.bytes.extend_from_slice(&got[..got.len().min(room)]);
+        }
+        r
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for ClientIo<I> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut *self.io()).poll_write(cx, b);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.capture.lock().fresh = true;
+        }
+        r
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut *self.io()).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.capture.lock().fresh = true;
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io().is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.io()).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.io()).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn captures_each_head_and_knows_when_a_request_started() {
+        let (client, server) = tokio::io::duplex(1024);
+        let (mut io, handle) = ClientIo::new(server);
+        let mut client = client;
+        assert!(!handle.capture.request_started());
+        client.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = io.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        assert_eq!(handle.capture.raw_head().unwrap(), b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        io.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert!(!handle.capture.request_started(), "answered");
+        client.write_all(b"GET /b HT").await.unwrap();
+        let _ = io.read(&mut buf).await.unwrap();
+        assert!(handle.capture.request_started());
+        assert_eq!(handle.capture.raw_head(), None, "incomplete head");
+        handle.write_and_close(b"HTTP/1.1 408 Request Timeout\r\n\r\n").await;
+        let mut out = Vec::new();
+        client.read_to_end(&mut out).await.unwrap();
+        assert!(out.ends_with(b"408 Request Timeout\r\n\r\n"));
+    }
+}
