@@ -282,3 +282,56 @@ pub fn curl(args: &[&str]) -> (i32, String) {
         .expect("curl is installed");
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// A body of one data frame and then trailers.
+pub struct DataThenTrailers(pub Option<Bytes>, pub Option<http::HeaderMap>);
+
+impl hyper::body::Body for DataThenTrailers {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let f = match self.0.take() {
+            Some(d) => Some(hyper::body::Frame::data(d)),
+            None => self.1.take().map(hyper::body::Frame::trailers),
+        };
+        std::task::Poll::Ready(f.map(Ok))
+    }
+}
+
+/// An h2c gRPC-style backend: every call is answered with a message naming `name`, then
+/// `grpc-status: 0` in trailers; the ALB health-check path answers status 0 as well.
+/// Returns its address; it serves until the test's runtime ends.
+pub async fn grpc_backend(name: &'static str) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| async move {
+                        let path = req.uri().path().to_string();
+                        let _ = req.into_body().collect().await;
+                        let mut t = http::HeaderMap::new();
+                        t.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let msg = format!("{name} {path}");
+                        let mut framed = vec![0u8];
+                        framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+                        framed.extend_from_slice(msg.as_bytes());
+                        let r = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(DataThenTrailers(Some(Bytes::from(framed)), Some(t)))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(r)
+                    },
+                );
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}

@@ -180,3 +180,38 @@ async fn websocket_is_tunnelled_both_ways() {
     // Ordinary requests still work on the same listener.
     assert_eq!(get(&lb.url("/")).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_target_group_with_grpc_health_checks_and_trailers() {
+    use http_body_util::BodyExt;
+    let g = grpc_backend("grpc-1").await;
+    let tg = "      Protocol: HTTP\n      ProtocolVersion: GRPC\n      HealthCheckEnabled: true\n      HealthCheckIntervalSeconds: 5\n      HealthCheckTimeoutSeconds: 2\n      HealthyThresholdCount: 2\n      Matcher: { GrpcCode: \"0\" }";
+    let yaml = https_yaml(
+        "grpc",
+        &format!("        - {{ Id: 127.0.0.1, Port: {} }}\n", g.port()),
+        "      Protocol: HTTP",
+        "",
+        tg,
+    )
+    .replace("      HealthCheckEnabled: false\n", "");
+    let lb = Lb::up(&yaml).await;
+    let h = lb.wait_health("grpc", 15, |h| h.iter().all(|t| t.state.as_str() == "healthy")).await;
+    assert_eq!(h[0].state.as_str(), "healthy", "the gRPC health check passes with GrpcCode 0");
+    // A gRPC call over h2c through the load balancer gets the message and the trailers.
+    let c = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = http::Request::post(lb.url("/pkg.Service/Method"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .unwrap();
+    let r = c.request(req).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    let collected = r.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers reach the client");
+    assert_eq!(trailers["grpc-status"], "0");
+    let data = collected.to_bytes();
+    assert_eq!(&data[5..], b"grpc-1 /pkg.Service/Method");
+}

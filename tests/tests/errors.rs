@@ -184,7 +184,9 @@ async fn stalled_request_head_is_408_and_idle_connection_closes_silently() {
     assert_eq!(raw_status(&r), 408, "{r}");
     assert!(r.contains("Connection: close") && r.contains("408 Request Timeout"), "{r}");
     assert!(started.elapsed() < Duration::from_secs(3), "answered at the idle timeout");
+    let started = std::time::Instant::now();
     assert_eq!(raw(addr, b"", t).await, "", "an idle connection gets no response");
+    assert!(started.elapsed() < Duration::from_secs(3), "and is closed at the idle timeout");
     assert_eq!(b[0].requests(), 0);
     let stats = lb.dp.listener_stats(&lb.listener_arn()).await.unwrap();
     assert_eq!(stats.elb_4xx.load(Ordering::Relaxed), 1);

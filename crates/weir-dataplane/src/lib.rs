@@ -273,7 +273,10 @@ impl Dataplane {
                 .filter_map(|a| state.load_balancers.get(a))
                 .flat_map(|lb| lb.zones.iter().map(|z| z.zone_name.as_str()))
                 .collect();
-            let spec = tg.health_check.enabled.then(|| CheckSpec::from_model(&tg.health_check));
+            let spec = tg
+                .health_check
+                .enabled
+                .then(|| CheckSpec::from_model(&tg.health_check).with_version(tg.protocol_version));
             for t in &tg.targets {
                 let key: CellKey = (tg.arn.clone(), TargetKey { id: t.id.clone(), port: t.port });
                 seen.insert(key.clone());

@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use weir_balance::{HealthMachine, HealthState, ProbeOutcome, Reason, TargetCell, Thresholds};
-use weir_model::{HealthCheck, HealthCheckPort, Matcher, Protocol};
+use weir_model::{HealthCheck, HealthCheckPort, Matcher, Protocol, ProtocolVersion};
 
 /// Everything a checker needs, derived from a target group's health-check settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,8 +35,10 @@ pub struct CheckSpec {
     pub timeout: Duration,
     /// Thresholds.
     pub thresholds: Thresholds,
-    /// Success codes for HTTP(S).
+    /// Success codes for HTTP(S), or gRPC status codes for gRPC target groups.
     pub matcher: Option<Matcher>,
+    /// The target group's protocol version: HTTP2 and GRPC checks speak HTTP/2.
+    pub version: ProtocolVersion,
 }
 
 impl CheckSpec {
@@ -56,7 +58,14 @@ impl CheckSpec {
                 unhealthy: hc.unhealthy_threshold,
             },
             matcher: hc.matcher.clone(),
+            version: ProtocolVersion::Http1,
         }
+    }
+
+    /// The same spec for a target group of protocol version `v`.
+    pub fn with_version(mut self, v: ProtocolVersion) -> Self {
+        self.version = v;
+        self
     }
 }
 
@@ -74,14 +83,89 @@ async fn probe_inner(addr: SocketAddr, spec: &CheckSpec) -> ProbeOutcome {
         return ProbeOutcome::Failed;
     };
     let _ = tcp.set_nodelay(true);
-    match spec.protocol {
-        Protocol::Tcp => ProbeOutcome::Success,
-        Protocol::Https => match tls::connect(tcp, addr).await {
+    let h2 = spec.version != ProtocolVersion::Http1;
+    match (spec.protocol, h2) {
+        (Protocol::Tcp, _) => ProbeOutcome::Success,
+        (Protocol::Https, false) => match tls::connect(tcp, addr, &[b"http/1.1"]).await {
             Some(stream) => http_check(stream, addr, spec).await,
             None => ProbeOutcome::Failed,
         },
+        (Protocol::Https, true) => match tls::connect(tcp, addr, &[b"h2"]).await {
+            Some(stream) => h2_check(stream, addr, spec).await,
+            None => ProbeOutcome::Failed,
+        },
+        (_, true) => h2_check(tcp, addr, spec).await,
         _ => http_check(tcp, addr, spec).await,
     }
+}
+
+/// An HTTP/2 check: `GET path` for HTTP2 target groups; for GRPC ones a unary gRPC call with
+/// an empty message to `path` (default `/AWS.ALB/healthcheck`), judged by its `grpc-status`.
+async fn h2_check<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    s: S,
+    addr: SocketAddr,
+    spec: &CheckSpec,
+) -> ProbeOutcome {
+    use http_body_util::BodyExt;
+    let Ok((mut send, conn)) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    else {
+        return ProbeOutcome::Failed;
+    };
+    let driver = tokio::spawn(conn);
+    let grpc = spec.version == ProtocolVersion::Grpc;
+    let uri = format!("http://{addr}{}", spec.path);
+    let mut b = http::Request::builder()
+        .method(if grpc { "POST" } else { "GET" })
+        .uri(uri)
+        .header("user-agent", "ELB-HealthChecker/2.0");
+    if grpc {
+        b = b.header("content-type", "application/grpc").header("te", "trailers");
+    }
+    // A gRPC message frame: not compressed, zero length.
+    let body = if grpc { bytes::Bytes::from_static(&[0, 0, 0, 0, 0]) } else { bytes::Bytes::new() };
+    let Ok(req) = b.body(http_body_util::Full::new(body)) else {
+        driver.abort();
+        return ProbeOutcome::Failed;
+    };
+    let outcome = match send.send_request(req).await {
+        Err(_) => ProbeOutcome::Failed,
+        Ok(resp) if !grpc => {
+            let code = resp.status().as_u16();
+            let ok = spec.matcher.as_ref().map_or(code == 200, |m| m.matches(code));
+            if ok {
+                ProbeOutcome::Success
+            } else {
+                ProbeOutcome::CodeMismatch(code)
+            }
+        }
+        Ok(resp) => {
+            let in_headers = grpc_status(resp.headers());
+            match resp.into_body().collect().await {
+                Err(_) => ProbeOutcome::Failed,
+                Ok(c) => match in_headers.or_else(|| c.trailers().and_then(grpc_status)) {
+                    None => ProbeOutcome::Failed,
+                    Some(code) => {
+                        let ok = spec.matcher.as_ref().map_or(code == 12, |m| m.matches(code));
+                        if ok {
+                            ProbeOutcome::Success
+                        } else {
+                            ProbeOutcome::CodeMismatch(code)
+                        }
+                    }
+                },
+            }
+        }
+    };
+    driver.abort();
+    outcome
+}
+
+fn grpc_status(h: &http::HeaderMap) -> Option<u16> {
+    h.get("grpc-status")?.to_str().ok()?.trim().parse().ok()
 }
 
 async fn http_check<S: AsyncRead + AsyncWrite + Unpin>(

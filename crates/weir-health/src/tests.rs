@@ -29,6 +29,7 @@ fn spec(protocol: Protocol, matcher: &str) -> CheckSpec {
         timeout: Duration::from_millis(300),
         thresholds: Thresholds { healthy: 2, unhealthy: 2 },
         matcher: Some(Matcher::http(matcher, 200, 499).unwrap()),
+        version: ProtocolVersion::Http1,
     }
 }
 
@@ -131,4 +132,96 @@ async fn https_probe_over_tls_without_verifying_the_target() {
     assert_ne!(probe(ok, &spec(Protocol::Http, "200")).await, ProbeOutcome::Success);
     let plain = one_shot_server("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
     assert_eq!(probe(plain, &spec(Protocol::Https, "200")).await, ProbeOutcome::Failed);
+}
+
+/// An h2c gRPC server answering `grpc-status: status` in trailers (or in the headers of a
+/// trailers-only response), and plain HTTP/2 GETs with 204.
+async fn grpc_server(status: &'static str, trailers_only: bool) -> SocketAddr {
+    use http_body_util::BodyExt;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: http::Request<hyper::body::Incoming>| async move {
+                        let grpc = req
+                            .headers()
+                            .get("content-type")
+                            .is_some_and(|v| v == "application/grpc");
+                        let path_ok = req.uri().path() == "/AWS.ALB/healthcheck";
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes())
+                            .unwrap_or_default();
+                        let mut r = http::Response::builder().status(if grpc { 200 } else { 204 });
+                        if !grpc {
+                            return Ok::<_, std::convert::Infallible>(
+                                r.body(http_body_util::Either::Left(http_body_util::Empty::<
+                                    bytes::Bytes,
+                                >::new(
+                                )))
+                                .unwrap(),
+                            );
+                        }
+                        assert!(
+                            path_ok && body.as_ref() == [0, 0, 0, 0, 0],
+                            "a gRPC call with an empty message"
+                        );
+                        r = r.header("content-type", "application/grpc");
+                        if trailers_only {
+                            r = r.header("grpc-status", status);
+                            return Ok(r
+                                .body(http_body_util::Either::Left(http_body_util::Empty::new()))
+                                .unwrap());
+                        }
+                        let mut t = http::HeaderMap::new();
+                        t.insert("grpc-status", http::HeaderValue::from_static(status));
+                        let b = TrailersOnly(Some(t));
+                        Ok(r.body(http_body_util::Either::Right(b)).unwrap())
+                    },
+                );
+                let _ =
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), svc)
+                        .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A body of nothing but trailers.
+struct TrailersOnly(Option<http::HeaderMap>);
+
+impl hyper::body::Body for TrailersOnly {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.take().map(|t| Ok(hyper::body::Frame::trailers(t))))
+    }
+}
+
+#[tokio::test]
+async fn grpc_and_http2_probes() {
+    let mut grpc = spec(Protocol::Http, "200");
+    grpc.version = ProtocolVersion::Grpc;
+    grpc.path = "/AWS.ALB/healthcheck".into();
+    grpc.matcher = Some(Matcher::grpc("0-1").unwrap());
+    for trailers_only in [false, true] {
+        let ok = grpc_server("0", trailers_only).await;
+        assert_eq!(probe(ok, &grpc).await, ProbeOutcome::Success, "trailers_only={trailers_only}");
+        let unimplemented = grpc_server("12", trailers_only).await;
+        assert_eq!(probe(unimplemented, &grpc).await, ProbeOutcome::CodeMismatch(12));
+    }
+    let mut h2 = spec(Protocol::Http, "204");
+    h2.version = ProtocolVersion::Http2;
+    assert_eq!(probe(grpc_server("0", true).await, &h2).await, ProbeOutcome::Success);
+    h2.matcher = Some(Matcher::http("200", 200, 499).unwrap());
+    assert_eq!(probe(grpc_server("0", true).await, &h2).await, ProbeOutcome::CodeMismatch(204));
 }

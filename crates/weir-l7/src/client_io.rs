@@ -2,13 +2,16 @@
 //! not tell: the raw bytes of the request head being read (for desync classification, which
 //! needs what the client actually sent, before parsing normalised it), and whether a request
 //! had started arriving when the header-read timeout fired (ALB answers that with 408; an idle
-//! keep-alive connection is closed silently). The wrapper keeps a second handle on the stream
+//! keep-alive connection is closed silently), and when a byte last moved (for the idle timeout).
+//! The wrapper keeps a second handle on the stream
 //! so that the 408 can still be written after hyper has given the connection up.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
@@ -24,12 +27,36 @@ struct Capture {
 }
 
 /// What the wrapper saw of the current request, shared with the request handler.
-#[derive(Debug, Default)]
-pub struct HeadCapture(Mutex<Capture>);
+#[derive(Debug)]
+pub struct HeadCapture {
+    capture: Mutex<Capture>,
+    started: Instant,
+    /// Milliseconds after `started` of the last byte read or written.
+    last_activity_ms: AtomicU64,
+}
 
 impl HeadCapture {
+    fn new() -> Self {
+        Self {
+            capture: Mutex::new(Capture { bytes: Vec::new(), fresh: true }),
+            started: Instant::now(),
+            last_activity_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long no byte has moved either way on the connection.
+    pub fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_activity_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Capture> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.capture.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The raw head of the request being handled: the bytes read since the last response up
@@ -71,7 +98,7 @@ impl<I> ClientIo<I> {
     /// Wraps `io`; returns the stream for the server and a handle kept by the connection task.
     pub fn new(io: I) -> (Self, ClientIoHandle<I>) {
         let inner = Arc::new(Mutex::new(io));
-        let capture = Arc::new(HeadCapture(Mutex::new(Capture { bytes: Vec::new(), fresh: true })));
+        let capture = Arc::new(HeadCapture::new());
         (Self { inner: inner.clone(), capture: capture.clone() }, ClientIoHandle { inner, capture })
     }
 
@@ -116,6 +143,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for ClientIo<I> {
         let r = Pin::new(&mut *self.io()).poll_read(cx, buf);
         let got = &buf.filled()[before..];
         if matches!(r, Poll::Ready(Ok(()))) && !got.is_empty() {
+            self.capture.touch();
             let mut c = self.capture.lock();
             if c.fresh {
                 c.bytes.clear();
@@ -132,6 +160,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ClientIo<I> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut *self.io()).poll_write(cx, b);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.capture.touch();
             self.capture.lock().fresh = true;
         }
         r
@@ -143,6 +172,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ClientIo<I> {
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut *self.io()).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.capture.touch();
             self.capture.lock().fresh = true;
         }
         r

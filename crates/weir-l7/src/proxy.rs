@@ -12,7 +12,7 @@ use std::convert::Infallible;
 use std::error::Error as _;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -189,7 +189,12 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                             } else {
                                 Mode::H1
                             };
-                            let conn = ConnInfo { peer, tls: Some(Arc::new(info)), capture: None };
+                            let conn = ConnInfo {
+                                peer,
+                                tls: Some(Arc::new(info)),
+                                capture: None,
+                                inflight: Arc::default(),
+                            };
                             serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
                         }
                         Ok(Err(e)) => {
@@ -205,7 +210,8 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                 None => {
                     // h2c with prior knowledge is recognised by its preface when HTTP/2 is on.
                     let mode = if snap.lb.http2 { Mode::Auto } else { Mode::H1 };
-                    let conn = ConnInfo { peer, tls: None, capture: None };
+                    let conn =
+                        ConnInfo { peer, tls: None, capture: None, inflight: Arc::default() };
                     serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
                 }
             }
@@ -232,6 +238,24 @@ struct ConnInfo {
     tls: Option<Arc<TlsInfo>>,
     /// Raw head bytes of HTTP/1.x requests on this connection.
     capture: Option<Arc<HeadCapture>>,
+    /// Requests of this connection being handled.
+    inflight: Arc<AtomicUsize>,
+}
+
+/// Counts a request in flight on its connection while alive.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(c: &Arc<AtomicUsize>) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        Self(c.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 async fn serve_connection<I>(
@@ -248,6 +272,7 @@ async fn serve_connection<I>(
     let (io, handle) = ClientIo::new(io);
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());
+    let inflight = conn.inflight.clone();
     let p = proxy.clone();
     let svc = service_fn(move |req| p.clone().handle(req, conn.clone()));
     let mut builder = AutoBuilder::new(TokioExecutor::new());
@@ -271,7 +296,27 @@ async fn serve_connection<I>(
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     let mut conn = std::pin::pin!(conn);
+    // The idle timeout: a connection on which nothing moved for that long, with no request
+    // in flight and no request head arriving (hyper answers that one with 408 above), closes.
+    let idle = snap.lb.idle_timeout;
+    let capture = handle.capture.clone();
+    let watchdog = async move {
+        loop {
+            tokio::time::sleep((idle / 4).max(Duration::from_millis(100))).await;
+            if inflight.load(Ordering::Relaxed) == 0
+                && !capture.request_started()
+                && capture.idle_for() >= idle
+            {
+                break;
+            }
+        }
+    };
     tokio::select! {
+        _ = watchdog => {
+            tracing::debug!(%peer, "closing an idle client connection");
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+        }
         r = conn.as_mut() => {
             if let Err(e) = r {
                 let timed_out =
@@ -347,6 +392,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let snap = self.cell.load_full();
         let peer = conn.peer;
+        let _inflight = InFlight::new(&conn.inflight);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true };
         let resp = match self.route(req, &conn, &snap).await {
