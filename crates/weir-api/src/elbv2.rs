@@ -249,10 +249,11 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
             let actions = shape::actions(p.get("DefaultActions"))?;
             let tls = shape::listener_tls(p);
-            check_certificates(api, &tls.certificates)?;
+            let new_certs = tls.certificates.clone();
             let arn = api
                 .mutate(action, &lb, |s| {
                     let arn = s.create_listener(&lb, port, protocol, actions, tls)?;
+                    check_certificates(api, &new_certs)?;
                     create_tags(s, &arn, p)?;
                     Ok(arn)
                 })
@@ -296,9 +297,12 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let protocol = get_str(p, "Protocol").map(|v| Protocol::parse(&v)).transpose()?;
             let actions = p.get("DefaultActions").map(|a| shape::actions(Some(a))).transpose()?;
             let tls = shape::listener_tls(p);
-            check_certificates(api, &tls.certificates)?;
-            api.mutate(action, &arn, |s| s.modify_listener(&arn, port, protocol, actions, tls))
-                .await?;
+            let new_certs = tls.certificates.clone();
+            api.mutate(action, &arn, |s| {
+                s.modify_listener(&arn, port, protocol, actions, tls)?;
+                check_certificates(api, &new_certs)
+            })
+            .await?;
             let store = api.store.lock().await;
             x.list("Listeners", [store.state().listener(&arn)?], xml::listener);
         }
@@ -478,8 +482,11 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 return Err(ApiError::missing("Certificates"));
             }
             if action == "AddListenerCertificates" {
-                check_certificates(api, &certs)?;
-                api.mutate(action, &arn, |s| s.add_listener_certificates(&arn, &certs)).await?;
+                api.mutate(action, &arn, |s| {
+                    s.add_listener_certificates(&arn, &certs)?;
+                    check_certificates(api, &certs)
+                })
+                .await?;
             } else {
                 api.mutate(action, &arn, |s| s.remove_listener_certificates(&arn, &certs)).await?;
             }
@@ -604,8 +611,10 @@ async fn modify_attributes(
     .await
 }
 
-/// Every certificate ARN must name a readable certificate in the certificate directory.
-fn check_certificates(api: &Api, arns: &[String]) -> Result<()> {
+/// Every certificate ARN must name a readable certificate in the certificate directory. Called
+/// inside a command after the model's own checks, so that their errors come first; failing
+/// leaves the state untouched.
+fn check_certificates(api: &Api, arns: &[String]) -> std::result::Result<(), ModelError> {
     for a in arns {
         api.dataplane
             .check_certificate(a)

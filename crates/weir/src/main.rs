@@ -207,6 +207,33 @@ fn print_summary(state: &State, d: &weir_stack::Deployment, stack: &str) {
     }
 }
 
+/// Creates the self-signed certificates the template's `Metadata.Weir.DemoCertificates` names
+/// (`{Name, DnsNames}`) in `dir`, unless they exist already.
+fn ensure_demo_certificates(template: &weir_stack::Template, dir: &std::path::Path) -> Result<()> {
+    let list = template
+        .body
+        .pointer("/Metadata/Weir/DemoCertificates")
+        .and_then(|v| v.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for c in list {
+        let name = c
+            .get("Name")
+            .and_then(|v| v.as_str())
+            .context("DemoCertificates entries need a Name")?;
+        if dir.join(format!("{name}.pem")).is_file() || dir.join(format!("{name}.crt")).is_file() {
+            continue;
+        }
+        let names: Vec<String> = c
+            .get("DnsNames")
+            .and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+            .unwrap_or_else(|| vec!["localhost".to_string()]);
+        create_certificate(dir, name, names)?;
+    }
+    Ok(())
+}
+
 async fn start_demo_backends(template: &weir_stack::Template) -> Result<Vec<DemoBackend>> {
     let list = template
         .body
@@ -322,6 +349,7 @@ async fn main() -> Result<()> {
             let certificate_dir = certificate_dir.unwrap_or_else(|| {
                 file.parent().unwrap_or(std::path::Path::new(".")).join("certs")
             });
+            ensure_demo_certificates(&template, &certificate_dir)?;
             let dp = Dataplane::new(DataplaneConfig {
                 public_addresses,
                 bind_zone_nodes: true,

@@ -856,3 +856,165 @@ fn ec2_vpcs_subnets_groups_and_templates() {
     err2(&["describe-vpcs", "--vpc-ids", &vpc], "InvalidVpcID.NotFound");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn https_listener_certificates_through_the_aws_cli() {
+    let dir = data_dir("https");
+    std::fs::create_dir_all(&dir).unwrap();
+    let certs = dir.join("certs");
+    // `weir certificate` writes DATA_DIR/certs/NAME.pem and prints the ARN.
+    let mk = |name: &str, dns: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args([
+                "certificate",
+                name,
+                "--dns-name",
+                dns,
+                "--certificate-dir",
+                certs.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let site = mk("site", "site.test");
+    let other = mk("other", "*.other.test");
+    assert!(site.starts_with("arn:aws:acm:") && site.ends_with(":certificate/site"), "{site}");
+    let api = free_port();
+    let listen = free_port();
+    let _server = serve(&dir, api);
+    let lb = ok(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "tls",
+            "--subnets",
+            "subnet-0000000000000000a",
+            "subnet-0000000000000000b",
+        ],
+    );
+    let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
+    let action = "Type=fixed-response,FixedResponseConfig={StatusCode=200,MessageBody=secure}";
+    let missing = "CertificateArn=arn:aws:acm:us-east-1:123456789012:certificate/missing";
+    let port = listen.to_string();
+    let base = [
+        "create-listener",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--protocol",
+        "HTTPS",
+        "--port",
+        &port,
+        "--default-actions",
+        action,
+    ];
+    err(api, &[&base[..], &["--certificates", missing]].concat(), "CertificateNotFound");
+    err(api, &base, "ValidationError");
+    err(
+        api,
+        &[
+            &base[..],
+            &["--certificates", &format!("CertificateArn={site}"), "--ssl-policy", "Nope"],
+        ]
+        .concat(),
+        "SSLPolicyNotFound",
+    );
+    let l = ok(
+        api,
+        &[
+            &base[..],
+            &[
+                "--certificates",
+                &format!("CertificateArn={site}"),
+                "--ssl-policy",
+                "ELBSecurityPolicy-TLS13-1-2-2021-06",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(s(&l, "/Listeners/0/Protocol"), "HTTPS");
+    assert_eq!(s(&l, "/Listeners/0/SslPolicy"), "ELBSecurityPolicy-TLS13-1-2-2021-06");
+    assert_eq!(s(&l, "/Listeners/0/Certificates/0/CertificateArn"), site);
+    let l_arn = s(&l, "/Listeners/0/ListenerArn");
+    ok(
+        api,
+        &[
+            "add-listener-certificates",
+            "--listener-arn",
+            &l_arn,
+            "--certificates",
+            &format!("CertificateArn={other}"),
+        ],
+    );
+    let c = ok(api, &["describe-listener-certificates", "--listener-arn", &l_arn]);
+    assert_eq!(
+        c["Certificates"],
+        serde_json::json!([{"CertificateArn": site, "IsDefault": true}, {"CertificateArn": other, "IsDefault": false}])
+    );
+    err(
+        api,
+        &[
+            "remove-listener-certificates",
+            "--listener-arn",
+            &l_arn,
+            "--certificates",
+            &format!("CertificateArn={site}"),
+        ],
+        "OperationNotPermitted",
+    );
+
+    // The listener serves TLS with the certificate SNI picks.
+    // (body, the served certificate's subject alternative names) for an SNI name.
+    let subject = |sni: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-k",
+                "--max-time",
+                "5",
+                "--resolve",
+                &format!("{sni}:{listen}:127.0.0.1"),
+                "-w",
+                "\n%{certs}",
+                &format!("https://{sni}:{listen}/"),
+            ])
+            .output()
+            .unwrap();
+        let all = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, certs) = all.split_once('\n').unwrap_or((&all, ""));
+        let san = certs
+            .lines()
+            .find(|l| l.contains("Subject Alternative Name"))
+            .unwrap_or("")
+            .to_string();
+        (body.to_string(), san)
+    };
+    let (body, verbose) = subject("www.other.test");
+    assert_eq!(body, "secure");
+    assert!(verbose.contains("*.other.test"), "the wildcard certificate: {verbose}");
+    let (_, verbose) = subject("site.test");
+    assert!(verbose.contains("site.test") && !verbose.contains("*.other.test"), "{verbose}");
+    ok(
+        api,
+        &[
+            "remove-listener-certificates",
+            "--listener-arn",
+            &l_arn,
+            "--certificates",
+            &format!("CertificateArn={other}"),
+        ],
+    );
+    let (_, verbose) = subject("www.other.test");
+    assert!(!verbose.contains("*.other.test"), "removed certificates are no longer served");
+    // Back to HTTP: the certificates go with it.
+    let m = ok(api, &["modify-listener", "--listener-arn", &l_arn, "--protocol", "HTTP"]);
+    assert!(m["Listeners"][0].get("SslPolicy").is_none());
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "5", &format!("http://127.0.0.1:{listen}/")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "secure");
+    let _ = std::fs::remove_dir_all(&dir);
+}

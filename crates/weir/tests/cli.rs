@@ -36,14 +36,21 @@ fn curl(args: &[&str]) -> String {
 #[test]
 fn quickstart_serves_what_the_readme_shows() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let https = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let certs = std::env::temp_dir().join(format!("weir-quickstart-certs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&certs);
     let mut child = weir()
         .args([
             "up",
             &repo_file("examples/quickstart.yaml"),
             "--parameter",
             &format!("ListenerPort={port}"),
+            "--parameter",
+            &format!("HttpsPort={https}"),
             "--api-address",
             "127.0.0.1:0",
+            "--certificate-dir",
+            certs.to_str().unwrap(),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -81,6 +88,29 @@ fn quickstart_serves_what_the_readme_shows() {
         curl(&["-X", "POST", &format!("{base}/ping")]).starts_with("web-"),
         "POST /ping is not matched by the GET/HEAD rule"
     );
+    // HTTPS with the demo certificate weir up created, over HTTP/2, sticky to one target.
+    assert!(certs.join("quickstart.pem").is_file(), "the demo certificate was created");
+    let out = curl(&["-k", "--http2", "-i", &format!("https://127.0.0.1:{https}/")]);
+    assert!(out.starts_with("HTTP/2 200"), "{out}");
+    let cookie = out
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: AWSALB="))
+        .and_then(|v| v.split(';').next())
+        .expect("AWSALB cookie")
+        .to_string();
+    let sticky: Vec<String> = (0..4)
+        .map(|_| {
+            let b = curl(&[
+                "-k",
+                "-b",
+                &format!("AWSALB={cookie}"),
+                &format!("https://127.0.0.1:{https}/"),
+            ]);
+            b.lines().next().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert!(sticky.iter().all(|s| s == &sticky[0] && s.starts_with("web-")), "{sticky:?}");
+    let _ = std::fs::remove_dir_all(&certs);
 }
 
 #[test]
@@ -99,6 +129,6 @@ fn validate_reports_errors_with_resource_names() {
     );
     let ok = weir().args(["validate", &repo_file("examples/quickstart.yaml")]).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("7 resources created"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("8 resources created"));
     let _ = std::fs::remove_dir_all(dir);
 }
