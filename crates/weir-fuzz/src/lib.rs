@@ -121,3 +121,39 @@ fn reference(p: &[u8], t: &[u8]) -> bool {
         (Some(a), Some(b)) => a == b && reference(&p[1..], &t[1..]),
     }
 }
+
+/// Client request heads (network input on every HTTP/1.x request): desync classification of the
+/// raw bytes and of the head as parsed, and the stickiness cookies read from its Cookie headers.
+/// Classification must agree with itself, never panic, and a sticky cookie must only ever name
+/// a target of the group it was issued for.
+pub fn request_head(data: &[u8]) {
+    use weir_l7::{desync, sticky};
+    let raw = desync::classify_raw(data);
+    assert_eq!(raw, desync::classify_raw(data), "classification is deterministic");
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    if let Ok(httparse::Status::Complete(_)) = req.parse(data) {
+        let mut b = http::Request::builder()
+            .method(req.method.unwrap_or("GET"))
+            .uri(req.path.unwrap_or("/"));
+        for h in req.headers.iter() {
+            b = b.header(h.name, h.value);
+        }
+        if let Ok(parsed) = b.body(()) {
+            let _ = desync::classify(&parsed, Some(data));
+            let _ = desync::classify(&parsed, None);
+            let tg = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/f/0";
+            for name in [sticky::LB_COOKIE, sticky::APP_COOKIE, sticky::TG_COOKIE] {
+                if let Some(v) = sticky::cookie(parsed.headers(), name) {
+                    if let Some(k) = sticky::parse_target_token(v, tg) {
+                        assert_eq!(
+                            sticky::parse_target_token(&sticky::target_token(tg, &k), tg),
+                            Some(k)
+                        );
+                    }
+                    let _ = sticky::group_matches(v, tg);
+                }
+            }
+        }
+    }
+}

@@ -29,11 +29,23 @@ fn rules_corpus() {
     assert!(replay("rules", weir_fuzz::rules) >= 5);
 }
 
+#[test]
+fn request_head_corpus() {
+    assert!(replay("request_head", weir_fuzz::request_head) >= 7);
+}
+
 mod random {
     use proptest::prelude::*;
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn request_heads_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256), lines in proptest::collection::vec("[A-Za-z-]{1,12}: ?[ -~\t]{0,24}", 0..6)) {
+            weir_fuzz::request_head(&bytes);
+            let head = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
+            weir_fuzz::request_head(head.as_bytes());
+        }
+
         #[test]
         fn rules_never_panic(lines in proptest::collection::vec("[a-zA-Z0-9*?./=&%:-]{0,20}", 0..8)) {
             weir_fuzz::rules(lines.join("\n").as_bytes());
