@@ -215,3 +215,27 @@ async fn grpc_target_group_with_grpc_health_checks_and_trailers() {
     let data = collected.to_bytes();
     assert_eq!(&data[5..], b"grpc-1 /pkg.Service/Method");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_tls_wss() {
+    let dir = TempDir::new("wss");
+    let (arn, _) = write_cert(&dir.0, "wss", &["localhost"]);
+    let b = backends("wss", 1).await;
+    let listener =
+        format!("      Protocol: HTTPS\n      Certificates: [{{ CertificateArn: {arn} }}]");
+    let yaml = https_yaml("wss", &targets_yaml(&b, 8), &listener, "", "      Protocol: HTTP");
+    let lb = Lb::up_with_certs(&yaml, &dir.0).await;
+    let cfg = weir_l7::upstream::insecure_client_config(&[b"http/1.1"]);
+    let tcp = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
+    let url = format!("wss://localhost:{}/_demo/ws", lb.port);
+    let (mut ws, resp) =
+        tokio_tungstenite::client_async(url.as_str(), tls).await.expect("wss handshake");
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::text("over tls")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap().into_text().unwrap().as_str(), "over tls");
+    ws.close(None).await.unwrap();
+    let stats = lb.dp.listener_stats(&lb.listener_arn()).await.unwrap();
+    assert_eq!(stats.websocket_upgrades.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

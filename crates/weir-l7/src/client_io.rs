@@ -20,10 +20,24 @@ const CAPTURE_LIMIT: usize = 64 * 1024 + 4;
 
 #[derive(Debug, Default)]
 struct Capture {
-    /// Bytes read since the last response bytes were written.
+    /// Bytes read since the last response bytes were written, up to the end of the head.
     bytes: Vec<u8>,
     /// A response was written since the last read: the next read starts a new request.
     fresh: bool,
+    /// `bytes` holds a whole head: later bytes (the body) are not kept.
+    complete: bool,
+    /// Whether heads are captured at all (not for HTTP/2 connections).
+    enabled: bool,
+}
+
+/// Where a request head ends in `b` (after its blank line), if it does.
+fn head_end(b: &[u8]) -> Option<usize> {
+    let crlf = b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = b.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// What the wrapper saw of the current request, shared with the request handler.
@@ -36,9 +50,14 @@ pub struct HeadCapture {
 }
 
 impl HeadCapture {
-    fn new() -> Self {
+    fn new(enabled: bool) -> Self {
         Self {
-            capture: Mutex::new(Capture { bytes: Vec::new(), fresh: true }),
+            capture: Mutex::new(Capture {
+                bytes: Vec::new(),
+                fresh: true,
+                complete: false,
+                enabled,
+            }),
             started: Instant::now(),
             last_activity_ms: AtomicU64::new(0),
         }
@@ -63,19 +82,14 @@ impl HeadCapture {
     /// to and including the blank line, if they hold a whole head.
     pub fn raw_head(&self) -> Option<Vec<u8>> {
         let c = self.lock();
-        let end = c
-            .bytes
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| i + 4)
-            .or_else(|| c.bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2))?;
+        let end = head_end(&c.bytes)?;
         Some(c.bytes[..end].to_vec())
     }
 
     /// Whether part of a request has arrived that no response has answered yet.
     pub fn request_started(&self) -> bool {
         let c = self.lock();
-        !c.fresh && !c.bytes.is_empty()
+        c.enabled && !c.fresh && !c.bytes.is_empty()
     }
 }
 
@@ -96,9 +110,10 @@ pub struct ClientIoHandle<I> {
 
 impl<I> ClientIo<I> {
     /// Wraps `io`; returns the stream for the server and a handle kept by the connection task.
-    pub fn new(io: I) -> (Self, ClientIoHandle<I>) {
+    /// `capture_heads` is off for HTTP/2 connections, whose frames are not request heads.
+    pub fn new(io: I, capture_heads: bool) -> (Self, ClientIoHandle<I>) {
         let inner = Arc::new(Mutex::new(io));
-        let capture = Arc::new(HeadCapture::new());
+        let capture = Arc::new(HeadCapture::new(capture_heads));
         (Self { inner: inner.clone(), capture: capture.clone() }, ClientIoHandle { inner, capture })
     }
 
@@ -147,10 +162,15 @@ impl<I: AsyncRead + Unpin> AsyncRead for ClientIo<I> {
             let mut c = self.capture.lock();
             if c.fresh {
                 c.bytes.clear();
+                c.bytes.shrink_to(4096);
                 c.fresh = false;
+                c.complete = false;
             }
-            let room = CAPTURE_LIMIT.saturating_sub(c.bytes.len());
-            c.bytes.extend_from_slice(&got[..got.len().min(room)]);
+            if c.enabled && !c.complete {
+                let room = CAPTURE_LIMIT.saturating_sub(c.bytes.len());
+                c.bytes.extend_from_slice(&got[..got.len().min(room)]);
+                c.complete = head_end(&c.bytes).is_some() || c.bytes.len() >= CAPTURE_LIMIT;
+            }
         }
         r
     }
@@ -196,7 +216,7 @@ mod tests {
     #[tokio::test]
     async fn captures_each_head_and_knows_when_a_request_started() {
         let (client, server) = tokio::io::duplex(1024);
-        let (mut io, handle) = ClientIo::new(server);
+        let (mut io, handle) = ClientIo::new(server, true);
         let mut client = client;
         assert!(!handle.capture.request_started());
         client.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
@@ -210,6 +230,10 @@ mod tests {
         let _ = io.read(&mut buf).await.unwrap();
         assert!(handle.capture.request_started());
         assert_eq!(handle.capture.raw_head(), None, "incomplete head");
+        // Body bytes after a complete head are not kept.
+        client.write_all(b"TP/1.1\r\nHost: y\r\n\r\nbody-bytes").await.unwrap();
+        let _ = io.read(&mut buf).await.unwrap();
+        assert_eq!(handle.capture.raw_head().unwrap(), b"GET /b HTTP/1.1\r\nHost: y\r\n\r\n");
         handle.write_and_close(b"HTTP/1.1 408 Request Timeout\r\n\r\n").await;
         let mut out = Vec::new();
         client.read_to_end(&mut out).await.unwrap();

@@ -269,7 +269,7 @@ async fn serve_connection<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let (io, handle) = ClientIo::new(io);
+    let (io, handle) = ClientIo::new(io, mode != Mode::H2);
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());
     let inflight = conn.inflight.clone();
@@ -303,10 +303,10 @@ async fn serve_connection<I>(
     let watchdog = async move {
         loop {
             tokio::time::sleep((idle / 4).max(Duration::from_millis(100))).await;
-            if inflight.load(Ordering::Relaxed) == 0
-                && !capture.request_started()
-                && capture.idle_for() >= idle
-            {
+            // A started head is left to hyper's 408 for one more idle period (an h2c
+            // connection looks like one too, and must close all the same).
+            let grace = if capture.request_started() { idle * 2 } else { idle };
+            if inflight.load(Ordering::Relaxed) == 0 && capture.idle_for() >= grace {
                 break;
             }
         }
