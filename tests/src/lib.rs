@@ -313,7 +313,16 @@ pub async fn grpc_backend(name: &'static str) -> SocketAddr {
                 let svc = hyper::service::service_fn(
                     move |req: http::Request<hyper::body::Incoming>| async move {
                         let path = req.uri().path().to_string();
+                        // As gRPC servers do, refuse calls without `te: trailers`.
+                        let te = req.headers().get("te").is_some_and(|v| v == "trailers");
                         let _ = req.into_body().collect().await;
+                        if !te && path != "/AWS.ALB/healthcheck" {
+                            let r = http::Response::builder()
+                                .status(400)
+                                .body(DataThenTrailers(None, None))
+                                .unwrap();
+                            return Ok::<_, std::convert::Infallible>(r);
+                        }
                         let mut t = http::HeaderMap::new();
                         t.insert("grpc-status", http::HeaderValue::from_static("0"));
                         let msg = format!("{name} {path}");

@@ -297,7 +297,7 @@ async fn serve_connection<I>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     let mut conn = std::pin::pin!(conn);
     // The idle timeout: a connection on which nothing moved for that long, with no request
-    // in flight and no request head arriving (hyper answers that one with 408 above), closes.
+    // in flight and no request head arriving (that one gets a 408 below), closes.
     let idle = snap.lb.idle_timeout;
     let capture = handle.capture.clone();
     let watchdog = async move {
@@ -555,6 +555,12 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
         let from_h2 = parts.version == Version::HTTP_2;
+        // `TE: trailers` is hop-by-hop, but gRPC servers require it on HTTP/2: kept for those.
+        let te_trailers = parts
+            .headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim() == "trailers")));
         headers::strip_hop_by_hop(&mut parts.headers);
         if from_h2 {
             headers::join_cookies(&mut parts.headers);
@@ -593,6 +599,9 @@ impl Proxy {
             TargetProtocol::Http1 | TargetProtocol::Https1 => Version::HTTP_11,
             TargetProtocol::H2c | TargetProtocol::Https2 => Version::HTTP_2,
         };
+        if version == Version::HTTP_2 && te_trailers {
+            parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
 
         let (mut body, mut slot) = UpstreamBody::new(body);
         let mut retried = false;
