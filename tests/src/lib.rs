@@ -21,6 +21,15 @@ use weir_model::State;
 pub use weir_demo;
 pub use weir_model;
 
+/// The target `127.0.0.1:port`.
+pub fn ip_target(port: u16) -> weir_model::state::TargetSpec {
+    weir_model::state::TargetSpec {
+        id: "127.0.0.1".into(),
+        port: Some(port),
+        availability_zone: None,
+    }
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
@@ -90,6 +99,18 @@ impl Lb {
     pub async fn change(&mut self, f: impl FnOnce(&mut State)) {
         f(&mut self.state);
         self.dp.apply(&self.state).await.expect("apply");
+    }
+
+    /// Registers `127.0.0.1:port` in the group named `tg_name`, live.
+    pub async fn register(&mut self, tg_name: &str, port: u16) {
+        let tg = self.tg_arn(tg_name);
+        self.change(|s| s.register_targets(&tg, &[ip_target(port)]).unwrap()).await;
+    }
+
+    /// Deregisters `127.0.0.1:port` from the group named `tg_name`, live.
+    pub async fn deregister(&mut self, tg_name: &str, port: u16) {
+        let tg = self.tg_arn(tg_name);
+        self.change(|s| s.deregister_targets(&tg, &[ip_target(port)]).unwrap()).await;
     }
 
     /// The only target group named `name`.

@@ -7,7 +7,6 @@
 
 use std::sync::atomic::Ordering;
 
-use weir_model::state::TargetSpec;
 use weir_tests::*;
 
 /// The value of cookie `name` among a response's Set-Cookie headers.
@@ -72,16 +71,7 @@ async fn lb_cookie_keeps_a_client_on_its_target_until_it_leaves() {
 
     // The sticky target leaves: the client is moved to another one and re-stuck there.
     let idx = b.iter().position(|x| x.state.name == sticky).unwrap();
-    let tg = lb.tg_arn("lbc");
-    let port = b[idx].addr.port();
-    lb.change(|s| {
-        s.deregister_targets(
-            &tg,
-            &[TargetSpec { id: "127.0.0.1".into(), port: Some(port), availability_zone: None }],
-        )
-        .unwrap()
-    })
-    .await;
+    lb.deregister("lbc", b[idx].addr.port()).await;
     let r = send(&c, "GET", &lb.url("/"), &[("cookie", &format!("AWSALB={cookie}"))]).await;
     assert_eq!(r.status, 200);
     assert_ne!(r.backend(), sticky, "falls back when the sticky target is gone");

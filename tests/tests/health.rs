@@ -7,7 +7,6 @@
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use weir_model::state::TargetSpec;
 use weir_tests::weir_model::HealthCheck;
 use weir_tests::*;
 
@@ -147,16 +146,8 @@ async fn deregistered_target_drains_then_disappears() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let tg = lb.tg_arn("hc");
     let port = b[0].addr.port();
-    lb.change(|s| {
-        s.deregister_targets(
-            &tg,
-            &[TargetSpec { id: "127.0.0.1".into(), port: Some(port), availability_zone: None }],
-        )
-        .unwrap()
-    })
-    .await;
+    lb.deregister("hc", port).await;
     let h = lb.health("hc").await;
     let drained = h.iter().find(|t| t.port == port).expect("still reported while draining");
     assert_eq!(drained.state.as_str(), "draining");
@@ -186,16 +177,7 @@ async fn slow_start_gives_a_new_target_a_growing_share() {
     lb.wait_health("hc", 12, |h| h.iter().all(|t| t.state.as_str() == "healthy")).await;
     // The first target must be past its own window before a newcomer ramps beside it.
     tokio::time::sleep(Duration::from_secs(31)).await;
-    let tg = lb.tg_arn("hc");
-    let port = b[1].addr.port();
-    lb.change(|s| {
-        s.register_targets(
-            &tg,
-            &[TargetSpec { id: "127.0.0.1".into(), port: Some(port), availability_zone: None }],
-        )
-        .unwrap()
-    })
-    .await;
+    lb.register("hc", b[1].addr.port()).await;
     let h = lb.wait_health("hc", 12, |h| h.iter().all(|t| t.state.as_str() == "healthy")).await;
     assert_eq!(states(&h), vec!["healthy", "healthy"]);
     let c = client();
