@@ -95,6 +95,17 @@ impl Lb {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// `127.0.0.1:PORT`, the public address of an internet-facing load balancer.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// `127.0.Z.N:PORT`: the only load balancer's node in zone number `zone` (0 is zone a).
+    pub fn node(&self, zone: usize) -> SocketAddr {
+        let lb = self.state.load_balancers.values().next().expect("load balancer");
+        SocketAddr::new(weir_model::zones::node_address(zone, lb.node_index).into(), self.port)
+    }
+
     /// Changes the state with `f` and applies it live.
     pub async fn change(&mut self, f: impl FnOnce(&mut State)) {
         f(&mut self.state);
@@ -364,4 +375,173 @@ pub async fn grpc_backend(name: &'static str) -> SocketAddr {
         }
     });
     addr
+}
+
+/// A TCP backend for NLB tests. On each connection it first writes one line,
+/// `NAME peer ADDR` (or `NAME proxy SRC DST` after reading a PROXY v2 header when `proxy` is
+/// on), then echoes everything it reads. Serves until the test's runtime ends.
+pub async fn tcp_backend(name: &'static str, ip: &str, proxy: bool) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind tcp backend");
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, peer)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut have = 0;
+                let line = if proxy {
+                    loop {
+                        match weir_l4::proxy_v2::decode(&buf[..have]) {
+                            Ok(h) => {
+                                let (src, dst) = h.addresses.expect("PROXY with addresses");
+                                buf.copy_within(h.len..have, 0);
+                                have -= h.len;
+                                break format!("{name} proxy {src} {dst}\n");
+                            }
+                            Err(weir_l4::proxy_v2::DecodeError::Incomplete(_)) => {
+                                match s.read(&mut buf[have..]).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => have += n,
+                                }
+                            }
+                            Err(e) => {
+                                let _ =
+                                    s.write_all(format!("{name} bad-proxy {e}\n").as_bytes()).await;
+                                return;
+                            }
+                        }
+                    }
+                } else {
+                    format!("{name} peer {peer}\n")
+                };
+                if s.write_all(line.as_bytes()).await.is_err() {
+                    return;
+                }
+                if have > 0 && s.write_all(&buf[..have]).await.is_err() {
+                    return;
+                }
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A UDP backend: answers every datagram with `NAME PEER PAYLOAD`.
+pub async fn udp_backend(name: &'static str, ip: &str) -> SocketAddr {
+    let s = tokio::net::UdpSocket::bind((ip, 0)).await.expect("bind udp backend");
+    let addr = s.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 2048];
+        while let Ok((n, peer)) = s.recv_from(&mut buf).await {
+            let reply = format!("{name} {peer} {}", String::from_utf8_lossy(&buf[..n]));
+            let _ = s.send_to(reply.as_bytes(), peer).await;
+        }
+    });
+    addr
+}
+
+/// A line-oriented TCP client of [`tcp_backend`] through a load balancer.
+pub struct LineClient {
+    /// The connection.
+    pub stream: TcpStream,
+    /// The backend's greeting line (`NAME peer ADDR` or `NAME proxy SRC DST`).
+    pub greeting: String,
+}
+
+impl LineClient {
+    /// Connects to `addr` (from `from`'s address when given) and reads the greeting.
+    pub async fn connect(addr: SocketAddr, from: Option<&str>) -> std::io::Result<LineClient> {
+        let sock = tokio::net::TcpSocket::new_v4()?;
+        if let Some(ip) = from {
+            sock.bind(SocketAddr::new(ip.parse().expect("ip"), 0))?;
+        }
+        let mut stream = sock.connect(addr).await?;
+        let greeting = read_line(&mut stream).await?;
+        Ok(LineClient { stream, greeting })
+    }
+
+    /// The backend's name.
+    pub fn backend(&self) -> &str {
+        self.greeting.split(' ').next().unwrap_or_default()
+    }
+
+    /// Sends `msg` and reads the echo.
+    pub async fn echo(&mut self, msg: &str) -> std::io::Result<String> {
+        self.stream.write_all(format!("{msg}\n").as_bytes()).await?;
+        read_line(&mut self.stream).await
+    }
+}
+
+async fn read_line(s: &mut TcpStream) -> std::io::Result<String> {
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no line"))??;
+        if n == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+        }
+        if b[0] == b'\n' {
+            return Ok(String::from_utf8_lossy(&out).into_owned());
+        }
+        out.push(b[0]);
+    }
+}
+
+/// An NLB template: a `network` load balancer in zones a and b (extra properties in
+/// `lb_props`, indented 6), a target group with `tg_protocol` and `targets` (`[Id, Port]`
+/// pairs; extra properties in `tg_props`, indented 6) and a listener on `${PORT}` with
+/// `listener_protocol` (extra properties in `listener_props`, indented 6).
+pub fn nlb_template(
+    listener_protocol: &str,
+    listener_props: &str,
+    tg_protocol: &str,
+    tg_props: &str,
+    lb_props: &str,
+    targets: &[SocketAddr],
+) -> String {
+    let targets: String = targets
+        .iter()
+        .map(|a| format!("        - {{ Id: \"{}\", Port: {} }}\n", a.ip(), a.port()))
+        .collect();
+    format!(
+        r#"
+Resources:
+  LB:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties:
+      Name: nlb
+      Type: network
+      Subnets: [subnet-0000000000000000a, subnet-0000000000000000b]
+{lb_props}
+  TG:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      Name: nlb-tg
+      Protocol: {tg_protocol}
+      Port: 80
+      TargetType: ip
+{tg_props}
+      Targets:
+{targets}
+  L:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref LB
+      Port: ${{PORT}}
+      Protocol: {listener_protocol}
+{listener_props}
+      DefaultActions: [{{ Type: forward, TargetGroupArn: !Ref TG }}]
+"#
+    )
 }

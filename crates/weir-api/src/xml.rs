@@ -217,6 +217,9 @@ pub fn listener(x: &mut Xml, l: &Listener) {
     if let Some(p) = &l.ssl_policy {
         x.leaf("SslPolicy", p.as_str());
     }
+    if let Some(p) = &l.alpn_policy {
+        x.strings("AlpnPolicy", std::slice::from_ref(p));
+    }
     actions(x, "DefaultActions", &l.default_actions);
 }
 

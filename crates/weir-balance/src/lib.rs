@@ -8,8 +8,10 @@
 
 pub mod cell;
 pub mod health;
+pub mod maglev;
 pub mod select;
 
 pub use cell::{HealthState, Reason, TargetCell, TargetKey};
 pub use health::{HealthMachine, ProbeOutcome, Thresholds};
+pub use maglev::{flow_hash, FlowKeyMode, FlowPool, Maglev};
 pub use select::{pick_weighted, Algorithm, OutstandingGuard, Selector};

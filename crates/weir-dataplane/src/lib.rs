@@ -15,6 +15,8 @@
 #![forbid(unsafe_code)]
 
 mod compile;
+mod compile_l4;
+pub mod dns;
 
 pub use weir_l7::tls;
 
@@ -112,12 +114,17 @@ struct RunningListener {
     handle: ListenerHandle,
 }
 
+struct RunningL4 {
+    handle: weir_l4::L4Handle,
+}
+
 #[derive(Default)]
 struct Inner {
     cells: HashMap<CellKey, Arc<TargetCell>>,
     checkers: HashMap<CellKey, Checker>,
     draining: HashMap<CellKey, Arc<TargetCell>>,
     listeners: HashMap<String, RunningListener>,
+    l4: HashMap<String, RunningL4>,
 }
 
 /// The running data plane of one Weir process.
@@ -125,6 +132,7 @@ pub struct Dataplane {
     config: DataplaneConfig,
     certificates: CertificateStore,
     inner: Mutex<Inner>,
+    dns: dns::DnsTableCell,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -137,7 +145,12 @@ impl Dataplane {
     /// A data plane with nothing running. Starts the drain sweeper.
     pub fn new(config: DataplaneConfig) -> Arc<Self> {
         let certificates = CertificateStore::new(&config.certificate_dir);
-        let dp = Arc::new(Self { config, certificates, inner: Mutex::new(Inner::default()) });
+        let dp = Arc::new(Self {
+            config,
+            certificates,
+            inner: Mutex::new(Inner::default()),
+            dns: Arc::default(),
+        });
         let weak: Weak<Self> = Arc::downgrade(&dp);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -243,7 +256,94 @@ impl Dataplane {
                 }
             }
         }
+        if let Err(e) = self.apply_l4(&mut inner, state).await {
+            first_error.get_or_insert(e);
+        }
+        self.dns.store(Arc::new(dns::DnsTable::build(state, &inner.cells)));
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Starts, updates and stops NLB listeners to match `state`.
+    async fn apply_l4(&self, inner: &mut Inner, state: &State) -> Result<(), DataplaneError> {
+        let mut first_error = None;
+        let wanted: Vec<String> = state
+            .listeners
+            .values()
+            .filter(|l| {
+                state
+                    .load_balancers
+                    .get(&l.load_balancer_arn)
+                    .is_some_and(|lb| lb.lb_type == LoadBalancerType::Network)
+            })
+            .map(|l| l.arn.clone())
+            .collect();
+        let gone: Vec<String> = inner.l4.keys().filter(|a| !wanted.contains(a)).cloned().collect();
+        for arn in gone {
+            if let Some(r) = inner.l4.remove(&arn) {
+                r.handle.stop().await;
+            }
+        }
+        for arn in wanted {
+            let Some(l) = state.listeners.get(&arn) else { continue };
+            let Some(lb) = state.load_balancers.get(&l.load_balancer_arn) else { continue };
+            let snapshot = match compile_l4::listener(
+                state,
+                l,
+                lb,
+                &inner.cells,
+                &self.certificates,
+            ) {
+                Ok(s) => Arc::new(s),
+                Err(source) => {
+                    tracing::error!(listener = %arn, error = %source, "TLS configuration failed");
+                    first_error
+                        .get_or_insert(DataplaneError::Tls { listener: arn.clone(), source });
+                    continue;
+                }
+            };
+            let addrs = self.node_addresses(lb, l.port);
+            let result = match inner.l4.get_mut(&arn) {
+                Some(r) => r.handle.update(snapshot, &addrs).await,
+                None => {
+                    let cell: weir_l4::L4SnapshotCell = Arc::new(ArcSwap::new(snapshot));
+                    weir_l4::serve_listener(&addrs, cell).await.map(|handle| {
+                        inner.l4.insert(arn.clone(), RunningL4 { handle });
+                    })
+                }
+            };
+            if let Err(source) = result {
+                tracing::error!(listener = %arn, error = %source, "listener bind failed");
+                first_error.get_or_insert(DataplaneError::Bind { listener: arn.clone(), source });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// The addresses of `lb`'s nodes (with their zones) and public addresses, on `port`.
+    fn node_addresses(&self, lb: &weir_model::LoadBalancer, port: u16) -> Vec<weir_l4::NodeAddr> {
+        let mut out = Vec::new();
+        if self.config.bind_zone_nodes {
+            for z in &lb.zones {
+                if let Some(i) = weir_model::zones::zone_index(&z.zone_name) {
+                    out.push(weir_l4::NodeAddr {
+                        addr: SocketAddr::new(
+                            IpAddr::V4(weir_model::zones::node_address(i, lb.node_index)),
+                            port,
+                        ),
+                        zone: Some(Arc::from(z.zone_name.as_str())),
+                    });
+                }
+            }
+        }
+        if lb.scheme == Scheme::InternetFacing {
+            out.extend(
+                self.config
+                    .public_addresses
+                    .iter()
+                    .map(|ip| weir_l4::NodeAddr { addr: SocketAddr::new(*ip, port), zone: None }),
+            );
+        }
+        out
     }
 
     fn addresses(&self, lb: &weir_model::LoadBalancer, port: u16) -> Vec<SocketAddr> {
@@ -364,6 +464,16 @@ impl Dataplane {
         out
     }
 
+    /// Counters of a running NLB listener.
+    pub async fn l4_stats(&self, listener_arn: &str) -> Option<Arc<weir_l4::L4Stats>> {
+        self.inner.lock().await.l4.get(listener_arn).map(|l| l.handle.stats.clone())
+    }
+
+    /// The DNS answers of the built-in responder, as of the last apply (health is live).
+    pub fn dns_table(&self) -> Arc<dns::DnsTable> {
+        self.dns.load_full()
+    }
+
     /// Counters of a running listener.
     pub async fn listener_stats(&self, listener_arn: &str) -> Option<Arc<ListenerStats>> {
         self.inner.lock().await.listeners.get(listener_arn).map(|l| l.handle.stats.clone())
@@ -371,19 +481,20 @@ impl Dataplane {
 
     /// Addresses a running listener is bound to.
     pub async fn listener_addrs(&self, listener_arn: &str) -> Vec<SocketAddr> {
-        self.inner
-            .lock()
-            .await
-            .listeners
-            .get(listener_arn)
-            .map(|l| l.handle.local_addrs())
-            .unwrap_or_default()
+        let inner = self.inner.lock().await;
+        match inner.listeners.get(listener_arn) {
+            Some(l) => l.handle.local_addrs(),
+            None => inner.l4.get(listener_arn).map(|l| l.handle.local_addrs()).unwrap_or_default(),
+        }
     }
 
     /// Stops every listener and checker.
     pub async fn shutdown(&self) {
         let mut inner = self.inner.lock().await;
         for (_, l) in inner.listeners.drain() {
+            l.handle.stop().await;
+        }
+        for (_, l) in inner.l4.drain() {
             l.handle.stop().await;
         }
         inner.checkers.clear();

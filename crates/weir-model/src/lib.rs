@@ -26,7 +26,7 @@ pub use action::{
 pub use attributes::{AttributeKind, AttributeSet, AttributeSpec, Attributes};
 pub use condition::{Condition, QueryStringPair};
 pub use error::{ErrorCode, ModelError};
-pub use listener::{Listener, ListenerTls, Rule, RulePriority};
+pub use listener::{alpn_protocols, Listener, ListenerTls, Rule, RulePriority, ALPN_POLICIES};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerType, Scheme};
 pub use state::State;
 pub use target_group::{

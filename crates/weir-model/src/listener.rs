@@ -23,9 +23,27 @@ pub struct Listener {
     /// Certificate ARNs of an HTTPS listener; the first is the default certificate.
     #[serde(default)]
     pub certificates: Vec<String>,
-    /// The security policy of an HTTPS listener.
+    /// The security policy of an HTTPS or TLS listener.
     #[serde(default)]
     pub ssl_policy: Option<String>,
+    /// The ALPN policy of a TLS listener (`HTTP1Only`, `HTTP2Only`, `HTTP2Optional`,
+    /// `HTTP2Preferred` or `None`).
+    #[serde(default)]
+    pub alpn_policy: Option<String>,
+}
+
+/// The ALPN policies of TLS listeners, with the protocols each offers in preference order.
+pub const ALPN_POLICIES: &[(&str, &[&str])] = &[
+    ("HTTP1Only", &["http/1.1"]),
+    ("HTTP2Only", &["h2"]),
+    ("HTTP2Optional", &["http/1.1", "h2"]),
+    ("HTTP2Preferred", &["h2", "http/1.1"]),
+    ("None", &[]),
+];
+
+/// The ALPN protocols of `policy`, most preferred first; `None` for unknown names.
+pub fn alpn_protocols(policy: &str) -> Option<&'static [&'static str]> {
+    ALPN_POLICIES.iter().find(|(n, _)| *n == policy).map(|(_, p)| *p)
 }
 
 /// The TLS settings given when a listener is created or modified.
@@ -35,6 +53,8 @@ pub struct ListenerTls {
     pub certificates: Vec<String>,
     /// Security policy name; `None` keeps the current one (or the default).
     pub ssl_policy: Option<String>,
+    /// ALPN policy of a TLS listener; `None` keeps the current one.
+    pub alpn_policy: Option<String>,
 }
 
 /// The most certificates a listener may hold (ALB's quota, default certificate excluded).

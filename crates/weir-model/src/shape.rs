@@ -193,11 +193,15 @@ pub fn certificate_arns(v: Option<&Value>) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// `Certificates` (`[{CertificateArn}]`) and `SslPolicy` of a listener.
+/// `Certificates` (`[{CertificateArn}]`), `SslPolicy` and `AlpnPolicy` of a listener.
 pub fn listener_tls(p: &Value) -> crate::ListenerTls {
     crate::ListenerTls {
         certificates: certificate_arns(p.get("Certificates")),
         ssl_policy: get_str(p, "SslPolicy"),
+        alpn_policy: get_strs(p, "AlpnPolicy")
+            .into_iter()
+            .next()
+            .or_else(|| get_str(p, "AlpnPolicy")),
     }
 }
 

@@ -10,7 +10,9 @@ use crate::action::{validate_actions, Action};
 use crate::condition::{validate_rule_conditions, Condition};
 use crate::error::{ErrorCode, ModelError, Result};
 use crate::ids;
-use crate::listener::{Listener, ListenerTls, Rule, RulePriority, MAX_CERTIFICATES_PER_LISTENER};
+use crate::listener::{
+    alpn_protocols, Listener, ListenerTls, Rule, RulePriority, MAX_CERTIFICATES_PER_LISTENER,
+};
 use crate::load_balancer::{LoadBalancer, LoadBalancerType, Scheme};
 use crate::target_group::{Protocol, Target, TargetGroup, TargetType};
 use crate::zones;
@@ -413,6 +415,37 @@ impl State {
         Ok(())
     }
 
+    /// An NLB listener forwards only to target groups whose protocol fits its own: TCP to TCP
+    /// or TCP_UDP, TLS to TCP or TLS, UDP to UDP or TCP_UDP, TCP_UDP to TCP_UDP.
+    fn check_l4_forward(&self, listener: Protocol, actions: &[Action]) -> Result<()> {
+        if !listener.is_l4() {
+            return Ok(());
+        }
+        for a in actions {
+            for tg_arn in a.target_group_arns() {
+                let tg = self.target_group(tg_arn)?;
+                let ok = match listener {
+                    Protocol::Tcp => matches!(tg.protocol, Protocol::Tcp | Protocol::TcpUdp),
+                    Protocol::Tls => matches!(tg.protocol, Protocol::Tcp | Protocol::Tls),
+                    Protocol::Udp => matches!(tg.protocol, Protocol::Udp | Protocol::TcpUdp),
+                    _ => tg.protocol == Protocol::TcpUdp,
+                };
+                if !ok {
+                    return Err(ModelError::new(
+                        ErrorCode::IncompatibleProtocols,
+                        format!(
+                            "Listener protocol '{}' is not compatible with target group protocol '{}' of '{}'",
+                            listener.as_str(),
+                            tg.protocol.as_str(),
+                            tg.name
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a listener. Returns its ARN.
     pub fn create_listener(
         &mut self,
@@ -426,12 +459,7 @@ impl State {
         if port == 0 {
             return Err(ModelError::validation("Port must be between 1 and 65535"));
         }
-        let ok_protocol = match lb.lb_type {
-            LoadBalancerType::Application => protocol.is_l7(),
-            LoadBalancerType::Network => protocol.is_l4(),
-            LoadBalancerType::Gateway => protocol == Protocol::Geneve,
-        };
-        if !ok_protocol {
+        if !lb_takes_protocol(lb.lb_type, protocol) {
             return Err(ModelError::new(
                 ErrorCode::IncompatibleProtocols,
                 format!(
@@ -442,7 +470,7 @@ impl State {
             ));
         }
         check_listener_protocol(protocol)?;
-        let (certificates, ssl_policy) = check_tls(protocol, &tls, &[], None)?;
+        let (certificates, ssl_policy, alpn_policy) = check_tls(protocol, &tls, &[], None, None)?;
         if self.listeners_of(lb_arn).iter().any(|l| l.port == port) {
             return Err(ModelError::new(
                 ErrorCode::DuplicateListener,
@@ -456,6 +484,7 @@ impl State {
             ));
         }
         self.check_actions(lb, &default_actions)?;
+        self.check_l4_forward(protocol, &default_actions)?;
         let lb_res = ids::arn_resource(lb_arn)
             .unwrap_or_default()
             .trim_start_matches("loadbalancer/")
@@ -480,6 +509,7 @@ impl State {
                 }),
                 certificates,
                 ssl_policy,
+                alpn_policy,
             },
         );
         Ok(arn)
@@ -494,6 +524,7 @@ impl State {
         let l = self.listener(arn)?;
         let lb = self.load_balancer(&l.load_balancer_arn)?;
         self.check_actions(lb, &actions)?;
+        self.check_l4_forward(l.protocol, &actions)?;
         if let Some(l) = self.listeners.get_mut(arn) {
             l.default_actions = actions;
         }
@@ -608,22 +639,36 @@ impl State {
             }
         }
         if let Some(p) = protocol {
+            if !lb_takes_protocol(lb.lb_type, p) {
+                return Err(ModelError::new(
+                    ErrorCode::IncompatibleProtocols,
+                    format!(
+                        "Protocol '{}' is not supported by {} load balancers",
+                        p.as_str(),
+                        lb.lb_type.as_str()
+                    ),
+                ));
+            }
             check_listener_protocol(p)?;
         }
-        let (certificates, ssl_policy) = check_tls(
-            protocol.unwrap_or(l.protocol),
+        let new_protocol = protocol.unwrap_or(l.protocol);
+        let (certificates, ssl_policy, alpn_policy) = check_tls(
+            new_protocol,
             &tls,
             &l.certificates,
             l.ssl_policy.as_deref(),
+            l.alpn_policy.as_deref(),
         )?;
         if let Some(a) = &actions {
             self.check_actions(lb, a)?;
         }
+        self.check_l4_forward(new_protocol, actions.as_deref().unwrap_or(&l.default_actions))?;
         if let Some(l) = self.listeners.get_mut(arn) {
             l.port = port.unwrap_or(l.port);
             l.protocol = protocol.unwrap_or(l.protocol);
             l.certificates = certificates;
             l.ssl_policy = ssl_policy;
+            l.alpn_policy = alpn_policy;
             if let Some(a) = actions {
                 l.default_actions = a;
             }
@@ -634,7 +679,7 @@ impl State {
     /// Adds non-default certificates to an HTTPS listener (already present ones are kept once).
     pub fn add_listener_certificates(&mut self, arn: &str, certs: &[String]) -> Result<()> {
         let l = self.listener(arn)?;
-        if l.protocol != Protocol::Https {
+        if !matches!(l.protocol, Protocol::Https | Protocol::Tls) {
             return Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
                 format!(
@@ -829,8 +874,16 @@ impl State {
 #[cfg(test)]
 mod tests;
 
+fn lb_takes_protocol(t: LoadBalancerType, p: Protocol) -> bool {
+    match t {
+        LoadBalancerType::Application => p.is_l7(),
+        LoadBalancerType::Network => p.is_l4(),
+        LoadBalancerType::Gateway => p == Protocol::Geneve,
+    }
+}
+
 fn check_listener_protocol(p: Protocol) -> Result<()> {
-    if !matches!(p, Protocol::Http | Protocol::Https) {
+    if p == Protocol::Geneve {
         return Err(ModelError::new(
             ErrorCode::UnsupportedProtocol,
             format!("Listener protocol '{}' is not supported by Weir yet", p.as_str()),
@@ -839,25 +892,45 @@ fn check_listener_protocol(p: Protocol) -> Result<()> {
     Ok(())
 }
 
-/// The certificate list and policy a listener ends up with: HTTPS needs a default certificate
-/// and gets the default policy when it names none; HTTP has neither.
+/// The certificate list, security policy and ALPN policy a listener ends up with: HTTPS and
+/// TLS need a default certificate and get the default policy when they name none; only TLS
+/// takes an ALPN policy; plain protocols have none of them.
 fn check_tls(
     protocol: Protocol,
     tls: &ListenerTls,
     current_certs: &[String],
     current_policy: Option<&str>,
-) -> Result<(Vec<String>, Option<String>)> {
-    if protocol != Protocol::Https {
+    current_alpn: Option<&str>,
+) -> Result<(Vec<String>, Option<String>, Option<String>)> {
+    let alpn = if protocol == Protocol::Tls {
+        let a = tls.alpn_policy.as_deref().or(current_alpn).unwrap_or("None");
+        if alpn_protocols(a).is_none() {
+            return Err(ModelError::new(
+                ErrorCode::ALPNPolicyNotFound,
+                format!("ALPN policy '{a}' not found"),
+            ));
+        }
+        Some(a.to_string())
+    } else {
+        if tls.alpn_policy.is_some() {
+            return Err(ModelError::new(
+                ErrorCode::InvalidConfigurationRequest,
+                format!("ALPN policies apply only to TLS listeners, not {}", protocol.as_str()),
+            ));
+        }
+        None
+    };
+    if !matches!(protocol, Protocol::Https | Protocol::Tls) {
         if !tls.certificates.is_empty() || tls.ssl_policy.is_some() {
             return Err(ModelError::new(
                 ErrorCode::InvalidConfigurationRequest,
                 format!(
-                    "Certificates and SSL policies apply only to HTTPS listeners, not {}",
+                    "Certificates and SSL policies apply only to HTTPS and TLS listeners, not {}",
                     protocol.as_str()
                 ),
             ));
         }
-        return Ok((Vec::new(), None));
+        return Ok((Vec::new(), None, None));
     }
     if tls.certificates.len() > 1 {
         return Err(ModelError::validation(
@@ -876,7 +949,9 @@ fn check_tls(
         certs.insert(0, c.clone());
     }
     if certs.is_empty() {
-        return Err(ModelError::validation("A certificate must be specified for HTTPS listeners"));
+        return Err(ModelError::validation(
+            "A certificate must be specified for HTTPS and TLS listeners",
+        ));
     }
     let policy = tls
         .ssl_policy
@@ -889,5 +964,5 @@ fn check_tls(
             format!("SSL policy '{policy}' not found"),
         ));
     }
-    Ok((certs, Some(policy)))
+    Ok((certs, Some(policy), alpn))
 }

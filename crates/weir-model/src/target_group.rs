@@ -372,6 +372,12 @@ impl TargetGroup {
             Protocol::Geneve => attributes::AttributeSet::GwlbTargetGroup,
             _ => attributes::AttributeSet::NlbTargetGroup,
         };
+        let mut attributes = Attributes::new(specs);
+        // AWS turns client IP preservation off by default for `ip` targets over TCP and TLS,
+        // and on for instances and for UDP / TCP_UDP.
+        if target_type == TargetType::Ip && matches!(protocol, Protocol::Tcp | Protocol::Tls) {
+            attributes.set("preserve_client_ip.enabled", "false")?;
+        }
         Ok(Self {
             arn: format!(
                 "{}:targetgroup/{name}/{}",
@@ -385,7 +391,7 @@ impl TargetGroup {
             target_type,
             vpc_id: crate::zones::DEFAULT_VPC_ID.to_string(),
             health_check: HealthCheck::defaults(protocol, ProtocolVersion::Http1),
-            attributes: Attributes::new(specs),
+            attributes,
             targets: Vec::new(),
         })
     }

@@ -49,6 +49,9 @@ enum Command {
         /// Directory certificate ARNs are looked up in (default: `certs/` beside the template).
         #[arg(long)]
         certificate_dir: Option<PathBuf>,
+        /// Where the DNS responder for load balancer names listens (UDP); `off` disables it.
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        dns_address: DnsAddress,
     },
     /// Serve the AWS Query API and the data plane, with state persisted under --data-dir.
     Serve {
@@ -71,6 +74,9 @@ enum Command {
         /// Directory certificate ARNs are looked up in (default: `DATA_DIR/certs`).
         #[arg(long)]
         certificate_dir: Option<PathBuf>,
+        /// Where the DNS responder for load balancer names listens (UDP); `off` disables it.
+        #[arg(long, default_value = "127.0.0.1:8053")]
+        dns_address: DnsAddress,
     },
     /// Create a self-signed certificate (and key) in a certificate directory and print the ARN
     /// that HTTPS listeners use to name it.
@@ -110,6 +116,36 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
     },
+}
+
+/// `--dns-address`: a socket address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct DnsAddress(Option<SocketAddr>);
+
+impl std::str::FromStr for DnsAddress {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        if s == "off" {
+            Ok(Self(None))
+        } else {
+            s.parse().map(|a| Self(Some(a)))
+        }
+    }
+}
+
+/// Starts the DNS responder; a busy port is reported, not fatal (the load balancers still serve).
+async fn start_dns(dns: DnsAddress, dp: &Arc<Dataplane>) -> Option<tokio::task::JoinHandle<()>> {
+    let addr = dns.0?;
+    match weir_dataplane::dns::serve(addr, dp.clone()).await {
+        Ok((local, task)) => {
+            println!("  DNS for *.{} on udp://{local}", weir_dataplane::dns::DOMAIN);
+            Some(task)
+        }
+        Err(e) => {
+            eprintln!("weir: DNS responder not started on {addr}: {e}");
+            None
+        }
+    }
 }
 
 fn parse_params(raw: &[String]) -> Result<BTreeMap<String, String>> {
@@ -292,6 +328,7 @@ async fn main() -> Result<()> {
             credentials,
             no_auth,
             certificate_dir,
+            dns_address,
         } => {
             let auth = if no_auth {
                 None
@@ -327,6 +364,7 @@ async fn main() -> Result<()> {
                 if auth_on { "on" } else { "off (--no-auth)" }
             );
             println!("weir serve: AWS API on http://{addr}/ (aws --endpoint-url http://{addr} elbv2 ...)");
+            let _dns = start_dns(dns_address, &dp).await;
             shutdown_signal().await;
             println!("weir: shutting down");
             dp.shutdown().await;
@@ -339,6 +377,7 @@ async fn main() -> Result<()> {
             no_demo_backends,
             api_address,
             certificate_dir,
+            dns_address,
         } => {
             let stack = stack_name.unwrap_or_else(|| {
                 file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned())
@@ -372,6 +411,7 @@ async fn main() -> Result<()> {
             let auth = (!creds.is_empty()).then_some(creds);
             let (addr, _task) = start_api(store, &dp, auth, api_address).await?;
             println!("  AWS API on http://{addr}/ (state in memory)");
+            let _dns = start_dns(dns_address, &dp).await;
             println!("weir is up; press Ctrl-C to stop");
             shutdown_signal().await;
             println!("weir: shutting down");

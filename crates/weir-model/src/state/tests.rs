@@ -148,6 +148,7 @@ fn https_listeners_need_a_certificate_and_a_known_policy() {
     let tls = |certs: Vec<String>, policy: Option<&str>| ListenerTls {
         certificates: certs,
         ssl_policy: policy.map(str::to_string),
+        alpn_policy: None,
     };
     let e = s.create_listener(&lb, 443, Protocol::Https, forward(&tg), tls(vec![], None));
     assert_eq!(e.unwrap_err().code, ErrorCode::ValidationError);
@@ -182,4 +183,68 @@ fn https_listeners_need_a_certificate_and_a_known_policy() {
     s.modify_listener(&l, None, Some(Protocol::Http), None, tls(vec![], None)).unwrap();
     let got = s.listener(&l).unwrap();
     assert!(got.certificates.is_empty() && got.ssl_policy.is_none());
+}
+
+#[test]
+fn nlb_listeners_match_their_target_group_protocols() {
+    use crate::ListenerTls;
+    let mut s = State::default();
+    let nlb =
+        s.create_load_balancer("net", LoadBalancerType::Network, Scheme::Internal, &[], 0).unwrap();
+    let tg = |s: &mut State, name: &str, p: Protocol| {
+        let t = TargetGroup::new("us-east-1", "123456789012", name, p, 80, TargetType::Ip).unwrap();
+        s.add_target_group(t).unwrap()
+    };
+    let tcp = tg(&mut s, "tcp", Protocol::Tcp);
+    let udp = tg(&mut s, "udp", Protocol::Udp);
+    let both = tg(&mut s, "both", Protocol::TcpUdp);
+    let none = ListenerTls::default;
+    // ip targets over TCP do not preserve the client IP by default; UDP does.
+    assert_eq!(
+        s.target_group(&tcp).unwrap().attributes.get("preserve_client_ip.enabled"),
+        Some("false")
+    );
+    assert_eq!(
+        s.target_group(&udp).unwrap().attributes.get("preserve_client_ip.enabled"),
+        Some("true")
+    );
+    let e = s.create_listener(&nlb, 53, Protocol::Udp, forward(&tcp), none()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::IncompatibleProtocols);
+    let e = s.create_listener(&nlb, 53, Protocol::TcpUdp, forward(&udp), none()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::IncompatibleProtocols);
+    s.create_listener(&nlb, 53, Protocol::TcpUdp, forward(&both), none()).unwrap();
+    let l = s.create_listener(&nlb, 80, Protocol::Tcp, forward(&tcp), none()).unwrap();
+    assert_eq!(s.listener(&l).unwrap().attributes.get("tcp.idle_timeout.seconds"), Some("350"));
+    // An NLB takes no HTTP listener and no fixed-response action.
+    let e = s.create_listener(&nlb, 81, Protocol::Http, forward(&tcp), none()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::IncompatibleProtocols);
+    let e = s.modify_listener(&l, None, Some(Protocol::Https), None, none()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::IncompatibleProtocols);
+    // TLS needs a certificate, takes an ALPN policy, and only TLS does.
+    let cert = "arn:aws:acm:us-east-1:123456789012:certificate/c".to_string();
+    let e = s.create_listener(&nlb, 443, Protocol::Tls, forward(&tcp), none()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ValidationError);
+    let bad = ListenerTls {
+        certificates: vec![cert.clone()],
+        ssl_policy: None,
+        alpn_policy: Some("HTTP3".into()),
+    };
+    let e = s.create_listener(&nlb, 443, Protocol::Tls, forward(&tcp), bad).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ALPNPolicyNotFound);
+    let ok = ListenerTls {
+        certificates: vec![cert],
+        ssl_policy: None,
+        alpn_policy: Some("HTTP2Preferred".into()),
+    };
+    let t = s.create_listener(&nlb, 443, Protocol::Tls, forward(&tcp), ok).unwrap();
+    assert_eq!(s.listener(&t).unwrap().alpn_policy.as_deref(), Some("HTTP2Preferred"));
+    let alpn = ListenerTls { alpn_policy: Some("HTTP1Only".into()), ..Default::default() };
+    let e = s.modify_listener(&l, None, None, None, alpn).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidConfigurationRequest);
+    // TLS back to TCP drops the TLS settings.
+    s.modify_listener(&t, None, Some(Protocol::Tcp), None, none()).unwrap();
+    let got = s.listener(&t).unwrap();
+    assert!(got.certificates.is_empty() && got.alpn_policy.is_none());
+    let e = s.modify_listener(&l, None, Some(Protocol::Udp), None, none()).unwrap_err();
+    assert_eq!(e.code, ErrorCode::IncompatibleProtocols);
 }

@@ -1,0 +1,219 @@
+//! Moving bytes both ways between a client and a target.
+//!
+//! Plain TCP on Linux goes through `splice(2)` via a pipe per direction, so payload never
+//! crosses into user space; anything else (TLS on either side) is copied through bounded
+//! buffers. Both record activity for the idle timeout and propagate half-closes; an error on
+//! one side resets the other, as an NLB does.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Bytes moved and the time of the last move, shared with the connection's watchdog.
+#[derive(Debug)]
+pub struct Meter {
+    start: Instant,
+    last_ms: AtomicU64,
+    /// Payload bytes moved, both directions.
+    pub bytes: AtomicU64,
+}
+
+impl Default for Meter {
+    fn default() -> Self {
+        Self { start: Instant::now(), last_ms: AtomicU64::new(0), bytes: AtomicU64::new(0) }
+    }
+}
+
+impl Meter {
+    /// Records `n` bytes moved now.
+    pub fn record(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    /// Time since the last byte moved (or since the start).
+    pub fn idle(&self) -> std::time::Duration {
+        let now = self.start.elapsed().as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// How a one-way copy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The reading side closed cleanly; the writing side was shut down.
+    Eof,
+    /// The reading side reset or failed.
+    ReadError,
+    /// The writing side reset or failed.
+    WriteError,
+}
+
+/// Which side ended a relay with an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Both directions closed cleanly.
+    Closed,
+    /// The client reset (or failed).
+    ClientReset,
+    /// The target reset (or failed).
+    TargetReset,
+}
+
+fn outcome(up: End, down: End) -> Outcome {
+    // `up` reads the client and writes the target; `down` the reverse.
+    match (up, down) {
+        (End::ReadError, _) | (_, End::WriteError) => Outcome::ClientReset,
+        (End::WriteError, _) | (_, End::ReadError) => Outcome::TargetReset,
+        _ => Outcome::Closed,
+    }
+}
+
+/// Relays between two TCP sockets until both directions close or one side fails.
+pub async fn tcp(client: &TcpStream, target: &TcpStream, meter: &Meter) -> Outcome {
+    #[cfg(target_os = "linux")]
+    {
+        let (up, down) = tokio::join!(
+            splice_one_way(client, target, meter),
+            splice_one_way(target, client, meter)
+        );
+        finish(client, target, up, down)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let (up, down) = tokio::join!(
+            copy_tcp_one_way(client, target, meter),
+            copy_tcp_one_way(target, client, meter)
+        );
+        finish(client, target, up, down)
+    }
+}
+
+fn finish(client: &TcpStream, target: &TcpStream, up: End, down: End) -> Outcome {
+    let o = outcome(up, down);
+    match o {
+        Outcome::ClientReset => crate::socket::reset_on_close(target),
+        Outcome::TargetReset => crate::socket::reset_on_close(client),
+        Outcome::Closed => {}
+    }
+    o
+}
+
+fn shutdown_write(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(target_os = "linux")]
+async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter) -> End {
+    use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
+    use tokio::io::Interest;
+
+    const CHUNK: usize = 1 << 16;
+    let Ok((pipe_r, pipe_w)) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) else {
+        return copy_tcp_one_way(from, to, meter).await;
+    };
+    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+    loop {
+        // The pipe is empty here, so EAGAIN can only mean the socket has nothing to read.
+        let n = loop {
+            if from.readable().await.is_err() {
+                return End::ReadError;
+            }
+            match from.try_io(Interest::READABLE, || {
+                splice(from, None, &pipe_w, None, CHUNK, flags).map_err(io::Error::from)
+            }) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return End::ReadError,
+            }
+        };
+        if n == 0 {
+            shutdown_write(to);
+            return End::Eof;
+        }
+        let mut left = n;
+        while left > 0 {
+            if to.writable().await.is_err() {
+                return End::WriteError;
+            }
+            match to.try_io(Interest::WRITABLE, || {
+                splice(&pipe_r, None, to, None, left, flags).map_err(io::Error::from)
+            }) {
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return End::WriteError,
+            }
+        }
+        meter.record(n);
+    }
+}
+
+/// The portable path: copies through a 16 KiB buffer.
+async fn copy_tcp_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter) -> End {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = loop {
+            if from.readable().await.is_err() {
+                return End::ReadError;
+            }
+            match from.try_read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return End::ReadError,
+            }
+        };
+        if n == 0 {
+            shutdown_write(to);
+            return End::Eof;
+        }
+        let mut off = 0;
+        while off < n {
+            if to.writable().await.is_err() {
+                return End::WriteError;
+            }
+            match to.try_write(&buf[off..n]) {
+                Ok(m) => off += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return End::WriteError,
+            }
+        }
+        meter.record(n);
+    }
+}
+
+/// Relays between any two streams (TLS on one side or both) through 16 KiB buffers.
+pub async fn streams<C, T>(client: C, target: T, meter: &Meter) -> Outcome
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut tr, mut tw) = tokio::io::split(target);
+    let (up, down) =
+        tokio::join!(copy_one_way(&mut cr, &mut tw, meter), copy_one_way(&mut tr, &mut cw, meter));
+    outcome(up, down)
+}
+
+async fn copy_one_way<R, W>(r: &mut R, w: &mut W, meter: &Meter) -> End
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) => {
+                let _ = w.shutdown().await;
+                return End::Eof;
+            }
+            Ok(n) => n,
+            Err(_) => return End::ReadError,
+        };
+        if w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err() {
+            return End::WriteError;
+        }
+        meter.record(n);
+    }
+}

@@ -1,0 +1,267 @@
+//! TCP and TLS listeners: accept, pick a target by flow hash, connect (from the client's
+//! address when preserved), send the PROXY v2 header when enabled, relay, and watch the
+//! connection for idle timeout and for its target draining or turning unhealthy.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use weir_balance::{flow_hash, HealthState, OutstandingGuard, TargetCell};
+
+use crate::relay::{self, Meter, Outcome};
+use crate::snapshot::{L4Group, L4Snapshot, L4SnapshotCell};
+use crate::stats::L4Stats;
+use crate::{proxy_v2, socket};
+
+/// How long a target has to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client has to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a connection's watchdog looks at idle time and target state.
+const WATCH_PERIOD: Duration = Duration::from_millis(250);
+
+/// Accepts connections on `listener` (a node in `zone`) until `shutdown` turns true.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    zone: Option<Arc<str>>,
+    cell: L4SnapshotCell,
+    stats: Arc<L4Stats>,
+    shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let snap = cell.load_full();
+        let stats = stats.clone();
+        let zone = zone.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let local = stream.local_addr().unwrap_or(peer);
+            let _ = stream.set_nodelay(true);
+            handle(stream, peer, local, zone.as_deref(), &snap, &stats, shutdown).await;
+        });
+    }
+}
+
+async fn handle(
+    client: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    zone: Option<&str>,
+    snap: &L4Snapshot,
+    stats: &L4Stats,
+    shutdown: watch::Receiver<bool>,
+) {
+    let tls = snap.tls.is_some();
+    let (active, new, bytes) = if tls {
+        (&stats.active_flows_tls, &stats.new_flows_tls, &stats.processed_bytes_tls)
+    } else {
+        (&stats.active_flows_tcp, &stats.new_flows_tcp, &stats.processed_bytes_tcp)
+    };
+    L4Stats::inc(new);
+    L4Stats::inc(active);
+    let _active = Gauge(active);
+    let Some(group) = snap.group.as_ref() else {
+        L4Stats::inc(&stats.tcp_elb_resets);
+        socket::reset_on_close(&client);
+        return;
+    };
+    let hash = flow_hash(group.key_mode, 6, peer, local);
+    let Some(target) = group.pick(zone, hash) else {
+        tracing::debug!(%peer, listener = %snap.listener_arn, "no target for the flow");
+        L4Stats::inc(&stats.tcp_elb_resets);
+        socket::reset_on_close(&client);
+        return;
+    };
+    let guard = OutstandingGuard::new(target.clone());
+    let meter = Arc::new(Meter::default());
+    // A TLS listener completes the client's handshake before contacting the target.
+    let client = match &snap.tls {
+        Some(cfg) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(client)).await {
+                Ok(Ok(s)) => Client::Tls(Box::new(s)),
+                _ => {
+                    L4Stats::inc(&stats.client_tls_negotiation_errors);
+                    return;
+                }
+            }
+        }
+        None => Client::Plain(client),
+    };
+    let from = group.preserve_client_ip.then(|| peer.ip());
+    let connected = tokio::time::timeout(CONNECT_TIMEOUT, socket::connect_tcp(target.addr, from));
+    let mut upstream = match connected.await {
+        Ok(Ok(s)) => s,
+        failed => {
+            if let Ok(Err(e)) = failed {
+                tracing::debug!(target = %target.addr, error = %e, "target connection failed");
+            }
+            L4Stats::inc(&stats.target_connection_errors);
+            L4Stats::inc(&stats.tcp_elb_resets);
+            socket::reset_on_close(client.tcp());
+            return;
+        }
+    };
+    if group.proxy_protocol_v2 {
+        let h = proxy_v2::encode(peer, local, proxy_v2::Transport::Stream);
+        if upstream.write_all(&h).await.is_err() {
+            L4Stats::inc(&stats.target_connection_errors);
+            L4Stats::inc(&stats.tcp_elb_resets);
+            socket::reset_on_close(client.tcp());
+            return;
+        }
+    }
+    let mut upstream = match &group.target_tls {
+        None => Upstream::Plain(upstream),
+        Some(cfg) => match target_tls(upstream, cfg, stats).await {
+            Some(t) => Upstream::Tls(Box::new(t)),
+            None => {
+                L4Stats::inc(&stats.tcp_elb_resets);
+                socket::reset_on_close(client.tcp());
+                return;
+            }
+        },
+    };
+    let mut client = client;
+    let watchdog = watch_connection(&target, group, snap.tcp_idle_timeout, &meter, shutdown);
+    let outcome = tokio::select! {
+        o = relay_any(&mut client, &mut upstream, &meter) => Some(o),
+        () = watchdog => None,
+    };
+    match outcome {
+        Some(Outcome::ClientReset) => {
+            L4Stats::inc(&stats.tcp_client_resets);
+            socket::reset_on_close(upstream.tcp());
+        }
+        Some(Outcome::TargetReset) => {
+            L4Stats::inc(&stats.tcp_target_resets);
+            socket::reset_on_close(client.tcp());
+        }
+        Some(Outcome::Closed) => {}
+        None => {
+            // Closed by the load balancer: both sides get a reset.
+            L4Stats::inc(&stats.tcp_elb_resets);
+            socket::reset_on_close(client.tcp());
+            socket::reset_on_close(upstream.tcp());
+        }
+    }
+    bytes.fetch_add(meter.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+    drop(guard);
+}
+
+async fn relay_any(client: &mut Client, upstream: &mut Upstream, meter: &Meter) -> Outcome {
+    match (client, upstream) {
+        (Client::Plain(c), Upstream::Plain(t)) => relay::tcp(c, t, meter).await,
+        (Client::Plain(c), Upstream::Tls(t)) => relay::streams(c, &mut **t, meter).await,
+        (Client::Tls(c), Upstream::Plain(t)) => relay::streams(&mut **c, t, meter).await,
+        (Client::Tls(c), Upstream::Tls(t)) => relay::streams(&mut **c, &mut **t, meter).await,
+    }
+}
+
+/// The target side of a connection.
+enum Upstream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Upstream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+/// The client side of a connection.
+enum Client {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Client {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+/// Decrements a gauge when dropped.
+pub(crate) struct Gauge<'a>(pub(crate) &'a AtomicU64);
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// TLS towards a target of a TLS group. Targets' certificates are not verified, as on AWS.
+async fn target_tls(
+    tcp: TcpStream,
+    cfg: &Arc<rustls::ClientConfig>,
+    stats: &L4Stats,
+) -> Option<tokio_rustls::client::TlsStream<TcpStream>> {
+    let name = rustls::pki_types::ServerName::try_from("target.weir.internal").ok()?;
+    match tokio::time::timeout(
+        TLS_HANDSHAKE_TIMEOUT,
+        tokio_rustls::TlsConnector::from(cfg.clone()).connect(name, tcp),
+    )
+    .await
+    {
+        Ok(Ok(s)) => Some(s),
+        _ => {
+            L4Stats::inc(&stats.target_tls_negotiation_errors);
+            None
+        }
+    }
+}
+
+/// Resolves when the connection must be closed by the load balancer: idle for longer than
+/// `idle`, its target's deregistration delay over (with connection termination on), its target
+/// unhealthy (with unhealthy termination on), or the listener stopping.
+async fn watch_connection(
+    target: &TargetCell,
+    group: &L4Group,
+    idle: Duration,
+    meter: &Meter,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(WATCH_PERIOD);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = shutdown.changed() => {
+                if r.is_err() || *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+        if meter.idle() >= idle {
+            tracing::debug!(target = %target.addr, "idle timeout");
+            return;
+        }
+        match target.state() {
+            HealthState::Draining
+                if group.terminate_on_drain
+                    && target.drain_deadline().is_some_and(|d| d <= Instant::now()) =>
+            {
+                return;
+            }
+            HealthState::Unhealthy if group.terminate_on_unhealthy => return,
+            _ => {}
+        }
+    }
+}
