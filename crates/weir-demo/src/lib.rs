@@ -3,8 +3,9 @@
 //!
 //! Every request is answered with `200` and a plain-text body: the backend's name on the first
 //! line, then `METHOD PATH?QUERY`, then the request headers as received (so tests can check what
-//! the load balancer forwarded). The response carries `x-backend: NAME` and `x-demo-version`
-//! (the HTTP version the request arrived in). Special paths:
+//! the load balancer forwarded). The response carries `x-backend: NAME`, `x-demo-version`
+//! (the HTTP version the request arrived in) and `x-demo-peer` (the address the connection came
+//! from, to check client-IP preservation). Special paths:
 //! - `GET /health` answers with the configured health status (200 unless told otherwise).
 //! - `POST /_demo/health?status=N` sets that status; `POST /_demo/delay?ms=N` delays every
 //!   ordinary response by N ms; `GET /_demo/stats` reports connections and requests served.
@@ -106,7 +107,7 @@ impl DemoBackend {
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
@@ -114,7 +115,7 @@ impl DemoBackend {
                 let st = st.clone();
                 let tls = tls.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(st.clone(), req));
+                    let svc = service_fn(move |req| handle(st.clone(), peer, req));
                     let builder = AutoBuilder::new(TokioExecutor::new());
                     match tls {
                         Some(acceptor) => {
@@ -207,6 +208,7 @@ fn websocket(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
 
 async fn handle(
     st: Arc<DemoState>,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
@@ -277,6 +279,9 @@ async fn handle(
     }
     if let Ok(v) = hyper::header::HeaderValue::from_str(&version) {
         r.headers_mut().insert("x-demo-version", v);
+    }
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&peer.to_string()) {
+        r.headers_mut().insert("x-demo-peer", v);
     }
     if let Some(c) = param(query.as_deref(), "set_cookie") {
         if let Ok(v) = hyper::header::HeaderValue::from_str(&format!("{c}; Path=/")) {

@@ -1018,3 +1018,168 @@ fn https_listener_certificates_through_the_aws_cli() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "secure");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn network_load_balancer_through_the_aws_cli() {
+    // A TCP backend that greets every connection.
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in backend.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = std::io::Write::write_all(&mut s, b"hello from the nlb backend\n");
+        }
+    });
+    let dir = data_dir("nlb");
+    let api = free_port();
+    let listen = free_port();
+    let _server = serve(&dir, api);
+    let lb = ok(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "net",
+            "--type",
+            "network",
+            "--subnets",
+            "subnet-0000000000000000a",
+        ],
+    );
+    assert_eq!(s(&lb, "/LoadBalancers/0/Type"), "network");
+    let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
+    assert!(lb_arn.contains(":loadbalancer/net/net/"), "{lb_arn}");
+    let tg = ok(
+        api,
+        &[
+            "create-target-group",
+            "--name",
+            "net-tcp",
+            "--protocol",
+            "TCP",
+            "--port",
+            "80",
+            "--target-type",
+            "ip",
+        ],
+    );
+    assert_eq!(s(&tg, "/TargetGroups/0/HealthCheckProtocol"), "TCP");
+    let tg_arn = s(&tg, "/TargetGroups/0/TargetGroupArn");
+    let a = ok(api, &["describe-target-group-attributes", "--target-group-arn", &tg_arn]);
+    let attr = |k: &str| {
+        a["Attributes"].as_array().unwrap().iter().find(|x| x["Key"] == k).unwrap()["Value"].clone()
+    };
+    assert_eq!(attr("preserve_client_ip.enabled"), "false");
+    assert_eq!(attr("proxy_protocol_v2.enabled"), "false");
+    ok(
+        api,
+        &[
+            "register-targets",
+            "--target-group-arn",
+            &tg_arn,
+            "--targets",
+            &format!("Id=127.0.0.1,Port={backend_port}"),
+        ],
+    );
+    let forward = format!("Type=forward,TargetGroupArn={tg_arn}");
+    let port = listen.to_string();
+    err(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "UDP",
+            "--port",
+            &port,
+            "--default-actions",
+            &forward,
+        ],
+        "IncompatibleProtocols",
+    );
+    let l = ok(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TCP",
+            "--port",
+            &port,
+            "--default-actions",
+            &forward,
+        ],
+    );
+    let l_arn = s(&l, "/Listeners/0/ListenerArn");
+    ok(
+        api,
+        &[
+            "modify-listener-attributes",
+            "--listener-arn",
+            &l_arn,
+            "--attributes",
+            "Key=tcp.idle_timeout.seconds,Value=120",
+        ],
+    );
+    // Bytes flow through the listener to the target.
+    let mut got = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.contains("hello from the nlb backend") && Instant::now() < deadline {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", listen)) {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+            got.clear();
+            let _ = std::io::Read::read_to_string(&mut c, &mut got);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(got.contains("hello from the nlb backend"), "{got:?}");
+    let h = ok(api, &["describe-target-health", "--target-group-arn", &tg_arn]);
+    assert_eq!(h["TargetHealthDescriptions"][0]["Target"]["Port"], backend_port);
+    err(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TLS",
+            "--port",
+            "8443",
+            "--default-actions",
+            &forward,
+            "--alpn-policy",
+            "HTTP2Preferred",
+        ],
+        "ValidationError",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["certificate", "nlb", "--dns-name", "nlb.test", "--certificate-dir"])
+        .arg(dir.join("certs"))
+        .output()
+        .unwrap();
+    let cert = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let tls_port = free_port().to_string();
+    let t = ok(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "TLS",
+            "--port",
+            &tls_port,
+            "--default-actions",
+            &forward,
+            "--certificates",
+            &format!("CertificateArn={cert}"),
+            "--alpn-policy",
+            "HTTP2Preferred",
+        ],
+    );
+    assert_eq!(s(&t, "/Listeners/0/Protocol"), "TLS");
+    assert_eq!(s(&t, "/Listeners/0/AlpnPolicy/0"), "HTTP2Preferred");
+    assert_eq!(s(&t, "/Listeners/0/SslPolicy"), "ELBSecurityPolicy-2016-08");
+}
