@@ -82,6 +82,11 @@ impl DnsTable {
         Self { names }
     }
 
+    /// The table for `state` before any target has live state (every node is answered).
+    pub fn for_state(state: &State) -> Self {
+        Self::build(state, &HashMap::new())
+    }
+
     /// The addresses `name` resolves to now; `None` for names of no load balancer.
     pub fn resolve(&self, name: &str) -> Option<Vec<Ipv4Addr>> {
         let name = name.trim_end_matches('.').to_ascii_lowercase();

@@ -157,3 +157,41 @@ pub fn request_head(data: &[u8]) {
         }
     }
 }
+
+/// PROXY protocol v2 headers (what a backend behind an NLB reads first): decoding never panics,
+/// never claims more bytes than it was given, and an address it decodes encodes back to a
+/// header that decodes to the same addresses.
+pub fn proxy_v2(data: &[u8]) {
+    use weir_l4::proxy_v2::{decode, encode, Transport};
+    let Ok(h) = decode(data) else {
+        return;
+    };
+    assert!(h.len <= data.len(), "header longer than its input");
+    if let Some((src, dst)) = h.addresses {
+        let again = decode(&encode(src, dst, h.transport.unwrap_or(Transport::Stream)));
+        assert_eq!(again.map(|x| x.addresses), Ok(Some((src, dst))));
+    }
+}
+
+/// DNS queries to the built-in responder (network input): any bytes either get no answer or a
+/// well-formed DNS message with the query's id.
+pub fn dns_query(data: &[u8]) {
+    use std::sync::OnceLock;
+    static TABLE: OnceLock<weir_dataplane::dns::DnsTable> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut s = State::default();
+        let _ = s.create_load_balancer(
+            "fuzz",
+            weir_model::LoadBalancerType::Network,
+            weir_model::Scheme::Internal,
+            &[],
+            0,
+        );
+        weir_dataplane::dns::DnsTable::for_state(&s)
+    });
+    if let Some(resp) = weir_dataplane::dns::answer(table, data) {
+        assert!(resp.len() >= 12, "short DNS response");
+        assert_eq!(resp[..2], data[..2], "response id differs from the query's");
+        assert_eq!(resp[2] & 0x80, 0x80, "QR bit not set");
+    }
+}

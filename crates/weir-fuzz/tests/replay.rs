@@ -34,6 +34,16 @@ fn request_head_corpus() {
     assert!(replay("request_head", weir_fuzz::request_head) >= 7);
 }
 
+#[test]
+fn proxy_v2_corpus() {
+    assert!(replay("proxy_v2", weir_fuzz::proxy_v2) >= 5);
+}
+
+#[test]
+fn dns_query_corpus() {
+    assert!(replay("dns_query", weir_fuzz::dns_query) >= 5);
+}
+
 mod random {
     use proptest::prelude::*;
 
@@ -44,6 +54,15 @@ mod random {
             weir_fuzz::request_head(&bytes);
             let head = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
             weir_fuzz::request_head(head.as_bytes());
+        }
+
+        #[test]
+        fn proxy_v2_and_dns_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            weir_fuzz::proxy_v2(&bytes);
+            let mut framed = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            framed.extend_from_slice(&bytes);
+            weir_fuzz::proxy_v2(&framed);
+            weir_fuzz::dns_query(&bytes);
         }
 
         #[test]
