@@ -132,3 +132,68 @@ fn validate_reports_errors_with_resource_names() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("8 resources created"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn nlb_example_serves_tcp_and_tls_with_zonal_nodes() {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tls = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let certs = std::env::temp_dir().join(format!("weir-nlb-certs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&certs);
+    let mut child = weir()
+        .args([
+            "up",
+            &repo_file("examples/nlb.yaml"),
+            "--parameter",
+            &format!("TcpPort={tcp}"),
+            "--parameter",
+            &format!("TlsPort={tls}"),
+            "--api-address",
+            "127.0.0.1:0",
+            "--dns-address",
+            "off",
+            "--certificate-dir",
+            certs.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Kill(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("weir is up") {
+            break;
+        }
+    }
+    assert!(seen.contains("weir is up"), "{seen}");
+    // The zone-a node's address, as printed: `tcp://127.0.1.N:PORT/`.
+    let zone_a = seen
+        .split_whitespace()
+        .find(|w| w.starts_with("tcp://127.0.1.") && w.contains(&format!(":{tcp}/")))
+        .expect("zone a node printed")
+        .trim_start_matches("tcp://")
+        .trim_end_matches('/')
+        .to_string();
+
+    let mut names = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let head = curl(&["-si", &format!("http://127.0.0.1:{tcp}/")]).to_ascii_lowercase();
+        // TCP passthrough: the backend answers itself, and sees the client's address.
+        assert!(head.contains("x-demo-peer: 127.0.0.1:"), "{head}");
+        names.insert(head.lines().find(|l| l.starts_with("x-backend:")).unwrap_or("").to_string());
+    }
+    assert_eq!(names.len(), 2, "public address uses both zones: {names:?}");
+    for _ in 0..6 {
+        let body = curl(&[&format!("http://{zone_a}/")]);
+        assert_eq!(body.lines().next(), Some("tcp-a"), "zone a's node stays in zone a");
+    }
+    let body = curl(&["-k", &format!("https://127.0.0.1:{tls}/")]);
+    assert!(body.starts_with("tcp-"), "TLS terminated in front of the demo backends: {body}");
+    let _ = std::fs::remove_dir_all(&certs);
+}
