@@ -140,6 +140,34 @@ async fn udp_flows_spread_and_each_flow_stays_on_one_target() {
 }
 
 #[tokio::test]
+async fn udp_source_ip_stickiness_keeps_every_flow_of_an_address_on_one_target() {
+    let b = [
+        udp_backend("v1", "127.0.0.1").await,
+        udp_backend("v2", "127.0.0.1").await,
+        udp_backend("v3", "127.0.0.1").await,
+    ];
+    let tg = attrs(
+        "TargetGroupAttributes",
+        &[("stickiness.enabled", "true"), ("stickiness.type", "source_ip")],
+    );
+    let lb = Lb::up(&nlb_template("UDP", "", "UDP", &tg, "", &b)).await;
+    let mut by_source = BTreeMap::new();
+    for src in 2..14 {
+        let mut names = BTreeSet::new();
+        // Several flows (source ports) from one address.
+        for _ in 0..3 {
+            let s = UdpSocket::bind(format!("127.0.0.{src}:0")).await.unwrap();
+            let r = udp_round_trip(&s, lb.addr(), "hi").await;
+            names.insert(r.split(' ').next().unwrap().to_string());
+        }
+        assert_eq!(names.len(), 1, "127.0.0.{src} went to {names:?}");
+        by_source.insert(src, names.into_iter().next().unwrap());
+    }
+    let distinct: BTreeSet<&String> = by_source.values().collect();
+    assert!(distinct.len() >= 2, "sources spread over targets: {by_source:?}");
+}
+
+#[tokio::test]
 async fn tcp_udp_listener_serves_both_on_one_port() {
     // One target address with a TCP and a UDP server on the same port.
     let (tcp, udp) = loop {

@@ -281,6 +281,10 @@ pub fn modify_health_check(tg: &mut crate::TargetGroup, p: &Value) -> Result<()>
                 hc.matcher = Some(Matcher::http("200-399", 200, 599)?);
             }
         }
+        // NLB groups: AWS's timeout default depends on the check protocol (HTTP 6 s, else 10 s).
+        if tg.protocol.is_l4() && get_str(p, "HealthCheckTimeoutSeconds").is_none() {
+            hc.timeout_seconds = if hc.protocol == Protocol::Http { 6 } else { 10 };
+        }
     }
     if let Some(v) = get_str(p, "HealthCheckPort") {
         hc.port = HealthCheckPort::parse(&v)?;
@@ -401,6 +405,25 @@ mod tests {
         .unwrap();
         assert_eq!(c.len(), 4);
         assert!(conditions(Some(&json!([{"Field": "cookie"}]))).is_err());
+    }
+
+    #[test]
+    fn nlb_health_checks_get_nlb_defaults() {
+        let p = serde_json::json!({"Protocol": "TCP", "Port": "80", "TargetType": "ip"});
+        let tg = target_group(&crate::State::default(), &p, "n").unwrap();
+        let hc = &tg.health_check;
+        assert_eq!(
+            (hc.protocol, hc.interval_seconds, hc.timeout_seconds),
+            (crate::Protocol::Tcp, 30, 10)
+        );
+        assert_eq!((hc.healthy_threshold, hc.unhealthy_threshold), (5, 2));
+        let p = serde_json::json!({"Protocol": "UDP", "Port": "53", "TargetType": "ip",
+            "HealthCheckProtocol": "HTTP"});
+        let tg = target_group(&crate::State::default(), &p, "n").unwrap();
+        let hc = &tg.health_check;
+        assert_eq!((hc.protocol, hc.timeout_seconds), (crate::Protocol::Http, 6));
+        assert_eq!(hc.path.as_deref(), Some("/"));
+        assert!(hc.matcher.as_ref().is_some_and(|m| m.matches(399) && !m.matches(400)));
     }
 
     #[test]
