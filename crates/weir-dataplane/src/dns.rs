@@ -171,6 +171,8 @@ pub async fn serve(
         let mut buf = vec![0u8; 4096];
         loop {
             let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                // Do not spin on an error that persists.
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                 continue;
             };
             if let Some(resp) = answer(&dp.dns_table(), &buf[..n]) {

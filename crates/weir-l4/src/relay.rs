@@ -71,24 +71,29 @@ fn outcome(up: End, down: End) -> Outcome {
     }
 }
 
+/// Runs both directions: a clean end of one (a half-close) lets the other go on; a failure of
+/// one ends both at once (the other is reported as ended cleanly).
+async fn both(
+    up: impl std::future::Future<Output = End>,
+    down: impl std::future::Future<Output = End>,
+) -> (End, End) {
+    tokio::pin!(up, down);
+    tokio::select! {
+        u = &mut up => if u == End::Eof { (u, down.await) } else { (u, End::Eof) },
+        d = &mut down => if d == End::Eof { (up.await, d) } else { (End::Eof, d) },
+    }
+}
+
 /// Relays between two TCP sockets until both directions close or one side fails.
 pub async fn tcp(client: &TcpStream, target: &TcpStream, meter: &Meter) -> Outcome {
     #[cfg(target_os = "linux")]
-    {
-        let (up, down) = tokio::join!(
-            splice_one_way(client, target, meter),
-            splice_one_way(target, client, meter)
-        );
-        finish(client, target, up, down)
-    }
+    let (up, down) =
+        both(splice_one_way(client, target, meter), splice_one_way(target, client, meter)).await;
     #[cfg(not(target_os = "linux"))]
-    {
-        let (up, down) = tokio::join!(
-            copy_tcp_one_way(client, target, meter),
-            copy_tcp_one_way(target, client, meter)
-        );
-        finish(client, target, up, down)
-    }
+    let (up, down) =
+        both(copy_tcp_one_way(client, target, meter), copy_tcp_one_way(target, client, meter))
+            .await;
+    finish(client, target, up, down)
 }
 
 fn finish(client: &TcpStream, target: &TcpStream, up: End, down: End) -> Outcome {
@@ -192,7 +197,7 @@ where
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut tr, mut tw) = tokio::io::split(target);
     let (up, down) =
-        tokio::join!(copy_one_way(&mut cr, &mut tw, meter), copy_one_way(&mut tr, &mut cw, meter));
+        both(copy_one_way(&mut cr, &mut tw, meter), copy_one_way(&mut tr, &mut cw, meter)).await;
     outcome(up, down)
 }
 

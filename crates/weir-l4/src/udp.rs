@@ -59,7 +59,9 @@ pub(crate) async fn serve(
                 Ok(x) => x,
                 Err(e) => {
                     // ICMP errors from earlier sends surface here on some systems; keep serving.
+                    // Do not spin on an error that persists.
                     tracing::debug!(error = %e, "udp receive failed");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                     continue;
                 }
             },

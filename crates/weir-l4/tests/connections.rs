@@ -1,0 +1,148 @@
+//! Listeners built from hand-made snapshots (the idle timeout attribute's 60 s floor would make
+//! an end-to-end test slow): idle connections are reset after the idle timeout, active ones
+//! not; a client's reset reaches the target at once, while a half-close lets the target finish.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use weir_balance::{FlowKeyMode, FlowPool, TargetCell, TargetKey};
+use weir_l4::{L4Group, L4Protocol, L4Snapshot, L4Stats, NodeAddr};
+
+async fn echo_backend() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 512];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    a
+}
+
+fn snapshot(backend: std::net::SocketAddr, idle: Duration) -> L4Snapshot {
+    let cell = Arc::new(TargetCell::new(
+        TargetKey { id: "127.0.0.1".into(), port: backend.port() },
+        backend,
+        "us-east-1a".into(),
+    ));
+    let group = L4Group {
+        arn: "tg".into(),
+        all: FlowPool::new(vec![cell]),
+        zones: HashMap::new(),
+        cross_zone: true,
+        proxy_protocol_v2: false,
+        preserve_client_ip: false,
+        key_mode: FlowKeyMode::FiveTuple,
+        terminate_on_drain: false,
+        terminate_on_unhealthy: true,
+        target_tls: None,
+    };
+    L4Snapshot {
+        listener_arn: "l".into(),
+        protocol: L4Protocol::Tcp,
+        tls: None,
+        certificate_arns: Vec::new(),
+        tcp_idle_timeout: idle,
+        udp_idle_timeout: Duration::from_secs(120),
+        group: Some(Arc::new(group)),
+    }
+}
+
+async fn listener(snap: L4Snapshot) -> (weir_l4::L4Handle, std::net::SocketAddr) {
+    let addr = NodeAddr { addr: "127.0.0.1:0".parse().unwrap(), zone: None };
+    let h = weir_l4::serve_listener(&[addr], Arc::new(ArcSwap::from_pointee(snap))).await.unwrap();
+    let lb = h.local_addrs()[0];
+    (h, lb)
+}
+
+#[tokio::test]
+async fn idle_connections_are_reset_and_active_ones_kept() {
+    let (h, lb) = listener(snapshot(echo_backend().await, Duration::from_secs(1))).await;
+
+    let mut idle = TcpStream::connect(lb).await.unwrap();
+    let mut busy = TcpStream::connect(lb).await.unwrap();
+    let mut b = [0u8; 16];
+    for _ in 0..8 {
+        busy.write_all(b"ping").await.unwrap();
+        busy.read_exact(&mut b[..4]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // 2 s later: the idle connection was reset, the busy one still echoes.
+    let r = idle.read(&mut b).await;
+    assert!(matches!(r, Err(_) | Ok(0)), "idle connection still open: {r:?}");
+    busy.write_all(b"pong").await.unwrap();
+    busy.read_exact(&mut b[..4]).await.unwrap();
+    assert_eq!(&b[..4], b"pong");
+    assert_eq!(L4Stats::get(&h.stats.tcp_elb_resets), 1);
+    h.stop().await;
+}
+
+/// A backend that holds each connection open without writing and reports how it ended.
+async fn silent_backend() -> (std::net::SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut b = [0u8; 512];
+                let mut got = Vec::new();
+                let end = loop {
+                    match s.read(&mut b).await {
+                        Ok(0) => break "eof",
+                        Ok(n) => got.extend_from_slice(&b[..n]),
+                        Err(_) => break "reset",
+                    }
+                };
+                // After a half-close the target can still answer.
+                let _ = s.write_all(b"late answer").await;
+                let _ = tx.send(format!("{end} {}", String::from_utf8_lossy(&got)));
+            });
+        }
+    });
+    (a, rx)
+}
+
+#[tokio::test]
+async fn a_client_reset_reaches_the_target_at_once_and_a_half_close_lets_it_answer() {
+    let (backend, mut ends) = silent_backend().await;
+    let (h, lb) = listener(snapshot(backend, Duration::from_secs(350))).await;
+
+    // Half-close: the target sees EOF after the bytes, and its answer still reaches the client.
+    let mut c = TcpStream::connect(lb).await.unwrap();
+    c.write_all(b"request").await.unwrap();
+    c.shutdown().await.unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).await.unwrap();
+    assert_eq!(answer, "late answer");
+    let end = tokio::time::timeout(Duration::from_secs(2), ends.recv()).await.unwrap().unwrap();
+    assert_eq!(end, "eof request");
+
+    // Reset: the target learns at once, though it never writes.
+    let c = TcpStream::connect(lb).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
+    drop(c);
+    let end = tokio::time::timeout(Duration::from_secs(2), ends.recv())
+        .await
+        .expect("the target's connection ended within 2 s")
+        .unwrap();
+    assert!(end.starts_with("reset") || end.starts_with("eof"), "{end}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(L4Stats::get(&h.stats.tcp_client_resets), 1);
+    assert_eq!(L4Stats::get(&h.stats.active_flows_tcp), 0);
+    h.stop().await;
+}
