@@ -24,7 +24,8 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a connection's watchdog looks at idle time and target state.
 const WATCH_PERIOD: Duration = Duration::from_millis(250);
 
-/// Accepts connections on `listener` (a node in `zone`) until `shutdown` turns true.
+/// Accepts connections on `listener` (a node in `zone`) until the task is aborted. Each
+/// connection watches `shutdown` and is reset when the listener stops.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     zone: Option<Arc<str>>,
