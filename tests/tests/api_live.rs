@@ -56,6 +56,7 @@ async fn api_changes_under_load_fail_no_request() {
         store: tokio::sync::Mutex::new(store),
         dataplane: dp.clone(),
         auth: None,
+        metrics: Arc::default(),
     });
     let (addr, _task) = weir_api::serve(api, "127.0.0.1:0".parse().unwrap()).await.unwrap();
     let c = ApiClient { addr, http: Client::builder(TokioExecutor::new()).build_http() };
@@ -211,4 +212,106 @@ async fn api_changes_under_load_fail_no_request() {
         "{health}"
     );
     dp.shutdown().await;
+}
+
+/// CloudWatch over its three wire protocols (Query XML, AWS JSON 1.0, Smithy RPC v2 CBOR)
+/// answers from one registry, with errors in each protocol's form.
+#[tokio::test]
+async fn cloudwatch_speaks_query_json_and_cbor() {
+    let dp = Dataplane::new(DataplaneConfig::default());
+    let store = weir_store::Store::in_memory(weir_model::State::default()).unwrap();
+    let metrics = Arc::new(weir_telemetry::Registry::default());
+    let id = weir_telemetry::MetricId::new(
+        weir_telemetry::ALB,
+        "RequestCount",
+        &[("LoadBalancer", "app/x/1")],
+    );
+    metrics.sample(id, "Count", weir_telemetry::Kind::Counter, 4.0, 1_800_000_000);
+    let api = Arc::new(weir_api::Api {
+        store: tokio::sync::Mutex::new(store),
+        dataplane: dp,
+        auth: None,
+        metrics,
+    });
+    let (addr, _task) = weir_api::serve(api, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let post = |path: &str, headers: &[(&str, &str)], body: Vec<u8>| {
+        let mut b = http::Request::post(format!("http://{addr}{path}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let req = b.body(Full::new(Bytes::from(body))).unwrap();
+        let http = http.clone();
+        async move {
+            let r = http.request(req).await.unwrap();
+            let status = r.status().as_u16();
+            let h = r.headers().clone();
+            (status, h, r.into_body().collect().await.unwrap().to_bytes().to_vec())
+        }
+    };
+    // Query.
+    let form = "Action=GetMetricStatistics&Version=2010-08-01&Namespace=AWS%2FApplicationELB&MetricName=RequestCount&Dimensions.member.1.Name=LoadBalancer&Dimensions.member.1.Value=app%2Fx%2F1&StartTime=2027-01-15T07%3A00%3A00Z&EndTime=2027-01-15T09%3A00%3A00Z&Period=60&Statistics.member.1=Sum";
+    let (s, _, body) =
+        post("/", &[("content-type", "application/x-www-form-urlencoded")], form.into()).await;
+    let xml = String::from_utf8(body).unwrap();
+    assert_eq!(s, 200, "{xml}");
+    assert!(
+        xml.contains("<Timestamp>2027-01-15T08:00:00Z</Timestamp><Sum>4.0</Sum><Unit>Count</Unit>"),
+        "{xml}"
+    );
+    assert!(xml.contains("xmlns=\"http://monitoring.amazonaws.com/doc/2010-08-01/\""), "{xml}");
+    // JSON 1.0.
+    let json = serde_json::json!({"Namespace": "AWS/ApplicationELB"});
+    let (s, _, body) = post(
+        "/",
+        &[
+            ("x-amz-target", "GraniteServiceVersion20100801.ListMetrics"),
+            ("content-type", "application/x-amz-json-1.0"),
+        ],
+        serde_json::to_vec(&json).unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["Metrics"][0]["MetricName"], "RequestCount");
+    assert_eq!(v["Metrics"][0]["Dimensions"][0]["Value"], "app/x/1");
+    // CBOR: a timestamp-tagged request, and an error with the query-compatible header.
+    use ciborium::Value as C;
+    let req = C::Map(vec![
+        (C::Text("Namespace".into()), C::Text("AWS/ApplicationELB".into())),
+        (C::Text("MetricName".into()), C::Text("RequestCount".into())),
+        (
+            C::Text("Dimensions".into()),
+            C::Array(vec![C::Map(vec![
+                (C::Text("Name".into()), C::Text("LoadBalancer".into())),
+                (C::Text("Value".into()), C::Text("app/x/1".into())),
+            ])]),
+        ),
+        (C::Text("StartTime".into()), C::Tag(1, Box::new(C::Float(1_799_999_000.0)))),
+        (C::Text("EndTime".into()), C::Tag(1, Box::new(C::Integer(1_800_001_000u64.into())))),
+        (C::Text("Period".into()), C::Integer(300.into())),
+        (C::Text("Statistics".into()), C::Array(vec![C::Text("Sum".into())])),
+    ]);
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&req, &mut bytes).unwrap();
+    let path = "/service/GraniteServiceVersion20100801/operation/GetMetricStatistics";
+    let cbor = [("smithy-protocol", "rpc-v2-cbor"), ("content-type", "application/cbor")];
+    let (s, h, body) = post(path, &cbor, bytes).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["content-type"], "application/cbor");
+    let v: C = ciborium::from_reader(&body[..]).unwrap();
+    let dp = v.as_map().unwrap().iter().find(|(k, _)| k.as_text() == Some("Datapoints")).unwrap();
+    let first = dp.1.as_array().unwrap()[0].as_map().unwrap().clone();
+    let get = |k: &str| first.iter().find(|(x, _)| x.as_text() == Some(k)).unwrap().1.clone();
+    assert_eq!(get("Sum"), C::Float(4.0));
+    assert_eq!(get("Timestamp"), C::Tag(1, Box::new(C::Integer(1_800_000_000u64.into()))));
+    let mut empty = Vec::new();
+    ciborium::into_writer(&C::Map(vec![]), &mut empty).unwrap();
+    let (s, h, body) = post(path, &cbor, empty).await;
+    assert_eq!(s, 400);
+    assert_eq!(h["x-amzn-query-error"], "MissingParameter;Sender");
+    let v: C = ciborium::from_reader(&body[..]).unwrap();
+    assert!(format!("{v:?}").contains("com.amazonaws.cloudwatch#MissingParameter"), "{v:?}");
+    let (s, _, _) = post(path, &cbor, b"\xff\xff".to_vec()).await;
+    assert_eq!(s, 400);
 }

@@ -9,6 +9,7 @@
 //! `docs/api.md`). Requests are verified with SigV4 ([`sigv4`]) unless authentication is off.
 #![forbid(unsafe_code)]
 
+mod cloudwatch;
 mod ec2;
 mod elbv2;
 pub mod sigv4;
@@ -36,6 +37,8 @@ pub struct Api {
     pub dataplane: Arc<Dataplane>,
     /// Accepted access keys; `None` serves without authentication.
     pub auth: Option<sigv4::Credentials>,
+    /// Metrics served by the CloudWatch API and `/metrics`.
+    pub metrics: Arc<weir_telemetry::Registry>,
 }
 
 impl std::fmt::Debug for Api {
@@ -158,6 +161,14 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
+    if method == Method::GET && uri.path() == "/metrics" {
+        // Prometheus scrapes are not signed; the endpoint shows metrics only.
+        return (
+            [("content-type", "text/plain; version=0.0.4".to_string())],
+            api.metrics.prometheus(),
+        )
+            .into_response();
+    }
     if let Some(creds) = &api.auth {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -175,6 +186,15 @@ async fn handle(
                 ApiError { status: 403, kind: "Sender", code: e.code.into(), message: e.message };
             return error_response(&err, &request_id);
         }
+    }
+    let rpc_prefix = format!("/service/{}/operation/", cloudwatch::RPC_SERVICE);
+    if let Some(op) = uri.path().strip_prefix(&rpc_prefix) {
+        return cloudwatch_rpc(&api, op, &body, &request_id, Wire::Cbor);
+    }
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let Some(op) = target.strip_prefix(cloudwatch::RPC_SERVICE).and_then(|t| t.strip_prefix('.'))
+    {
+        return cloudwatch_rpc(&api, op, &body, &request_id, Wire::Json);
     }
     let mut pairs: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
@@ -202,6 +222,11 @@ async fn handle(
     }
     let result = match version.as_str() {
         "2015-12-01" => elbv2::dispatch(&api, &action, &params).await.map(|body| (ELBV2_NS, body)),
+        "2010-08-01" => cloudwatch::dispatch(&api.metrics, &action, &params).map(|v| {
+            let mut body = String::new();
+            cloudwatch::to_xml(&v, &mut body);
+            (cloudwatch::NS, body)
+        }),
         _ => Err(ApiError {
             status: 400,
             kind: "Sender",
@@ -222,6 +247,72 @@ async fn handle(
             error_response(&e, &request_id)
         }
     }
+}
+
+/// The body encodings of CloudWatch's RPC protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// AWS JSON 1.0.
+    Json,
+    /// Smithy RPC v2 CBOR.
+    Cbor,
+}
+
+/// A CloudWatch call over AWS JSON 1.0 or Smithy RPC v2 CBOR.
+fn cloudwatch_rpc(api: &Api, op: &str, body: &[u8], request_id: &str, wire: Wire) -> Response {
+    let bad = |what: &str, e: String| ApiError {
+        status: 400,
+        kind: "Sender",
+        code: "SerializationException".into(),
+        message: format!("The request body is not valid {what}: {e}"),
+    };
+    let params = if body.is_empty() {
+        Ok(serde_json::Value::Object(Default::default()))
+    } else if wire == Wire::Cbor {
+        ciborium::from_reader::<ciborium::Value, _>(body)
+            .map(cloudwatch::from_cbor)
+            .map_err(|e| bad("CBOR", e.to_string()))
+    } else {
+        serde_json::from_slice(body).map_err(|e| bad("JSON", e.to_string()))
+    };
+    let result = params.and_then(|p| cloudwatch::dispatch(&api.metrics, op, &p));
+    let (status, value, error) = match result {
+        Ok(v) => (StatusCode::OK, v, None),
+        Err(e) => {
+            let v = cloudwatch::Val::Map(vec![
+                ("__type", cloudwatch::Val::Str(format!("com.amazonaws.cloudwatch#{}", e.code))),
+                ("message", cloudwatch::Val::Str(e.message.clone())),
+            ]);
+            let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, v, Some(format!("{};{}", e.code, e.kind)))
+        }
+    };
+    let (bytes, content_type) = match wire {
+        Wire::Cbor => {
+            let mut out = Vec::new();
+            if ciborium::into_writer(&cloudwatch::to_cbor(&value), &mut out).is_err() {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+            (out, "application/cbor")
+        }
+        Wire::Json => (
+            serde_json::to_vec(&cloudwatch::to_json(&value)).unwrap_or_default(),
+            "application/x-amz-json-1.0",
+        ),
+    };
+    let mut resp = (status, bytes).into_response();
+    let h = resp.headers_mut();
+    h.insert("content-type", axum::http::HeaderValue::from_static(content_type));
+    if wire == Wire::Cbor {
+        h.insert("smithy-protocol", axum::http::HeaderValue::from_static("rpc-v2-cbor"));
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(request_id) {
+        h.insert("x-amzn-requestid", v);
+    }
+    if let Some(q) = error.and_then(|q| axum::http::HeaderValue::from_str(&q).ok()) {
+        h.insert("x-amzn-query-error", q);
+    }
+    resp
 }
 
 fn error_response(e: &ApiError, request_id: &str) -> Response {

@@ -22,7 +22,9 @@ use crate::CellKey;
 pub(crate) fn target_groups(
     state: &State,
     cells: &HashMap<CellKey, Arc<TargetCell>>,
+    stats: &mut HashMap<String, Arc<weir_l7::GroupStats>>,
 ) -> HashMap<String, Arc<TargetGroupRuntime>> {
+    stats.retain(|arn, _| state.target_groups.contains_key(arn));
     state
         .target_groups
         .values()
@@ -62,6 +64,7 @@ pub(crate) fn target_groups(
                     .with_slow_start(slow_start),
                 protocol,
                 stickiness,
+                stats: stats.entry(tg.arn.clone()).or_default().clone(),
             };
             (tg.arn.clone(), Arc::new(rt))
         })

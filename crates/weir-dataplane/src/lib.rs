@@ -17,6 +17,7 @@
 mod compile;
 mod compile_l4;
 pub mod dns;
+mod metrics;
 
 pub use weir_l7::tls;
 
@@ -125,6 +126,8 @@ struct Inner {
     draining: HashMap<CellKey, Arc<TargetCell>>,
     listeners: HashMap<String, RunningListener>,
     l4: HashMap<String, RunningL4>,
+    group_stats: HashMap<String, Arc<weir_l7::GroupStats>>,
+    metrics: metrics::Collected,
 }
 
 /// The running data plane of one Weir process.
@@ -184,9 +187,10 @@ impl Dataplane {
 
     /// Brings the running data plane in line with `state`.
     pub async fn apply(&self, state: &State) -> Result<(), DataplaneError> {
-        let mut inner = self.inner.lock().await;
-        self.apply_targets(&mut inner, state);
-        let groups = compile::target_groups(state, &inner.cells);
+        let mut guard = self.inner.lock().await;
+        let inner = &mut *guard;
+        self.apply_targets(inner, state);
+        let groups = compile::target_groups(state, &inner.cells, &mut inner.group_stats);
         let mut first_error = None;
         let wanted: Vec<String> = state
             .listeners
@@ -256,10 +260,11 @@ impl Dataplane {
                 }
             }
         }
-        if let Err(e) = self.apply_l4(&mut inner, state).await {
+        if let Err(e) = self.apply_l4(inner, state).await {
             first_error.get_or_insert(e);
         }
         self.dns.store(Arc::new(dns::DnsTable::build(state, &inner.cells)));
+        inner.metrics.names = metrics::Names::of(state);
         first_error.map_or(Ok(()), Err)
     }
 

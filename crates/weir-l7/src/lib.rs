@@ -30,5 +30,5 @@ pub use snapshot::{
     CompiledAction, ForwardAction, ForwardGroup, LbSettings, ListenerSnapshot, SnapshotCell,
     Stickiness, TargetGroupRuntime, TlsSnapshot, XffMode,
 };
-pub use stats::ListenerStats;
+pub use stats::{GroupStats, ListenerStats};
 pub use upstream::TargetProtocol;

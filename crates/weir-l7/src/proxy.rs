@@ -605,6 +605,8 @@ impl Proxy {
 
         let (mut body, mut slot) = UpstreamBody::new(body);
         let mut retried = false;
+        tg.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let sent_at = std::time::Instant::now();
         let resp = loop {
             let addr = target.target().addr;
             let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
@@ -621,6 +623,7 @@ impl Proxy {
                 Err(_) => return Err(ProxyError::target_timeout()),
                 Ok(Err(e)) if e.is_connect() => {
                     self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                    tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(target = %addr, error = ?e, "target connection failed");
                     // Nothing reached this target: try once more on another one, with the
                     // body the client is still holding.
@@ -651,6 +654,7 @@ impl Proxy {
             }
         };
         self.stats.record_target(resp.status().as_u16());
+        tg.stats.record_response(resp.status().as_u16(), sent_at.elapsed());
         let mut resp = resp;
         let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
             && client_upgrade.is_some())

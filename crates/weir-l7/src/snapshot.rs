@@ -76,6 +76,8 @@ pub struct TargetGroupRuntime {
     pub protocol: TargetProtocol,
     /// Session stickiness.
     pub stickiness: Stickiness,
+    /// Counters, shared across snapshots.
+    pub stats: std::sync::Arc<crate::stats::GroupStats>,
 }
 
 /// A target group's `stickiness.*` attributes.

@@ -67,3 +67,61 @@ impl ListenerStats {
         c.load(Ordering::Relaxed)
     }
 }
+
+/// Counters of one target group, shared by every snapshot (and listener) that uses it.
+#[derive(Debug)]
+pub struct GroupStats {
+    /// Requests sent to a target of the group (`RequestCount` per target group).
+    pub requests: AtomicU64,
+    /// `HTTPCode_Target_2XX_Count` … `5XX` (index 0 = 2XX).
+    pub target_codes: [AtomicU64; 4],
+    /// `TargetConnectionErrorCount`.
+    pub target_connection_errors: AtomicU64,
+    /// Sum of `TargetResponseTime`s, in microseconds.
+    pub response_time_us: AtomicU64,
+    /// Number of responses timed.
+    pub responses: AtomicU64,
+    /// Smallest response time since the last [`Self::take_min_max`], µs.
+    min_us: AtomicU64,
+    /// Largest response time since the last [`Self::take_min_max`], µs.
+    max_us: AtomicU64,
+}
+
+impl Default for GroupStats {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            target_codes: Default::default(),
+            target_connection_errors: AtomicU64::new(0),
+            response_time_us: AtomicU64::new(0),
+            responses: AtomicU64::new(0),
+            min_us: AtomicU64::new(u64::MAX),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl GroupStats {
+    /// Records a target's response: its status and the time from sending the request to
+    /// receiving the response head.
+    pub fn record_response(&self, status: u16, elapsed: std::time::Duration) {
+        if let Some(c) =
+            (status / 100).checked_sub(2).and_then(|i| self.target_codes.get(usize::from(i)))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.response_time_us.fetch_add(us, Ordering::Relaxed);
+        self.responses.fetch_add(1, Ordering::Relaxed);
+        self.min_us.fetch_min(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// The smallest and largest response times (µs) since the last call, and resets them;
+    /// `None` when no response was timed in between.
+    pub fn take_min_max(&self) -> Option<(u64, u64)> {
+        let min = self.min_us.swap(u64::MAX, Ordering::Relaxed);
+        let max = self.max_us.swap(0, Ordering::Relaxed);
+        (min != u64::MAX).then_some((min, max))
+    }
+}

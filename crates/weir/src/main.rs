@@ -52,6 +52,9 @@ enum Command {
         /// Where the DNS responder for load balancer names listens (UDP); `off` disables it.
         #[arg(long, default_value = "127.0.0.1:8053")]
         dns_address: DnsAddress,
+        /// Seconds between metric collections (CloudWatch datapoints are per minute).
+        #[arg(long, default_value_t = 60, hide = true)]
+        metrics_interval_seconds: u64,
     },
     /// Serve the AWS Query API and the data plane, with state persisted under --data-dir.
     Serve {
@@ -77,6 +80,9 @@ enum Command {
         /// Where the DNS responder for load balancer names listens (UDP); `off` disables it.
         #[arg(long, default_value = "127.0.0.1:8053")]
         dns_address: DnsAddress,
+        /// Seconds between metric collections (CloudWatch datapoints are per minute).
+        #[arg(long, default_value_t = 60, hide = true)]
+        metrics_interval_seconds: u64,
     },
     /// Create a self-signed certificate (and key) in a certificate directory and print the ARN
     /// that HTTPS listeners use to name it.
@@ -131,6 +137,41 @@ impl std::str::FromStr for DnsAddress {
             s.parse().map(|a| Self(Some(a)))
         }
     }
+}
+
+/// Collects metrics from the data plane every `every`, saving them to `save` (when given) after
+/// each collection. Returns the registry, loaded from `save` first.
+fn start_metrics(
+    dp: &Arc<Dataplane>,
+    every: std::time::Duration,
+    save: Option<PathBuf>,
+) -> Arc<weir_telemetry::Registry> {
+    let registry = Arc::new(weir_telemetry::Registry::default());
+    if let Some(p) = &save {
+        if let Err(e) = registry.load(p) {
+            eprintln!("weir: metrics history in {} not loaded: {e}", p.display());
+        }
+    }
+    let (dp, r) = (dp.clone(), registry.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            dp.collect_metrics(&r, now_ms() / 1000).await;
+            if let Some(p) = &save {
+                let (r, p) = (r.clone(), p.clone());
+                // Off the runtime's worker threads: the file may be large.
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = r.save(&p) {
+                        tracing::warn!(error = %e, path = %p.display(), "saving metrics failed");
+                    }
+                })
+                .await;
+            }
+        }
+    });
+    registry
 }
 
 /// Starts the DNS responder; a busy port is reported, not fatal (the load balancers still serve).
@@ -301,11 +342,13 @@ async fn start_api(
     dp: &Arc<Dataplane>,
     auth: Option<weir_api::sigv4::Credentials>,
     addr: SocketAddr,
+    metrics: Arc<weir_telemetry::Registry>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let api = Arc::new(weir_api::Api {
         store: tokio::sync::Mutex::new(store),
         dataplane: dp.clone(),
         auth,
+        metrics,
     });
     weir_api::serve(api, addr).await.with_context(|| format!("binding the API on {addr}"))
 }
@@ -329,6 +372,7 @@ async fn main() -> Result<()> {
             no_auth,
             certificate_dir,
             dns_address,
+            metrics_interval_seconds,
         } => {
             let auth = if no_auth {
                 None
@@ -357,7 +401,9 @@ async fn main() -> Result<()> {
             }
             let n = store.state().load_balancers.len();
             let auth_on = auth.is_some();
-            let (addr, _task) = start_api(store, &dp, auth, api_address).await?;
+            let every = std::time::Duration::from_secs(metrics_interval_seconds.max(1));
+            let metrics = start_metrics(&dp, every, Some(data_dir.join("metrics.json")));
+            let (addr, _task) = start_api(store, &dp, auth, api_address, metrics).await?;
             println!("weir serve: {n} load balancers loaded from {}", data_dir.display());
             println!(
                 "weir serve: SigV4 authentication {}",
@@ -378,6 +424,7 @@ async fn main() -> Result<()> {
             api_address,
             certificate_dir,
             dns_address,
+            metrics_interval_seconds,
         } => {
             let stack = stack_name.unwrap_or_else(|| {
                 file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned())
@@ -409,7 +456,9 @@ async fn main() -> Result<()> {
             // The quickstart needs no set-up: `up` verifies signatures only when keys are configured.
             let creds = weir_api::sigv4::Credentials::default().with_env();
             let auth = (!creds.is_empty()).then_some(creds);
-            let (addr, _task) = start_api(store, &dp, auth, api_address).await?;
+            let every = std::time::Duration::from_secs(metrics_interval_seconds.max(1));
+            let metrics = start_metrics(&dp, every, None);
+            let (addr, _task) = start_api(store, &dp, auth, api_address, metrics).await?;
             println!("  AWS API on http://{addr}/ (state in memory)");
             let _dns = start_dns(dns_address, &dp).await;
             println!("weir is up; press Ctrl-C to stop");

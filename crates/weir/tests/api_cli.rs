@@ -1183,3 +1183,155 @@ fn network_load_balancer_through_the_aws_cli() {
     assert_eq!(s(&t, "/Listeners/0/AlpnPolicy/0"), "HTTP2Preferred");
     assert_eq!(s(&t, "/Listeners/0/SslPolicy"), "ELBSecurityPolicy-2016-08");
 }
+
+#[test]
+fn cloudwatch_metrics_through_the_aws_cli_and_prometheus() {
+    let dir = data_dir("cloudwatch");
+    let api = free_port();
+    let listen = free_port();
+    let serve_args = |dir: &Path| {
+        std::fs::create_dir_all(dir).unwrap();
+        let creds = dir.join("credentials");
+        std::fs::write(
+            &creds,
+            format!("[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
+        )
+        .unwrap();
+        vec![
+            "serve".to_string(),
+            "--credentials".into(),
+            creds.to_str().unwrap().into(),
+            "--data-dir".into(),
+            dir.to_str().unwrap().into(),
+            "--api-address".into(),
+            format!("127.0.0.1:{api}"),
+            "--dns-address".into(),
+            "off".into(),
+            "--metrics-interval-seconds".into(),
+            "1".into(),
+        ]
+    };
+    let args = serve_args(&dir);
+    let server = start(&args.iter().map(String::as_str).collect::<Vec<_>>(), "AWS API on");
+    let lb = ok(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "cw",
+            "--subnets",
+            "subnet-0000000000000000a",
+            "subnet-0000000000000000b",
+        ],
+    );
+    let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
+    let dim = format!("app/cw/{}", lb_arn.rsplit('/').next().unwrap());
+    ok(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &listen.to_string(),
+            "--default-actions",
+            "Type=fixed-response,FixedResponseConfig={StatusCode=200,MessageBody=ok}",
+        ],
+    );
+    let start_time =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+            - 600)
+            .to_string();
+    for _ in 0..7 {
+        assert_eq!(http_get(listen, "/").0, 200);
+    }
+    let end_time = (start_time.parse::<u64>().unwrap() + 1200).to_string();
+    let cw = |args: &[&str]| aws_cli(api, "cloudwatch", args, KEY_ID, SECRET);
+    let stats_args = [
+        "get-metric-statistics",
+        "--namespace",
+        "AWS/ApplicationELB",
+        "--metric-name",
+        "RequestCount",
+        "--dimensions",
+        &format!("Name=LoadBalancer,Value={dim}"),
+        "--start-time",
+        &start_time,
+        "--end-time",
+        &end_time,
+        "--period",
+        "60",
+        "--statistics",
+        "Sum",
+        "SampleCount",
+    ];
+    let sum = |v: &Value| -> f64 {
+        v["Datapoints"].as_array().unwrap().iter().map(|d| d["Sum"].as_f64().unwrap()).sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut got = cw(&stats_args).unwrap();
+    while sum(&got) < 7.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        got = cw(&stats_args).unwrap();
+    }
+    assert_eq!(sum(&got), 7.0, "{got}");
+    assert_eq!(got["Label"], "RequestCount");
+    assert_eq!(got["Datapoints"][0]["Unit"], "Count");
+    // The JSON protocol carries epoch seconds (the CLI prints them as received), minute-aligned.
+    assert!(got["Datapoints"][0]["Timestamp"].as_u64().is_some_and(|t| t % 60 == 0), "{got}");
+
+    let listed = cw(&["list-metrics", "--namespace", "AWS/ApplicationELB"]).unwrap();
+    let names: Vec<&str> = listed["Metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["MetricName"].as_str().unwrap())
+        .collect();
+    for n in ["RequestCount", "NewConnectionCount", "ActiveConnectionCount"] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+    let query = format!(
+        r#"[{{"Id":"rc","MetricStat":{{"Metric":{{"Namespace":"AWS/ApplicationELB","MetricName":"RequestCount","Dimensions":[{{"Name":"LoadBalancer","Value":"{dim}"}}]}},"Period":60,"Stat":"Sum"}}}}]"#
+    );
+    let data = cw(&[
+        "get-metric-data",
+        "--metric-data-queries",
+        &query,
+        "--start-time",
+        &start_time,
+        "--end-time",
+        &end_time,
+    ])
+    .unwrap();
+    let values: f64 = data["MetricDataResults"][0]["Values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .sum();
+    assert_eq!(values, 7.0, "{data}");
+    assert_eq!(data["MetricDataResults"][0]["StatusCode"], "Complete");
+
+    let mut bad = stats_args.to_vec();
+    bad[12] = "90";
+    let e = cw(&bad).unwrap_err();
+    assert!(e.contains("InvalidParameterValue"), "{e}");
+
+    // Prometheus text on the API port, unsigned.
+    let (code, text) = http_get(api, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        text.contains(&format!(
+            "RequestCount{{namespace=\"AWS/ApplicationELB\",LoadBalancer=\"{dim}\"}} 7"
+        )),
+        "{text}"
+    );
+
+    // The history survives a restart.
+    drop(server);
+    let _server = start(&args.iter().map(String::as_str).collect::<Vec<_>>(), "AWS API on");
+    let again = cw(&stats_args).unwrap();
+    assert_eq!(sum(&again), 7.0, "{again}");
+}
