@@ -315,3 +315,64 @@ async fn cloudwatch_speaks_query_json_and_cbor() {
     let (s, _, _) = post(path, &cbor, b"\xff\xff".to_vec()).await;
     assert_eq!(s, 400);
 }
+
+/// An alarm put through the API goes to ALARM when M of the last N complete periods breach,
+/// and back to OK when they stop.
+#[tokio::test]
+async fn alarms_follow_the_metric() {
+    let dp = Dataplane::new(DataplaneConfig::default());
+    let store = weir_store::Store::in_memory(weir_model::State::default()).unwrap();
+    let metrics = Arc::new(weir_telemetry::Registry::default());
+    let api = Arc::new(weir_api::Api {
+        store: tokio::sync::Mutex::new(store),
+        dataplane: dp,
+        auth: None,
+        metrics: metrics.clone(),
+    });
+    let (addr, _task) = weir_api::serve(api.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let http: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let query = |form: String| {
+        let req = http::Request::post(format!("http://{addr}/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .unwrap();
+        let http = http.clone();
+        async move {
+            let r = http.request(req).await.unwrap();
+            let ok = r.status().is_success();
+            let text = String::from_utf8_lossy(&r.into_body().collect().await.unwrap().to_bytes())
+                .into_owned();
+            assert!(ok, "{text}");
+            text
+        }
+    };
+    query("Action=PutMetricAlarm&Version=2010-08-01&AlarmName=busy&Namespace=AWS%2FApplicationELB&MetricName=RequestCountPerTarget&Dimensions.member.1.Name=TargetGroup&Dimensions.member.1.Value=targetgroup%2Fweb%2F1&Statistic=Sum&Period=60&EvaluationPeriods=3&DatapointsToAlarm=2&Threshold=100&ComparisonOperator=GreaterThanOrEqualToThreshold&AlarmActions.member.1=arn%3Aaws%3Aautoscaling%3Aus-east-1%3A123456789012%3AscalingPolicy%3Ax".into()).await;
+    let id = weir_telemetry::MetricId::new(
+        weir_telemetry::ALB,
+        "RequestCountPerTarget",
+        &[("TargetGroup", "targetgroup/web/1")],
+    );
+    let t0 = 1_900_000_020; // a minute boundary
+    let add =
+        |v: f64, at: u64| metrics.sample(id.clone(), "Count", weir_telemetry::Kind::Counter, v, at);
+    add(150.0, t0 - 180);
+    add(20.0, t0 - 120);
+    assert!(api.evaluate_alarms(t0).await.iter().all(|(_, s)| s.as_str() == "OK"));
+    add(120.0, t0 - 60);
+    let changed = api.evaluate_alarms(t0).await;
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].1.as_str(), "ALARM");
+    assert_eq!(changed[0].0.alarm_actions.len(), 1);
+    // No change, no report.
+    assert!(api.evaluate_alarms(t0 + 30).await.is_empty());
+    let xml =
+        query("Action=DescribeAlarms&Version=2010-08-01&AlarmNames.member.1=busy".into()).await;
+    assert!(xml.contains("<StateValue>ALARM</StateValue>"), "{xml}");
+    assert!(xml.contains("Threshold Crossed: 2 out of the last 3 datapoints"), "{xml}");
+    assert!(xml.contains("<EvaluationPeriods>3</EvaluationPeriods>"), "{xml}");
+    // Quiet minutes bring it back to OK.
+    add(10.0, t0);
+    add(10.0, t0 + 60);
+    let changed = api.evaluate_alarms(t0 + 120).await;
+    assert_eq!(changed.iter().map(|(_, s)| s.as_str()).collect::<Vec<_>>(), ["OK"]);
+}

@@ -1,5 +1,6 @@
 //! The CloudWatch API (2010-08-01) over the metrics registry: `ListMetrics`,
-//! `GetMetricStatistics` and `GetMetricData`.
+//! `GetMetricStatistics`, `GetMetricData`, and metric alarms (`PutMetricAlarm`,
+//! `DescribeAlarms`, `DeleteAlarms`, `SetAlarmState`) evaluated by [`Api::evaluate_alarms`].
 //!
 //! Three wire protocols reach the same handlers, as CloudWatch accepts them all: the Query
 //! protocol (`Version=2010-08-01`, XML responses), AWS JSON 1.0 (`X-Amz-Target:
@@ -8,10 +9,98 @@
 //! JSON shape either way (timestamps as ISO 8601 strings or epoch seconds); outputs are [`Val`]
 //! trees rendered as XML, JSON or CBOR.
 
+use weir_model::alarm::MetricAlarm;
 use weir_model::shape::{get_str, get_strs};
+use weir_telemetry::alarm::{AlarmSpec, AlarmState};
 use weir_telemetry::{MetricId, Registry};
 
-use crate::ApiError;
+use crate::{Api, ApiError};
+
+fn strs(v: &[String]) -> Val {
+    Val::List(v.iter().map(|s| Val::Str(s.clone())).collect())
+}
+
+fn alarm_val(a: &MetricAlarm, state: AlarmState, reason: String, at: u64) -> Val {
+    let mut m =
+        vec![("AlarmName", Val::Str(a.name.clone())), ("AlarmArn", Val::Str(a.arn.clone()))];
+    if let Some(d) = &a.description {
+        m.push(("AlarmDescription", Val::Str(d.clone())));
+    }
+    m.extend([
+        ("AlarmConfigurationUpdatedTimestamp", Val::Ts(a.updated_ms / 1000)),
+        ("ActionsEnabled", Val::Bool(a.actions_enabled)),
+        ("OKActions", strs(&a.ok_actions)),
+        ("AlarmActions", strs(&a.alarm_actions)),
+        ("InsufficientDataActions", strs(&a.insufficient_data_actions)),
+        ("StateValue", Val::Str(state.as_str().into())),
+        ("StateReason", Val::Str(reason)),
+        ("StateUpdatedTimestamp", Val::Ts(at)),
+        ("MetricName", Val::Str(a.metric_name.clone())),
+        ("Namespace", Val::Str(a.namespace.clone())),
+        ("Statistic", Val::Str(a.statistic.clone())),
+        (
+            "Dimensions",
+            Val::List(
+                a.dimensions
+                    .iter()
+                    .map(|(k, v)| {
+                        Val::Map(vec![
+                            ("Name", Val::Str(k.clone())),
+                            ("Value", Val::Str(v.clone())),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        ("Period", Val::Int(i64::from(a.period))),
+        ("EvaluationPeriods", Val::Int(i64::from(a.evaluation_periods))),
+        ("DatapointsToAlarm", Val::Int(i64::from(a.datapoints_to_alarm))),
+        ("Threshold", Val::Num(a.threshold.0)),
+        ("ComparisonOperator", Val::Str(a.comparison.clone())),
+        ("TreatMissingData", Val::Str(a.treat_missing_data.clone())),
+    ]);
+    if let Some(u) = &a.unit {
+        m.push(("Unit", Val::Str(u.clone())));
+    }
+    Val::Map(m)
+}
+
+impl Api {
+    /// Evaluates every metric alarm at `now` (seconds since the epoch), recording state
+    /// changes; returns the alarms that changed state, with their new state.
+    pub async fn evaluate_alarms(&self, now: u64) -> Vec<(MetricAlarm, AlarmState)> {
+        let alarms: Vec<MetricAlarm> =
+            self.store.lock().await.state().alarms.values().cloned().collect();
+        let names: Vec<&str> = alarms.iter().map(|a| a.name.as_str()).collect();
+        self.metrics.alarm_states.retain(&names);
+        let mut changed = Vec::new();
+        for a in &alarms {
+            let id = MetricId {
+                namespace: a.namespace.clone(),
+                name: a.metric_name.clone(),
+                dimensions: a.dimensions.clone(),
+            };
+            let spec = AlarmSpec {
+                metric: &id,
+                statistic: &a.statistic,
+                period: u64::from(a.period),
+                evaluation_periods: a.evaluation_periods,
+                datapoints_to_alarm: a.datapoints_to_alarm,
+                threshold: a.threshold.0,
+                comparison: &a.comparison,
+                treat_missing_data: &a.treat_missing_data,
+            };
+            let e = weir_telemetry::alarm::evaluate(&self.metrics, &spec, now);
+            if let Some(state) = e.state {
+                if let Some(before) = self.metrics.alarm_states.set(&a.name, state, e.reason, now) {
+                    tracing::info!(alarm = %a.name, from = before.as_str(), to = state.as_str(), "alarm state changed");
+                    changed.push((a.clone(), state));
+                }
+            }
+        }
+        changed
+    }
+}
 
 /// The XML namespace of CloudWatch responses.
 pub(crate) const NS: &str = "http://monitoring.amazonaws.com/doc/2010-08-01/";
@@ -23,6 +112,8 @@ pub(crate) const RPC_SERVICE: &str = "GraniteServiceVersion20100801";
 pub(crate) enum Val {
     Str(String),
     Num(f64),
+    Int(i64),
+    Bool(bool),
     /// Seconds since the epoch.
     Ts(u64),
     List(Vec<Val>),
@@ -163,7 +254,85 @@ fn dims_val(id: &MetricId) -> Val {
 }
 
 /// Runs one CloudWatch action.
-pub(crate) fn dispatch(
+pub(crate) async fn dispatch(
+    api: &Api,
+    action: &str,
+    p: &serde_json::Value,
+) -> Result<Val, ApiError> {
+    let registry: &Registry = &api.metrics;
+    match action {
+        "PutMetricAlarm" => {
+            let now = crate::now_ms();
+            let name = get_str(p, "AlarmName").unwrap_or_default();
+            api.mutate("PutMetricAlarm", &name, |s| {
+                let a = weir_model::shape::metric_alarm(s, p, now)?;
+                s.put_metric_alarm(a)
+            })
+            .await?;
+            api.evaluate_alarms(now / 1000).await;
+            Ok(Val::Map(Vec::new()))
+        }
+        "DeleteAlarms" => {
+            let names = get_strs(p, "AlarmNames");
+            if names.is_empty() {
+                return Err(missing("AlarmNames"));
+            }
+            api.mutate("DeleteAlarms", &names.join(","), |s| s.delete_alarms(&names)).await?;
+            api.evaluate_alarms(crate::now_ms() / 1000).await;
+            Ok(Val::Map(Vec::new()))
+        }
+        "DescribeAlarms" => {
+            let names = get_strs(p, "AlarmNames");
+            let prefix = get_str(p, "AlarmNamePrefix");
+            let state_filter = get_str(p, "StateValue");
+            if let Some(s) = &state_filter {
+                if AlarmState::parse(s).is_none() {
+                    return Err(err(
+                        "InvalidParameterValue",
+                        format!("The StateValue '{s}' is not valid."),
+                    ));
+                }
+            }
+            let alarms: Vec<MetricAlarm> =
+                api.store.lock().await.state().alarms.values().cloned().collect();
+            let list = alarms
+                .iter()
+                .filter(|a| names.is_empty() || names.contains(&a.name))
+                .filter(|a| prefix.as_ref().is_none_or(|p| a.name.starts_with(p.as_str())))
+                .filter_map(|a| {
+                    let (state, reason, at) =
+                        registry.alarm_states.get(&a.name, a.updated_ms / 1000);
+                    if state_filter.as_ref().is_some_and(|f| f != state.as_str()) {
+                        return None;
+                    }
+                    Some(alarm_val(a, state, reason, at))
+                })
+                .collect();
+            Ok(Val::Map(vec![
+                ("MetricAlarms", Val::List(list)),
+                ("CompositeAlarms", Val::List(Vec::new())),
+            ]))
+        }
+        "SetAlarmState" => {
+            let name = get_str(p, "AlarmName").ok_or_else(|| missing("AlarmName"))?;
+            let value = get_str(p, "StateValue").ok_or_else(|| missing("StateValue"))?;
+            let reason = get_str(p, "StateReason").ok_or_else(|| missing("StateReason"))?;
+            let state = AlarmState::parse(&value).ok_or_else(|| {
+                err("InvalidParameterValue", format!("The StateValue '{value}' is not valid."))
+            })?;
+            if !api.store.lock().await.state().alarms.contains_key(&name) {
+                return Err(err("ResourceNotFound", format!("The alarm '{name}' does not exist.")));
+            }
+            // Until the next evaluation, as on CloudWatch.
+            registry.alarm_states.set(&name, state, reason, crate::now_ms() / 1000);
+            Ok(Val::Map(Vec::new()))
+        }
+        _ => metric_action(registry, action, p),
+    }
+}
+
+/// The metric (not alarm) actions, over the registry alone.
+pub(crate) fn metric_action(
     registry: &Registry,
     action: &str,
     p: &serde_json::Value,
@@ -317,6 +486,8 @@ pub(crate) fn to_xml(v: &Val, out: &mut String) {
     match v {
         Val::Str(s) => out.push_str(&crate::xml::escape(s)),
         Val::Num(n) => out.push_str(&format!("{n:?}")),
+        Val::Int(n) => out.push_str(&n.to_string()),
+        Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Val::Ts(t) => out.push_str(&iso8601(*t)),
         Val::List(items) => {
             for i in items {
@@ -341,6 +512,8 @@ pub(crate) fn to_cbor(v: &Val) -> ciborium::Value {
     match v {
         Val::Str(s) => C::Text(s.clone()),
         Val::Num(n) => C::Float(*n),
+        Val::Int(n) => C::Integer((*n).into()),
+        Val::Bool(b) => C::Bool(*b),
         Val::Ts(t) => C::Tag(1, Box::new(C::Integer((*t).into()))),
         Val::List(items) => C::Array(items.iter().map(to_cbor).collect()),
         Val::Map(fields) => {
@@ -355,6 +528,8 @@ pub(crate) fn to_json(v: &Val) -> serde_json::Value {
     match v {
         Val::Str(s) => J::String(s.clone()),
         Val::Num(n) => serde_json::Number::from_f64(*n).map_or(J::Null, J::Number),
+        Val::Int(n) => J::from(*n),
+        Val::Bool(b) => J::Bool(*b),
         Val::Ts(t) => J::from(*t),
         Val::List(items) => J::Array(items.iter().map(to_json).collect()),
         Val::Map(fields) => {
@@ -416,26 +591,29 @@ mod tests {
         let base = serde_json::json!({"Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
             "StartTime": "2026-11-23T00:00:00Z", "EndTime": "2026-11-23T01:00:00Z", "Period": "60"});
         let mut p = base.clone();
-        assert_eq!(dispatch(&r, "GetMetricStatistics", &p).unwrap_err().code, "MissingParameter");
+        assert_eq!(
+            metric_action(&r, "GetMetricStatistics", &p).unwrap_err().code,
+            "MissingParameter"
+        );
         p["Statistics"] = serde_json::json!(["Median"]);
         assert_eq!(
-            dispatch(&r, "GetMetricStatistics", &p).unwrap_err().code,
+            metric_action(&r, "GetMetricStatistics", &p).unwrap_err().code,
             "InvalidParameterValue"
         );
         p["Statistics"] = serde_json::json!(["Sum"]);
         p["Period"] = serde_json::json!("90");
         assert_eq!(
-            dispatch(&r, "GetMetricStatistics", &p).unwrap_err().code,
+            metric_action(&r, "GetMetricStatistics", &p).unwrap_err().code,
             "InvalidParameterValue"
         );
         p["Period"] = serde_json::json!(60);
         p["EndTime"] = serde_json::json!("2026-11-25T00:00:00Z");
         assert_eq!(
-            dispatch(&r, "GetMetricStatistics", &p).unwrap_err().code,
+            metric_action(&r, "GetMetricStatistics", &p).unwrap_err().code,
             "InvalidParameterCombination"
         );
         let mut ok = base;
         ok["Statistics"] = serde_json::json!(["Sum"]);
-        assert!(dispatch(&r, "GetMetricStatistics", &ok).is_ok());
+        assert!(metric_action(&r, "GetMetricStatistics", &ok).is_ok());
     }
 }

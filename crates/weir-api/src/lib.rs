@@ -189,12 +189,12 @@ async fn handle(
     }
     let rpc_prefix = format!("/service/{}/operation/", cloudwatch::RPC_SERVICE);
     if let Some(op) = uri.path().strip_prefix(&rpc_prefix) {
-        return cloudwatch_rpc(&api, op, &body, &request_id, Wire::Cbor);
+        return cloudwatch_rpc(&api, op, &body, &request_id, Wire::Cbor).await;
     }
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     if let Some(op) = target.strip_prefix(cloudwatch::RPC_SERVICE).and_then(|t| t.strip_prefix('.'))
     {
-        return cloudwatch_rpc(&api, op, &body, &request_id, Wire::Json);
+        return cloudwatch_rpc(&api, op, &body, &request_id, Wire::Json).await;
     }
     let mut pairs: Vec<(String, String)> =
         form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
@@ -222,7 +222,7 @@ async fn handle(
     }
     let result = match version.as_str() {
         "2015-12-01" => elbv2::dispatch(&api, &action, &params).await.map(|body| (ELBV2_NS, body)),
-        "2010-08-01" => cloudwatch::dispatch(&api.metrics, &action, &params).map(|v| {
+        "2010-08-01" => cloudwatch::dispatch(&api, &action, &params).await.map(|v| {
             let mut body = String::new();
             cloudwatch::to_xml(&v, &mut body);
             (cloudwatch::NS, body)
@@ -259,7 +259,13 @@ enum Wire {
 }
 
 /// A CloudWatch call over AWS JSON 1.0 or Smithy RPC v2 CBOR.
-fn cloudwatch_rpc(api: &Api, op: &str, body: &[u8], request_id: &str, wire: Wire) -> Response {
+async fn cloudwatch_rpc(
+    api: &Api,
+    op: &str,
+    body: &[u8],
+    request_id: &str,
+    wire: Wire,
+) -> Response {
     let bad = |what: &str, e: String| ApiError {
         status: 400,
         kind: "Sender",
@@ -275,7 +281,10 @@ fn cloudwatch_rpc(api: &Api, op: &str, body: &[u8], request_id: &str, wire: Wire
     } else {
         serde_json::from_slice(body).map_err(|e| bad("JSON", e.to_string()))
     };
-    let result = params.and_then(|p| cloudwatch::dispatch(&api.metrics, op, &p));
+    let result = match params {
+        Ok(p) => cloudwatch::dispatch(api, op, &p).await,
+        Err(e) => Err(e),
+    };
     let (status, value, error) = match result {
         Ok(v) => (StatusCode::OK, v, None),
         Err(e) => {

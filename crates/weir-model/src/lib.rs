@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod alarm;
 pub mod attributes;
 pub mod condition;
 pub mod ec2;

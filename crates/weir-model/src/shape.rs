@@ -319,6 +319,75 @@ pub fn modify_health_check(tg: &mut crate::TargetGroup, p: &Value) -> Result<()>
     hc.validate(tg.protocol)
 }
 
+/// A metric alarm from `PutMetricAlarm` parameters / `AWS::CloudWatch::Alarm` properties.
+pub fn metric_alarm(
+    state: &crate::State,
+    p: &Value,
+    now_ms: u64,
+) -> Result<crate::alarm::MetricAlarm> {
+    use crate::error::ErrorCode;
+    let required = |k: &str| {
+        get_str(p, k).ok_or_else(|| {
+            ModelError::new(
+                ErrorCode::MissingParameter,
+                format!("The parameter {k} must be specified."),
+            )
+        })
+    };
+    if p.get("Metrics").is_some() || p.get("ExtendedStatistic").is_some() {
+        return Err(ModelError::new(
+            ErrorCode::InvalidParameterValue,
+            "Metric math alarms and extended statistics are not supported by Weir",
+        ));
+    }
+    let name = required("AlarmName")?;
+    let number = |k: &str| -> Result<u32> {
+        get_u32(p, k)?.ok_or_else(|| {
+            ModelError::new(
+                ErrorCode::MissingParameter,
+                format!("The parameter {k} must be specified."),
+            )
+        })
+    };
+    let threshold: f64 = required("Threshold")?.parse().map_err(|_| {
+        ModelError::new(ErrorCode::InvalidParameterValue, "Threshold must be a number")
+    })?;
+    let evaluation_periods = number("EvaluationPeriods")?;
+    let mut dimensions: Vec<(String, String)> = p
+        .get("Dimensions")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| {
+                    Some((get_str(d, "Name")?, get_str(d, "Value").unwrap_or_default()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    dimensions.sort();
+    Ok(crate::alarm::MetricAlarm {
+        arn: format!("arn:aws:cloudwatch:{}:{}:alarm:{name}", state.region, state.account),
+        name,
+        description: get_str(p, "AlarmDescription"),
+        namespace: required("Namespace")?,
+        metric_name: required("MetricName")?,
+        dimensions,
+        statistic: required("Statistic")?,
+        period: number("Period")?,
+        evaluation_periods,
+        datapoints_to_alarm: get_u32(p, "DatapointsToAlarm")?.unwrap_or(evaluation_periods),
+        threshold: crate::alarm::Threshold(threshold),
+        comparison: required("ComparisonOperator")?,
+        treat_missing_data: get_str(p, "TreatMissingData").unwrap_or_else(|| "missing".into()),
+        actions_enabled: get_bool(p, "ActionsEnabled")?.unwrap_or(true),
+        alarm_actions: get_strs(p, "AlarmActions"),
+        ok_actions: get_strs(p, "OKActions"),
+        insufficient_data_actions: get_strs(p, "InsufficientDataActions"),
+        unit: get_str(p, "Unit"),
+        updated_ms: now_ms,
+    })
+}
+
 /// Nests flat Query API parameters into the JSON shape. Lists are 1-based on the wire, written
 /// `A.member.2.B=x` by the Query protocol (ELB, Auto Scaling, CloudWatch, CloudFormation) and
 /// `A.2.B=x` by EC2; both become `{"A": [_, {"B": "x"}]}`. Other dotted keys become objects.

@@ -71,6 +71,9 @@ pub struct State {
     /// EC2 resources created through the API.
     #[serde(default)]
     pub ec2: crate::ec2::Ec2,
+    /// CloudWatch metric alarms by name.
+    #[serde(default)]
+    pub alarms: BTreeMap<String, crate::alarm::MetricAlarm>,
 }
 
 impl Default for State {
@@ -96,7 +99,35 @@ impl State {
             instances: BTreeMap::new(),
             tags: BTreeMap::new(),
             ec2: crate::ec2::Ec2::default(),
+            alarms: BTreeMap::new(),
         }
+    }
+
+    /// Creates or replaces a metric alarm (CloudWatch allows 5 000 per region).
+    pub fn put_metric_alarm(&mut self, alarm: crate::alarm::MetricAlarm) -> Result<()> {
+        alarm.validate()?;
+        if !self.alarms.contains_key(&alarm.name) && self.alarms.len() >= 5000 {
+            return Err(ModelError::new(
+                ErrorCode::LimitExceeded,
+                "The maximum number of alarms has been reached",
+            ));
+        }
+        self.alarms.insert(alarm.name.clone(), alarm);
+        Ok(())
+    }
+
+    /// Deletes alarms; all must exist, or nothing is deleted.
+    pub fn delete_alarms(&mut self, names: &[String]) -> Result<()> {
+        if let Some(n) = names.iter().find(|n| !self.alarms.contains_key(*n)) {
+            return Err(ModelError::new(
+                ErrorCode::ResourceNotFound,
+                format!("The alarm '{n}' does not exist"),
+            ));
+        }
+        for n in names {
+            self.alarms.remove(n);
+        }
+        Ok(())
     }
 
     /// The zone of a subnet (default or created), as a load balancer sees it.

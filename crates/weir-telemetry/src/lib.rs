@@ -9,6 +9,8 @@
 //! Pure data: no clocks or I/O except [`Registry::save`] / [`Registry::load`].
 #![forbid(unsafe_code)]
 
+pub mod alarm;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::RwLock;
 
@@ -128,6 +130,8 @@ pub enum PersistError {
 pub struct Registry {
     series: RwLock<HashMap<MetricId, Series>>,
     retention_minutes: usize,
+    /// The states of metric alarms evaluated over this registry.
+    pub alarm_states: alarm::AlarmStates,
 }
 
 impl Default for Registry {
@@ -143,7 +147,11 @@ fn minute(secs: u64) -> u64 {
 impl Registry {
     /// An empty registry keeping `retention_minutes` of history per series.
     pub fn new(retention_minutes: usize) -> Self {
-        Self { series: RwLock::default(), retention_minutes: retention_minutes.max(1) }
+        Self {
+            series: RwLock::default(),
+            retention_minutes: retention_minutes.max(1),
+            alarm_states: alarm::AlarmStates::default(),
+        }
     }
 
     /// Adds the aggregate `s` to `id` in the minute containing `at` (seconds since the epoch).

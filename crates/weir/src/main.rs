@@ -139,28 +139,36 @@ impl std::str::FromStr for DnsAddress {
     }
 }
 
-/// Collects metrics from the data plane every `every`, saving them to `save` (when given) after
-/// each collection. Returns the registry, loaded from `save` first.
-fn start_metrics(
-    dp: &Arc<Dataplane>,
-    every: std::time::Duration,
-    save: Option<PathBuf>,
-) -> Arc<weir_telemetry::Registry> {
+/// A metrics registry, with the history saved in `save` loaded when given.
+fn load_metrics(save: Option<&std::path::Path>) -> Arc<weir_telemetry::Registry> {
     let registry = Arc::new(weir_telemetry::Registry::default());
-    if let Some(p) = &save {
+    if let Some(p) = save {
         if let Err(e) = registry.load(p) {
             eprintln!("weir: metrics history in {} not loaded: {e}", p.display());
         }
     }
-    let (dp, r) = (dp.clone(), registry.clone());
+    registry
+}
+
+/// Every `every`: collects metrics from the data plane, evaluates alarms, and saves the
+/// history to `save` when given.
+fn start_metrics(
+    dp: &Arc<Dataplane>,
+    api: &Arc<weir_api::Api>,
+    every: std::time::Duration,
+    save: Option<PathBuf>,
+) {
+    let (dp, api) = (dp.clone(), api.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
             tick.tick().await;
-            dp.collect_metrics(&r, now_ms() / 1000).await;
+            let now = now_ms() / 1000;
+            dp.collect_metrics(&api.metrics, now).await;
+            api.evaluate_alarms(now).await;
             if let Some(p) = &save {
-                let (r, p) = (r.clone(), p.clone());
+                let (r, p) = (api.metrics.clone(), p.clone());
                 // Off the runtime's worker threads: the file may be large.
                 let _ = tokio::task::spawn_blocking(move || {
                     if let Err(e) = r.save(&p) {
@@ -171,7 +179,6 @@ fn start_metrics(
             }
         }
     });
-    registry
 }
 
 /// Starts the DNS responder; a busy port is reported, not fatal (the load balancers still serve).
@@ -343,14 +350,17 @@ async fn start_api(
     auth: Option<weir_api::sigv4::Credentials>,
     addr: SocketAddr,
     metrics: Arc<weir_telemetry::Registry>,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>, Arc<weir_api::Api>)> {
     let api = Arc::new(weir_api::Api {
         store: tokio::sync::Mutex::new(store),
         dataplane: dp.clone(),
         auth,
         metrics,
     });
-    weir_api::serve(api, addr).await.with_context(|| format!("binding the API on {addr}"))
+    let (addr, task) = weir_api::serve(api.clone(), addr)
+        .await
+        .with_context(|| format!("binding the API on {addr}"))?;
+    Ok((addr, task, api))
 }
 
 #[tokio::main]
@@ -402,8 +412,10 @@ async fn main() -> Result<()> {
             let n = store.state().load_balancers.len();
             let auth_on = auth.is_some();
             let every = std::time::Duration::from_secs(metrics_interval_seconds.max(1));
-            let metrics = start_metrics(&dp, every, Some(data_dir.join("metrics.json")));
-            let (addr, _task) = start_api(store, &dp, auth, api_address, metrics).await?;
+            let save = data_dir.join("metrics.json");
+            let metrics = load_metrics(Some(&save));
+            let (addr, _task, api) = start_api(store, &dp, auth, api_address, metrics).await?;
+            start_metrics(&dp, &api, every, Some(save));
             println!("weir serve: {n} load balancers loaded from {}", data_dir.display());
             println!(
                 "weir serve: SigV4 authentication {}",
@@ -457,8 +469,9 @@ async fn main() -> Result<()> {
             let creds = weir_api::sigv4::Credentials::default().with_env();
             let auth = (!creds.is_empty()).then_some(creds);
             let every = std::time::Duration::from_secs(metrics_interval_seconds.max(1));
-            let metrics = start_metrics(&dp, every, None);
-            let (addr, _task) = start_api(store, &dp, auth, api_address, metrics).await?;
+            let (addr, _task, api) =
+                start_api(store, &dp, auth, api_address, load_metrics(None)).await?;
+            start_metrics(&dp, &api, every, None);
             println!("  AWS API on http://{addr}/ (state in memory)");
             let _dns = start_dns(dns_address, &dp).await;
             println!("weir is up; press Ctrl-C to stop");

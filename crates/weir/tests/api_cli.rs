@@ -1329,9 +1329,75 @@ fn cloudwatch_metrics_through_the_aws_cli_and_prometheus() {
         "{text}"
     );
 
-    // The history survives a restart.
+    // Alarms: put, evaluate (missing data treated as the alarm says), set, describe, delete.
+    let put = |name: &str, treat: &str, period: &str| {
+        cw(&[
+            "put-metric-alarm",
+            "--alarm-name",
+            name,
+            "--namespace",
+            "AWS/ApplicationELB",
+            "--metric-name",
+            "RequestCount",
+            "--dimensions",
+            &format!("Name=LoadBalancer,Value={dim}"),
+            "--statistic",
+            "Sum",
+            "--period",
+            period,
+            "--evaluation-periods",
+            "2",
+            "--threshold",
+            "1000",
+            "--comparison-operator",
+            "GreaterThanThreshold",
+            "--treat-missing-data",
+            treat,
+        ])
+    };
+    put("quiet", "notBreaching", "60").unwrap();
+    put("dark", "breaching", "60").unwrap();
+    let e = put("odd", "missing", "45").unwrap_err();
+    assert!(e.contains("InvalidParameterValue"), "{e}");
+    let d = cw(&["describe-alarms", "--alarm-names", "quiet", "dark"]).unwrap();
+    let state = |d: &Value, name: &str| {
+        d["MetricAlarms"].as_array().unwrap().iter().find(|a| a["AlarmName"] == name).unwrap()
+            ["StateValue"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(state(&d, "quiet"), "OK", "{d}");
+    assert_eq!(state(&d, "dark"), "ALARM", "{d}");
+    assert_eq!(d["MetricAlarms"][0]["Period"], 60);
+    assert_eq!(d["MetricAlarms"][0]["Threshold"], 1000.0);
+    cw(&[
+        "set-alarm-state",
+        "--alarm-name",
+        "quiet",
+        "--state-value",
+        "ALARM",
+        "--state-reason",
+        "test",
+    ])
+    .unwrap();
+    let d = cw(&["describe-alarms", "--state-value", "ALARM"]).unwrap();
+    assert_eq!(d["MetricAlarms"].as_array().unwrap().len(), 2, "{d}");
+    cw(&["delete-alarms", "--alarm-names", "quiet"]).unwrap();
+    let e = cw(&["delete-alarms", "--alarm-names", "quiet"]).unwrap_err();
+    assert!(e.contains("ResourceNotFound"), "{e}");
+
+    // The history and the alarms survive a restart.
     drop(server);
     let _server = start(&args.iter().map(String::as_str).collect::<Vec<_>>(), "AWS API on");
     let again = cw(&stats_args).unwrap();
     assert_eq!(sum(&again), 7.0, "{again}");
+    let d = cw(&["describe-alarms"]).unwrap();
+    let names: Vec<&str> = d["MetricAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["AlarmName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dark"]);
 }
