@@ -79,7 +79,8 @@ impl Lb {
         Self::up_with(yaml, config).await
     }
 
-    async fn up_with(yaml: &str, config: DataplaneConfig) -> Lb {
+    /// Like [`Lb::up`] with a data-plane configuration.
+    pub async fn up_with(yaml: &str, config: DataplaneConfig) -> Lb {
         let port = free_port();
         let text = yaml.replace("${PORT}", &port.to_string());
         let t = weir_stack::parse_template(&text).expect("template parses");

@@ -128,16 +128,6 @@ fn missing(name: &str) -> ApiError {
     err("MissingParameter", format!("The parameter {name} must be specified."))
 }
 
-/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Parses a timestamp: epoch seconds (number or digits) or ISO 8601
 /// (`YYYY-MM-DDTHH:MM:SS[.fff](Z|±HH:MM)`).
 pub(crate) fn parse_time(v: &serde_json::Value) -> Option<u64> {
@@ -172,26 +162,12 @@ pub(crate) fn parse_time(v: &serde_json::Value) -> Option<u64> {
         }
         _ => return None,
     };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset;
+    let secs =
+        weir_model::time::days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se - offset;
     u64::try_from(secs).ok()
 }
 
-/// `2026-11-23T07:50:00Z`.
-pub(crate) fn iso8601(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Inverse of days_from_civil.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
+pub(crate) use weir_model::time::iso8601;
 
 fn dimensions(v: Option<&serde_json::Value>) -> Vec<(String, String)> {
     v.and_then(|d| d.as_array())

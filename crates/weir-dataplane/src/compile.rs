@@ -146,6 +146,7 @@ pub(crate) fn listener(
     lb: &LoadBalancer,
     groups: &HashMap<String, Arc<TargetGroupRuntime>>,
     tls: Option<TlsSnapshot>,
+    access_log: Option<Arc<weir_l7::access_log::AccessLog>>,
 ) -> ListenerSnapshot {
     let rules = state
         .rules_of(&l.arn)
@@ -161,5 +162,6 @@ pub(crate) fn listener(
         rules: CompiledRules::new(rules, action(&l.default_actions, groups)),
         server_header: l.attributes.get("routing.http.response.server.enabled") != Some("false"),
         tls,
+        access_log,
     }
 }

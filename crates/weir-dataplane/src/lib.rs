@@ -45,6 +45,9 @@ pub struct DataplaneConfig {
     pub bind_zone_nodes: bool,
     /// Where certificate ARNs are looked up (`NAME.pem`, or `NAME.crt` + `NAME.key`).
     pub certificate_dir: PathBuf,
+    /// Where access logs are written: `DIR/BUCKET/PREFIX/AWSLogs/...` (the `access_logs.s3.*`
+    /// attributes name the bucket and prefix).
+    pub access_log_dir: PathBuf,
 }
 
 impl Default for DataplaneConfig {
@@ -53,6 +56,7 @@ impl Default for DataplaneConfig {
             public_addresses: vec![IpAddr::from([127, 0, 0, 1])],
             bind_zone_nodes: true,
             certificate_dir: PathBuf::from("certs"),
+            access_log_dir: PathBuf::from("access-logs"),
         }
     }
 }
@@ -127,6 +131,7 @@ struct Inner {
     listeners: HashMap<String, RunningListener>,
     l4: HashMap<String, RunningL4>,
     group_stats: HashMap<String, Arc<weir_l7::GroupStats>>,
+    access_logs: HashMap<String, (PathBuf, Arc<weir_l7::access_log::AccessLog>)>,
     metrics: metrics::Collected,
 }
 
@@ -191,6 +196,7 @@ impl Dataplane {
         let inner = &mut *guard;
         self.apply_targets(inner, state);
         let groups = compile::target_groups(state, &inner.cells, &mut inner.group_stats);
+        self.apply_access_logs(inner, state);
         let mut first_error = None;
         let wanted: Vec<String> = state
             .listeners
@@ -228,7 +234,8 @@ impl Dataplane {
                     }
                 }
             };
-            let snapshot = Arc::new(compile::listener(state, l, lb, &groups, tls));
+            let log = inner.access_logs.get(&lb.arn).map(|(_, l)| l.clone());
+            let snapshot = Arc::new(compile::listener(state, l, lb, &groups, tls, log));
             let addrs = self.addresses(lb, l.port);
             let result = match inner.listeners.get_mut(&arn) {
                 Some(r) => {
@@ -266,6 +273,56 @@ impl Dataplane {
         self.dns.store(Arc::new(dns::DnsTable::build(state, &inner.cells)));
         inner.metrics.names = metrics::Names::of(state);
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Starts a writer for every ALB with access logs enabled (a new one when its directory
+    /// changed); writers of others finish their file once no snapshot holds them.
+    fn apply_access_logs(&self, inner: &mut Inner, state: &State) {
+        let mut wanted = HashMap::new();
+        for lb in state.load_balancers.values() {
+            let a = &lb.attributes;
+            if lb.lb_type != LoadBalancerType::Application || !a.get_bool("access_logs.s3.enabled")
+            {
+                continue;
+            }
+            let bucket =
+                a.get("access_logs.s3.bucket").filter(|b| !b.is_empty()).unwrap_or("weir-logs");
+            let mut dir = self.config.access_log_dir.join(bucket);
+            if let Some(p) = a.get("access_logs.s3.prefix").filter(|p| !p.is_empty()) {
+                dir = dir.join(p.trim_matches('/'));
+            }
+            let log = match inner.access_logs.remove(&lb.arn) {
+                Some((d, l)) if d == dir => l,
+                _ => {
+                    let ip = lb
+                        .zones
+                        .first()
+                        .and_then(|z| weir_model::zones::zone_index(&z.zone_name))
+                        .map_or(IpAddr::from([127, 0, 0, 1]), |i| {
+                            IpAddr::V4(weir_model::zones::node_address(i, lb.node_index))
+                        });
+                    weir_l7::access_log::AccessLog::start(weir_l7::access_log::LogTarget {
+                        dir: dir.clone(),
+                        account: state.account.clone(),
+                        region: state.region.clone(),
+                        elb: lb.full_name(),
+                        ip,
+                    })
+                }
+            };
+            wanted.insert(lb.arn.clone(), (dir, log));
+        }
+        inner.access_logs = wanted;
+    }
+
+    /// Finishes the current access-log file of every load balancer (entries of requests that
+    /// completed before the call are in it).
+    pub async fn flush_access_logs(&self) {
+        let logs: Vec<_> =
+            self.inner.lock().await.access_logs.values().map(|(_, l)| l.clone()).collect();
+        for l in logs {
+            l.flush().await;
+        }
     }
 
     /// Starts, updates and stops NLB listeners to match `state`.
@@ -493,8 +550,9 @@ impl Dataplane {
         }
     }
 
-    /// Stops every listener and checker.
+    /// Stops every listener and checker, and finishes the access-log files.
     pub async fn shutdown(&self) {
+        self.flush_access_logs().await;
         let mut inner = self.inner.lock().await;
         for (_, l) in inner.listeners.drain() {
             l.handle.stop().await;

@@ -9,6 +9,7 @@
 //! `docs/lifecycle-alb.md` for a request's life through this crate.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod client_io;
 pub mod desync;
 pub mod error;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_balance::pick_weighted;
 
+use crate::access_log::{AccessLog, LogRecord};
 use crate::client_io::{ClientIo, HeadCapture};
 use crate::desync::{self, Verdict};
 use crate::error::ProxyError;
@@ -354,6 +356,90 @@ impl Drop for ClientClosedGuard<'_> {
     }
 }
 
+/// What routing learned about a request, for its access-log entry.
+struct Note {
+    priority: i64,
+    action: &'static str,
+    target: Option<SocketAddr>,
+    target_status: Option<u16>,
+    tg_arn: Option<String>,
+    trace_id: Option<String>,
+    classification: Option<(&'static str, String)>,
+    sent_at: Option<std::time::Instant>,
+    head_at: Option<std::time::Instant>,
+}
+
+impl Default for Note {
+    fn default() -> Self {
+        Self {
+            priority: -1,
+            action: "-",
+            target: None,
+            target_status: None,
+            tg_arn: None,
+            trace_id: None,
+            classification: None,
+            sent_at: None,
+            head_at: None,
+        }
+    }
+}
+
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A response body that counts what it sends and writes the access-log entry when it ends
+/// (or is dropped because the client went away).
+struct LoggedBody {
+    inner: ProxyBody,
+    sent: u64,
+    entry: Option<(LogRecord, Arc<AccessLog>)>,
+}
+
+impl LoggedBody {
+    fn finish(&mut self) {
+        if let Some((mut rec, log)) = self.entry.take() {
+            rec.sent_bytes += self.sent;
+            rec.time_us = now_us();
+            log.log(&rec);
+        }
+    }
+}
+
+impl hyper::body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            std::task::Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.sent += d.len() as u64;
+                }
+            }
+            std::task::Poll::Ready(None) => self.finish(),
+            _ => {}
+        }
+        r
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
 /// A response the load balancer wrote itself: drops its Server header when the listener says so.
 fn own(mut r: Response<ProxyBody>, snap: &ListenerSnapshot) -> Response<ProxyBody> {
     if !snap.server_header {
@@ -395,16 +481,142 @@ impl Proxy {
         let _inflight = InFlight::new(&conn.inflight);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true };
-        let resp = match self.route(req, &conn, &snap).await {
+        let started = std::time::Instant::now();
+        let entry = snap.access_log.as_ref().map(|_| self.begin_entry(&req, &conn, &snap));
+        let mut note = Note::default();
+        let mut error_reason = None;
+        let resp = match self.route(req, &conn, &snap, &mut note).await {
             Ok(r) => r,
             Err(e) => {
                 self.stats.record_elb(e.status);
                 tracing::debug!(client = %peer, status = e.status, reason = e.reason, "request failed");
+                error_reason = Some(e.reason);
                 own(responses::error_page(e.status), &snap)
             }
         };
         guard.armed = false;
-        Ok(resp)
+        let (Some(mut rec), Some(log)) = (entry, snap.access_log.clone()) else {
+            return Ok(resp);
+        };
+        let done = std::time::Instant::now();
+        let span = |a: std::time::Instant, b: std::time::Instant| {
+            b.saturating_duration_since(a).as_secs_f64()
+        };
+        match (note.sent_at, note.head_at) {
+            (Some(sent), Some(head)) => {
+                rec.request_processing = span(started, sent);
+                rec.target_processing = span(sent, head);
+                rec.response_processing = span(head, done);
+            }
+            _ => {
+                rec.request_processing = span(started, done);
+                rec.target_processing = -1.0;
+                rec.response_processing = -1.0;
+            }
+        }
+        rec.elb_status = resp.status().as_u16();
+        rec.target = note.target;
+        rec.target_status = note.target_status;
+        rec.target_group_arn = note.tg_arn;
+        rec.matched_rule_priority = note.priority;
+        rec.actions_executed = note.action;
+        rec.error_reason = error_reason;
+        if let Some(t) = note.trace_id {
+            rec.trace_id = t;
+        }
+        if let Some((c, r)) = note.classification {
+            rec.classification = Some(c);
+            rec.classification_reason = Some(r);
+        }
+        if note.action == "redirect" {
+            rec.redirect_url = resp
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+        }
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            rec.kind = if conn.tls.is_some() { "wss" } else { "ws" };
+        }
+        rec.sent_bytes = 12
+            + resp.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+                as u64
+            + 2;
+        let (parts, body) = resp.into_parts();
+        let body = LoggedBody { inner: body, sent: 0, entry: Some((rec, log)) };
+        Ok(Response::from_parts(parts, BodyExt::boxed(body)))
+    }
+
+    /// The parts of an access-log entry known when the request arrives.
+    fn begin_entry(
+        &self,
+        req: &Request<Incoming>,
+        conn: &ConnInfo,
+        snap: &ListenerSnapshot,
+    ) -> LogRecord {
+        let h2 = req.version() == Version::HTTP_2;
+        let grpc = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"));
+        let kind = match (&conn.tls, h2, grpc) {
+            (Some(_), true, true) => "grpcs",
+            (Some(_), true, false) => "h2",
+            (Some(_), false, _) => "https",
+            (None, _, _) => "http",
+        };
+        let scheme = if conn.tls.is_some() { "https" } else { "http" };
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        let host = host_without_port(&host).to_string();
+        let pq = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let version = match req.version() {
+            Version::HTTP_2 => "HTTP/2.0",
+            Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        };
+        let head = req.method().as_str().len()
+            + pq.len()
+            + 12
+            + req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+            + 2;
+        let body = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        LogRecord {
+            kind,
+            elb: snap.lb.full_name.clone(),
+            client: Some(conn.peer),
+            received_bytes: head as u64 + body,
+            request: format!("{} {scheme}://{host}:{}{pq} {version}", req.method(), snap.port),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+            ssl_cipher: conn.tls.as_ref().map(|t| t.cipher),
+            ssl_protocol: conn.tls.as_ref().map(|t| t.version),
+            trace_id: req
+                .headers()
+                .get("x-amzn-trace-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string(),
+            domain_name: conn.tls.as_ref().and_then(|t| t.sni.clone()),
+            chosen_cert_arn: conn.tls.as_ref().and_then(|t| t.certificate_arn.clone()),
+            request_creation_us: now_us(),
+            ..Default::default()
+        }
     }
 
     async fn route(
@@ -412,6 +624,7 @@ impl Proxy {
         mut req: Request<Incoming>,
         conn: &ConnInfo,
         snap: &ListenerSnapshot,
+        note: &mut Note,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let line_len = req.method().as_str().len() + req.uri().to_string().len() + 10;
         let mut longest_header = 0;
@@ -430,6 +643,7 @@ impl Proxy {
         let raw = conn.capture.as_ref().and_then(|c| c.raw_head());
         let class = desync::classify(&req, raw.as_deref());
         if class.tier != desync::Tier::Compliant {
+            note.classification = Some((class.tier.as_str(), class.reason.to_string()));
             self.stats.desync_non_compliant.fetch_add(1, Ordering::Relaxed);
             tracing::info!(client = %conn.peer, classification = class.tier.as_str(), reason = %class.reason, "non-compliant request");
         }
@@ -472,7 +686,13 @@ impl Proxy {
             headers: req.headers(),
             source: conn.peer.ip(),
         };
-        let (_priority, action) = snap.rules.evaluate(&view);
+        let (priority, action) = snap.rules.evaluate(&view);
+        note.priority = priority.map_or(0, i64::from);
+        note.action = match action.as_ref() {
+            CompiledAction::Fixed(_) => "fixed-response",
+            CompiledAction::Redirect(_) => "redirect",
+            CompiledAction::Forward(_) => "forward",
+        };
         let mut resp = match action.as_ref() {
             CompiledAction::Fixed(f) => Ok::<_, ProxyError>(own(responses::fixed(f), snap)),
             CompiledAction::Redirect(r) => {
@@ -486,7 +706,7 @@ impl Proxy {
                 Ok(own(responses::redirect(r, &parts), snap))
             }
             CompiledAction::Forward(fwd) => {
-                self.forward(req, conn, &host_full, snap, fwd, close_after).await
+                self.forward(req, conn, &host_full, snap, fwd, close_after, note).await
             }
         }?;
         if close_after {
@@ -495,6 +715,7 @@ impl Proxy {
         Ok(resp)
     }
 
+    #[allow(clippy::too_many_arguments)] // the request's parts, each used once
     async fn forward(
         &self,
         mut req: Request<Incoming>,
@@ -503,6 +724,7 @@ impl Proxy {
         snap: &ListenerSnapshot,
         fwd: &ForwardAction,
         close_after: bool,
+        note: &mut Note,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         // The target group: the one the client's AWSALBTG cookie names while it can serve,
         // otherwise one picked by weight.
@@ -528,6 +750,7 @@ impl Proxy {
             }
         };
         let tg = &group.group;
+        note.tg_arn = Some(tg.arn.clone());
 
         // The target: the one the stickiness cookie names while it may receive traffic.
         let sticky_name = match &tg.stickiness {
@@ -586,7 +809,7 @@ impl Proxy {
             headers::tls_version_and_cipher(&mut parts.headers, t.version, t.cipher);
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        headers::trace_id(&mut parts.headers, now);
+        note.trace_id = Some(headers::trace_id(&mut parts.headers, now));
         if close_after {
             // An ambiguous request: its target connection is not reused either.
             parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -607,8 +830,10 @@ impl Proxy {
         let mut retried = false;
         tg.stats.requests.fetch_add(1, Ordering::Relaxed);
         let sent_at = std::time::Instant::now();
+        note.sent_at = Some(sent_at);
         let resp = loop {
             let addr = target.target().addr;
+            note.target = Some(addr);
             let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
                 .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
             let mut up = Request::new(body);
@@ -655,6 +880,8 @@ impl Proxy {
         };
         self.stats.record_target(resp.status().as_u16());
         tg.stats.record_response(resp.status().as_u16(), sent_at.elapsed());
+        note.target_status = Some(resp.status().as_u16());
+        note.head_at = Some(std::time::Instant::now());
         let mut resp = resp;
         let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
             && client_upgrade.is_some())

@@ -139,6 +139,8 @@ pub struct ListenerSnapshot {
     pub server_header: bool,
     /// TLS termination of an HTTPS listener.
     pub tls: Option<TlsSnapshot>,
+    /// Where access-log entries go (`access_logs.s3.enabled`).
+    pub access_log: Option<Arc<crate::access_log::AccessLog>>,
 }
 
 /// The TLS side of an HTTPS listener.

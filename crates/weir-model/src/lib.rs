@@ -18,6 +18,7 @@ pub mod load_balancer;
 pub mod shape;
 pub mod state;
 pub mod target_group;
+pub mod time;
 pub mod tls_policies;
 pub mod zones;
 

@@ -55,6 +55,10 @@ enum Command {
         /// Seconds between metric collections (CloudWatch datapoints are per minute).
         #[arg(long, default_value_t = 60, hide = true)]
         metrics_interval_seconds: u64,
+        /// Where access logs are written (the `access_logs.s3.bucket` attribute names a
+        /// directory in it).
+        #[arg(long)]
+        access_log_dir: Option<PathBuf>,
     },
     /// Serve the AWS Query API and the data plane, with state persisted under --data-dir.
     Serve {
@@ -83,6 +87,10 @@ enum Command {
         /// Seconds between metric collections (CloudWatch datapoints are per minute).
         #[arg(long, default_value_t = 60, hide = true)]
         metrics_interval_seconds: u64,
+        /// Where access logs are written (the `access_logs.s3.bucket` attribute names a
+        /// directory in it).
+        #[arg(long)]
+        access_log_dir: Option<PathBuf>,
     },
     /// Create a self-signed certificate (and key) in a certificate directory and print the ARN
     /// that HTTPS listeners use to name it.
@@ -383,6 +391,7 @@ async fn main() -> Result<()> {
             certificate_dir,
             dns_address,
             metrics_interval_seconds,
+            access_log_dir,
         } => {
             let auth = if no_auth {
                 None
@@ -405,6 +414,7 @@ async fn main() -> Result<()> {
                 public_addresses,
                 bind_zone_nodes: true,
                 certificate_dir,
+                access_log_dir: access_log_dir.unwrap_or_else(|| data_dir.join("access-logs")),
             });
             if let Err(e) = dp.apply(store.state()).await {
                 eprintln!("weir: some listeners could not start: {e}");
@@ -437,6 +447,7 @@ async fn main() -> Result<()> {
             certificate_dir,
             dns_address,
             metrics_interval_seconds,
+            access_log_dir,
         } => {
             let stack = stack_name.unwrap_or_else(|| {
                 file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned())
@@ -452,6 +463,7 @@ async fn main() -> Result<()> {
                 public_addresses,
                 bind_zone_nodes: true,
                 certificate_dir,
+                access_log_dir: access_log_dir.unwrap_or_else(|| PathBuf::from("weir-access-logs")),
             });
             dp.apply(&state).await.context("starting listeners")?;
             print_summary(&state, &deployment, &stack);

@@ -1,0 +1,60 @@
+//! Calendar arithmetic for the timestamps AWS formats use (ISO 8601 in APIs and logs, compact
+//! `YYYYMMDDTHHMMZ` in log file names). No time zone database: everything is UTC.
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date (year, month, day) of a day count since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// (year, month, day, hour, minute, second) of seconds since the epoch.
+pub fn parts(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// `2026-11-23T07:50:00Z`.
+pub fn iso8601(secs: u64) -> String {
+    let (y, m, d, h, mi, s) = parts(secs);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `2026-11-23T07:50:00.123456Z` from microseconds since the epoch (the access-log format).
+pub fn iso8601_micros(micros: u64) -> String {
+    let (y, m, d, h, mi, s) = parts(micros / 1_000_000);
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:06}Z", micros % 1_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_known_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso8601_micros(1_530_570_180_186_641), "2018-07-02T22:23:00.186641Z");
+        for days in [-1000, 0, 11_016, 20_000, 60_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
+        }
+    }
+}
