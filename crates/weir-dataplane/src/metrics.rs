@@ -82,9 +82,17 @@ pub(crate) struct Collected {
     last: HashMap<String, u64>,
 }
 
-/// The increase of the counter `key` since the last call.
-fn delta(last: &mut HashMap<String, u64>, key: String, now: u64) -> u64 {
-    let before = last.insert(key, now).unwrap_or(0);
+/// The counter values of the previous collection (`before`) and of this one (`seen`), so that
+/// counters of listeners and groups that are gone are forgotten.
+struct Deltas<'a> {
+    before: &'a HashMap<String, u64>,
+    seen: HashMap<String, u64>,
+}
+
+/// The increase of the counter `key` since the previous collection.
+fn delta(d: &mut Deltas<'_>, key: String, now: u64) -> u64 {
+    let before = d.before.get(&key).copied().unwrap_or(0);
+    d.seen.insert(key, now);
     now.saturating_sub(before)
 }
 
@@ -133,6 +141,8 @@ impl Dataplane {
         let inner = &mut *guard;
         let out = Out { registry, at };
         let Collected { names, last } = &mut inner.metrics;
+        let previous = std::mem::take(last);
+        let last = &mut Deltas { before: &previous, seen: HashMap::new() };
         // ALB listeners.
         for (arn, l) in &inner.listeners {
             let Some((ns, lb)) = names.listeners.get(arn).cloned() else { continue };
@@ -306,5 +316,6 @@ impl Dataplane {
                 }
             }
         }
+        inner.metrics.last = std::mem::take(&mut last.seen);
     }
 }
