@@ -51,6 +51,8 @@ pub(crate) async fn serve(
     let start = Instant::now();
     let table: Arc<Mutex<FlowTable<SocketAddr, Flow>>> =
         Arc::new(Mutex::new(FlowTable::new(MAX_FLOWS)));
+    // However serving ends (shutdown or abort), the flows end with it.
+    let _clear = ClearOnDrop(table.clone(), stats.clone());
     let mut sweep = tokio::time::interval(SWEEP_PERIOD);
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -112,6 +114,18 @@ pub(crate) async fn serve(
     }
 }
 
+/// Ends every flow (stopping their reply tasks) when dropped.
+struct ClearOnDrop(Arc<Mutex<FlowTable<SocketAddr, Flow>>>, Arc<L4Stats>);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.0.lock() {
+            let n = t.remove_where(|_| true);
+            self.1.active_flows_udp.fetch_sub(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn new_flow(
     sock: &Arc<UdpSocket>,
@@ -137,7 +151,8 @@ fn new_flow(
     };
     let replies = {
         let (sock, upstream, stats) = (sock.clone(), upstream.clone(), stats.clone());
-        let table = table.clone();
+        // Weak: the table owns the task (through the flow), not the other way round.
+        let table = Arc::downgrade(table);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65_536];
             while let Ok(n) = upstream.recv(&mut buf).await {
@@ -145,9 +160,10 @@ fn new_flow(
                     break;
                 }
                 stats.processed_bytes_udp.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
-                if let Ok(t) = table.lock() {
+                let Some(strong) = table.upgrade() else { break };
+                if let Ok(t) = strong.lock() {
                     let _ = t.get(&peer, ms_since(start));
-                }
+                };
             }
         })
     };

@@ -146,3 +146,27 @@ async fn a_client_reset_reaches_the_target_at_once_and_a_half_close_lets_it_answ
     assert_eq!(L4Stats::get(&h.stats.active_flows_tcp), 0);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn stopping_a_udp_listener_ends_its_flows() {
+    let backend = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut b = [0u8; 512];
+        while let Ok((n, p)) = backend.recv_from(&mut b).await {
+            let _ = backend.send_to(&b[..n], p).await;
+        }
+    });
+    let mut snap = snapshot(backend_addr, Duration::from_secs(350));
+    snap.protocol = L4Protocol::Udp;
+    let (h, lb) = listener(snap).await;
+    let c = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    c.send_to(b"ping", lb).await.unwrap();
+    let mut b = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), c.recv(&mut b)).await.unwrap().unwrap();
+    assert_eq!(&b[..n], b"ping");
+    let stats = h.stats.clone();
+    assert_eq!(L4Stats::get(&stats.active_flows_udp), 1);
+    h.stop().await;
+    assert_eq!(L4Stats::get(&stats.active_flows_udp), 0);
+}
