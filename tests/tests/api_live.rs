@@ -370,6 +370,15 @@ async fn alarms_follow_the_metric() {
     assert!(xml.contains("<StateValue>ALARM</StateValue>"), "{xml}");
     assert!(xml.contains("Threshold Crossed: 2 out of the last 3 datapoints"), "{xml}");
     assert!(xml.contains("<EvaluationPeriods>3</EvaluationPeriods>"), "{xml}");
+    // SetAlarmState holds until the next evaluation.
+    query(
+        "Action=SetAlarmState&Version=2010-08-01&AlarmName=busy&StateValue=OK&StateReason=drill"
+            .into(),
+    )
+    .await;
+    let xml = query("Action=DescribeAlarms&Version=2010-08-01&StateValue=OK".into()).await;
+    assert!(xml.contains("<StateReason>drill</StateReason>"), "{xml}");
+    assert_eq!(api.evaluate_alarms(t0 + 30).await.len(), 1, "back to ALARM");
     // Quiet minutes bring it back to OK.
     add(10.0, t0);
     add(10.0, t0 + 60);

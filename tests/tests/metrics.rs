@@ -84,7 +84,14 @@ async fn nlb_flows_and_bytes_are_counted() {
         let mut c = LineClient::connect(lb.addr(), None).await.unwrap();
         assert_eq!(c.echo(&format!("m{i}")).await.unwrap(), format!("m{i}"));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Bytes are counted as connections close: wait until all have.
+    let stats = lb.dp.l4_stats(&lb.listener_arn()).await.unwrap();
+    for _ in 0..100 {
+        if weir_l4::L4Stats::get(&stats.active_flows_tcp) == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let r = Registry::default();
     lb.dp.collect_metrics(&r, now()).await;
     let name = lb.state.load_balancers.values().next().unwrap().full_name();

@@ -40,8 +40,13 @@ async fn tcp_flows_spread_over_targets_and_each_connection_stays_on_one() {
     assert_eq!(seen.len(), 3, "every target gets flows: {seen:?}");
     let stats = lb.dp.l4_stats(&lb.listener_arn()).await.unwrap();
     assert_eq!(L4Stats::get(&stats.new_flows_tcp), 30);
-    // Each connection moved its 3 echoes both ways plus the greeting.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each connection moved its 3 echoes both ways plus the greeting (counted at close).
+    for _ in 0..100 {
+        if L4Stats::get(&stats.active_flows_tcp) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(L4Stats::get(&stats.processed_bytes_tcp) >= 30 * 3 * 2 * 5);
     assert_eq!(L4Stats::get(&stats.active_flows_tcp), 0);
 }
@@ -295,7 +300,12 @@ async fn tls_listener_terminates_with_sni_certificates_and_alpn_policy() {
     let tcp = tokio::net::TcpStream::connect(lb.addr()).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("a.example").unwrap();
     assert!(tls_client(&[b"http/1.1"]).connect(name, tcp).await.is_err());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..100 {
+        if L4Stats::get(&stats.client_tls_negotiation_errors) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(L4Stats::get(&stats.client_tls_negotiation_errors), 1);
 }
 

@@ -133,7 +133,8 @@ async fn a_client_reset_reaches_the_target_at_once_and_a_half_close_lets_it_answ
 
     // Reset: the target learns at once, though it never writes.
     let c = TcpStream::connect(lb).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Let the load balancer reach the target first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     socket2::SockRef::from(&c).set_linger(Some(Duration::ZERO)).unwrap();
     drop(c);
     let end = tokio::time::timeout(Duration::from_secs(2), ends.recv())
@@ -141,7 +142,12 @@ async fn a_client_reset_reaches_the_target_at_once_and_a_half_close_lets_it_answ
         .expect("the target's connection ended within 2 s")
         .unwrap();
     assert!(end.starts_with("reset") || end.starts_with("eof"), "{end}");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..100 {
+        if L4Stats::get(&h.stats.active_flows_tcp) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(L4Stats::get(&h.stats.tcp_client_resets), 1);
     assert_eq!(L4Stats::get(&h.stats.active_flows_tcp), 0);
     h.stop().await;

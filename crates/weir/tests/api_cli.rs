@@ -1330,7 +1330,7 @@ fn cloudwatch_metrics_through_the_aws_cli_and_prometheus() {
     );
 
     // Alarms: put, evaluate (missing data treated as the alarm says), set, describe, delete.
-    let put = |name: &str, treat: &str, period: &str| {
+    let put = |name: &str, treat: &str, period: &str, comparison: &str| {
         cw(&[
             "put-metric-alarm",
             "--alarm-name",
@@ -1350,14 +1350,16 @@ fn cloudwatch_metrics_through_the_aws_cli_and_prometheus() {
             "--threshold",
             "1000",
             "--comparison-operator",
-            "GreaterThanThreshold",
+            comparison,
             "--treat-missing-data",
             treat,
         ])
     };
-    put("quiet", "notBreaching", "60").unwrap();
-    put("dark", "breaching", "60").unwrap();
-    let e = put("odd", "missing", "45").unwrap_err();
+    // Whichever minutes the 7 requests fall in: "quiet" never breaches (7 is not > 1000, missing
+    // is not breaching) and "dark" always does (7 < 1000, missing is breaching).
+    put("quiet", "notBreaching", "60", "GreaterThanThreshold").unwrap();
+    put("dark", "breaching", "60", "LessThanThreshold").unwrap();
+    let e = put("odd", "missing", "45", "GreaterThanThreshold").unwrap_err();
     assert!(e.contains("InvalidParameterValue"), "{e}");
     let d = cw(&["describe-alarms", "--alarm-names", "quiet", "dark"]).unwrap();
     let state = |d: &Value, name: &str| {
@@ -1381,8 +1383,28 @@ fn cloudwatch_metrics_through_the_aws_cli_and_prometheus() {
         "test",
     ])
     .unwrap();
-    let d = cw(&["describe-alarms", "--state-value", "ALARM"]).unwrap();
-    assert_eq!(d["MetricAlarms"].as_array().unwrap().len(), 2, "{d}");
+    // (The 1-second evaluation in this test puts "quiet" back to OK at once, as CloudWatch
+    // does at its next evaluation; api_live.rs checks the override itself.)
+    let e = cw(&[
+        "set-alarm-state",
+        "--alarm-name",
+        "nope",
+        "--state-value",
+        "OK",
+        "--state-reason",
+        "x",
+    ])
+    .unwrap_err();
+    assert!(e.contains("ResourceNotFound"), "{e}");
+    let d = cw(&["describe-alarms", "--alarm-names", "dark", "quiet", "--state-value", "ALARM"])
+        .unwrap();
+    let names: Vec<&str> = d["MetricAlarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["AlarmName"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"dark"), "{d}");
     cw(&["delete-alarms", "--alarm-names", "quiet"]).unwrap();
     let e = cw(&["delete-alarms", "--alarm-names", "quiet"]).unwrap_err();
     assert!(e.contains("ResourceNotFound"), "{e}");
