@@ -71,3 +71,37 @@ async fn entries_match_the_requests_sent() {
     let body_len = send(&client(), "GET", &lb.url("/a?x=1"), &[]).await.body.len() as u64;
     assert!(a[11].parse::<u64>().unwrap() > body_len);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_client_abandons_is_logged_as_460() {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    let dir = TempDir::new("access-logs-460");
+    let b = backends("slow", 1).await;
+    b[0].set_delay_ms(1500);
+    let lb_attrs = attributes("LoadBalancerAttributes", &[("access_logs.s3.enabled", "true")]);
+    let config = DataplaneConfig { access_log_dir: dir.0.clone(), ..Default::default() };
+    let lb = Lb::up_with(&one_group("slow", &lb_attrs, "", &targets_yaml(&b, 8)), config).await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    s.write_all(b"GET /abandoned HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    drop(s);
+    let stats = lb.dp.listener_stats(&lb.listener_arn()).await.unwrap();
+    for _ in 0..100 {
+        if stats.client_closed_460.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    lb.dp.flush_access_logs().await;
+    let lines = read_all(&dir.0).unwrap();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let r = parse_line(&lines[0]);
+    assert_eq!(r.len(), FIELDS.len(), "{r:?}");
+    assert_eq!(r[8], "460", "elb_status_code {r:?}");
+    assert_eq!(r[9], "-", "no target status {r:?}");
+    assert_eq!((r[6].as_str(), r[7].as_str()), ("-1", "-1"));
+    let waited: f64 = r[5].parse().unwrap();
+    assert!((0.2..1.5).contains(&waited), "request_processing_time {waited}");
+    assert!(r[12].contains("/abandoned"), "{r:?}");
+}

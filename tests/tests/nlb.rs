@@ -1,7 +1,8 @@
 //! NLB end to end: TCP, UDP and TCP_UDP listeners distributing flows over real backends, flow
 //! and source-IP stickiness, PROXY v2 bytes checked by the backend, client-IP preservation on
 //! loopback, TLS termination with SNI and ALPN (to TCP and TLS targets), draining with and
-//! without connection termination, cross-zone on/off, and DNS failover.
+//! without connection termination, cross-zone on/off, DNS failover, and NLB access logs of TLS
+//! connections.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -307,6 +308,103 @@ async fn tls_listener_terminates_with_sni_certificates_and_alpn_policy() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(L4Stats::get(&stats.client_tls_negotiation_errors), 1);
+}
+
+#[tokio::test]
+async fn tls_connections_are_logged_in_nlb_access_log_format() {
+    use weir_l4::conn_log::{parse_line, read_all, FIELDS};
+    let dir = TempDir::new("nlb-tls-log");
+    let (arn, _) = write_cert(&dir.0, "nlb-log", &["log.example"]);
+    let serial =
+        weir_l7::tls::CertificateStore::new(dir.0.clone()).load(&arn).unwrap().serial.clone();
+    let backend = [tcp_backend("logged", "127.0.0.1", false).await];
+    let listener = format!(
+        "      Certificates: [{{ CertificateArn: \"{arn}\" }}]\n      AlpnPolicy: [HTTP2Preferred]\n      SslPolicy: ELBSecurityPolicy-TLS13-1-2-2021-06"
+    );
+    let lb_props = "      LoadBalancerAttributes:\n        - { Key: access_logs.s3.enabled, Value: \"true\" }\n        - { Key: access_logs.s3.bucket, Value: nlb-logs }";
+    let logs = dir.0.join("logs");
+    let config = weir_dataplane::DataplaneConfig {
+        certificate_dir: dir.0.clone(),
+        access_log_dir: logs.clone(),
+        ..Default::default()
+    };
+    let lb =
+        Lb::up_with(&nlb_template("TLS", &listener, "TCP", "", lb_props, &backend), config).await;
+    let l = lb.listener_arn();
+    let stats = lb.dp.l4_stats(&l).await.unwrap();
+
+    // One connection that moves bytes both ways and closes cleanly.
+    let tcp = tokio::net::TcpStream::connect(lb.addr()).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let name = rustls::pki_types::ServerName::try_from("log.example").unwrap();
+    let mut s = tls_client(&[b"h2", b"http/1.1"]).connect(name, tcp).await.unwrap();
+    let mut buf = vec![0u8; 256];
+    let greeting = s.read(&mut buf).await.unwrap();
+    s.write_all(b"secret\n").await.unwrap();
+    let echo = s.read(&mut buf).await.unwrap();
+    assert_eq!(echo, 7);
+    s.shutdown().await.unwrap();
+    drop(s);
+    // One whose client rejects the certificate (no trusted roots): it sends an alert.
+    let tcp = tokio::net::TcpStream::connect(lb.addr()).await.unwrap();
+    let strict = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("log.example").unwrap();
+    assert!(tokio_rustls::TlsConnector::from(Arc::new(strict)).connect(name, tcp).await.is_err());
+    for _ in 0..200 {
+        if L4Stats::get(&stats.active_flows_tls) == 0
+            && L4Stats::get(&stats.client_tls_negotiation_errors) == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    lb.dp.flush_access_logs().await;
+
+    let lines = read_all(&logs).unwrap();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    let lb_model = lb.state.load_balancers.values().next().unwrap();
+    let rows: Vec<Vec<String>> = lines.iter().map(|l| parse_line(l)).collect();
+    let ok = rows.iter().find(|r| r[5] == local.to_string()).expect("the good connection");
+    let bad = rows.iter().find(|r| r[5] != local.to_string()).expect("the rejected one");
+    for r in &rows {
+        assert_eq!(r.len(), FIELDS.len(), "{r:?}");
+        assert_eq!((r[0].as_str(), r[1].as_str()), ("tls", "2.0"));
+        assert_eq!(r[3], lb_model.full_name());
+        assert!(r[3].starts_with("net/nlb/"), "{r:?}");
+        assert_eq!(r[4], l.rsplit('/').next().unwrap());
+        assert_eq!(r[6], lb.addr().to_string());
+        assert!(r[7].parse::<u64>().is_ok(), "connection_time {r:?}");
+        assert_eq!(r[2].len(), 19, "time {r:?}");
+        assert_eq!(r[21].len(), 19, "creation time {r:?}");
+    }
+    assert!(ok[8].parse::<u64>().unwrap() < 5_000, "handshake ms {ok:?}");
+    assert_eq!(ok[9], "7", "bytes from the client {ok:?}");
+    assert_eq!(ok[10], (greeting + echo).to_string(), "bytes to the client {ok:?}");
+    assert_eq!(ok[11], "-");
+    assert_eq!(ok[12], arn);
+    assert_eq!(ok[13], serial);
+    assert!(!serial.is_empty());
+    assert!(ok[14].starts_with("TLS_AES_") || ok[14].starts_with("TLS_CHACHA20"), "{ok:?}");
+    assert_eq!(ok[15], "tlsv13");
+    assert!(!ok[16].is_empty() && ok[16] != "-", "named group {ok:?}");
+    assert_eq!(ok[17], "log.example");
+    assert_eq!((ok[18].as_str(), ok[19].as_str()), ("h2", "-"));
+    assert_eq!(ok[20], "h2,http/1.1");
+    assert!(lines[0].contains("\"h2\",\"http/1.1\"") || lines[1].contains("\"h2\",\"http/1.1\""));
+    assert_eq!(bad[8], "-", "no completed handshake {bad:?}");
+    let alert: u8 = bad[11].parse().expect("the client's alert is logged");
+    assert!(alert > 0, "{bad:?}");
+    assert_eq!((bad[9].as_str(), bad[10].as_str()), ("0", "0"));
+    let files = std::fs::read_dir(
+        logs.join("nlb-logs/AWSLogs/123456789012/elasticloadbalancing/us-east-1"),
+    );
+    assert!(files.is_ok(), "ELB's S3 layout");
 }
 
 #[tokio::test]

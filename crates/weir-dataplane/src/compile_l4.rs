@@ -75,11 +75,8 @@ fn group(
 }
 
 /// The rustls configuration of a TLS listener: the HTTPS listener's (certificates, SNI,
-/// policy) with the listener's ALPN policy.
-fn tls(
-    l: &Listener,
-    store: &CertificateStore,
-) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+/// policy) with the listener's ALPN policy; and its certificates, for logs.
+fn tls(l: &Listener, store: &CertificateStore) -> Result<Option<TlsParts>, TlsError> {
     if l.protocol != Protocol::Tls {
         return Ok(None);
     }
@@ -87,15 +84,18 @@ fn tls(
         l.certificates.iter().map(|arn| store.load(arn)).collect::<Result<Vec<_>, _>>()?;
     let name = l.ssl_policy.as_deref().unwrap_or(tls_policies::DEFAULT_POLICY);
     let policy = tls_policies::policy(name).ok_or_else(|| TlsError::Policy(name.into()))?;
-    let base = weir_l7::tls::server_config(policy, certificates, false)?;
+    let base = weir_l7::tls::server_config(policy, certificates.clone(), false)?;
     let mut cfg = (*base).clone();
     cfg.alpn_protocols = weir_model::alpn_protocols(l.alpn_policy.as_deref().unwrap_or("None"))
         .unwrap_or_default()
         .iter()
         .map(|p| p.as_bytes().to_vec())
         .collect();
-    Ok(Some(Arc::new(cfg)))
+    Ok(Some((Arc::new(cfg), certificates)))
 }
+
+/// A TLS listener's configuration and certificates.
+type TlsParts = (Arc<rustls::ServerConfig>, Vec<Arc<weir_l7::tls::LoadedCertificate>>);
 
 /// The snapshot of an NLB listener.
 pub(crate) fn listener(
@@ -104,6 +104,7 @@ pub(crate) fn listener(
     lb: &LoadBalancer,
     cells: &HashMap<CellKey, Arc<TargetCell>>,
     store: &CertificateStore,
+    access_log: Option<Arc<weir_l4::conn_log::AccessLog>>,
 ) -> Result<L4Snapshot, TlsError> {
     let protocol = match l.protocol {
         Protocol::Udp => L4Protocol::Udp,
@@ -116,11 +117,14 @@ pub(crate) fn listener(
         ActionKind::Forward(f) => f.target_groups.first().map(|w| w.target_group_arn.clone()),
         _ => None,
     });
+    let (tls, certificates) = tls(l, store)?.map_or((None, Vec::new()), |(c, v)| (Some(c), v));
     Ok(L4Snapshot {
         listener_arn: l.arn.clone(),
         protocol,
-        tls: tls(l, store)?,
-        certificate_arns: l.certificates.clone(),
+        tls,
+        certificates,
+        elb: lb.full_name(),
+        access_log,
         tcp_idle_timeout: Duration::from_secs(
             l.attributes.get_i64("tcp.idle_timeout.seconds").max(1) as u64,
         ),

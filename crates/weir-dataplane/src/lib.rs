@@ -281,8 +281,8 @@ impl Dataplane {
         let mut wanted = HashMap::new();
         for lb in state.load_balancers.values() {
             let a = &lb.attributes;
-            if lb.lb_type != LoadBalancerType::Application || !a.get_bool("access_logs.s3.enabled")
-            {
+            // ALBs log requests; NLBs log the connections of their TLS listeners.
+            if lb.lb_type == LoadBalancerType::Gateway || !a.get_bool("access_logs.s3.enabled") {
                 continue;
             }
             let bucket =
@@ -348,12 +348,14 @@ impl Dataplane {
         for arn in wanted {
             let Some(l) = state.listeners.get(&arn) else { continue };
             let Some(lb) = state.load_balancers.get(&l.load_balancer_arn) else { continue };
+            let log = inner.access_logs.get(&lb.arn).map(|(_, l)| l.clone());
             let snapshot = match compile_l4::listener(
                 state,
                 l,
                 lb,
                 &inner.cells,
                 &self.certificates,
+                log,
             ) {
                 Ok(s) => Arc::new(s),
                 Err(source) => {

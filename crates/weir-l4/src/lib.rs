@@ -5,12 +5,14 @@
 //! balancing), so a TCP connection stays on one target for its life and a UDP flow stays on
 //! one target until it goes idle. Plain TCP is relayed with `splice(2)`; TLS listeners terminate
 //! with the ALB's certificate store and SNI selection. Optional PROXY v2 headers and client-IP
-//! preservation; connections watched for idle timeout, draining and unhealthy targets.
+//! preservation; connections watched for idle timeout, draining and unhealthy targets. TLS
+//! connections are logged as NLB access-log entries ([`conn_log`]) when logging is on.
 //!
 //! Configuration arrives only as immutable [`L4Snapshot`]s in an [`L4SnapshotCell`]. See
 //! `docs/lifecycle-nlb.md` for a connection's life through this crate.
 #![forbid(unsafe_code)]
 
+pub mod conn_log;
 pub mod flows;
 pub mod proxy_v2;
 pub mod relay;

@@ -19,18 +19,28 @@ pub struct Meter {
     last_ms: AtomicU64,
     /// Payload bytes moved, both directions.
     pub bytes: AtomicU64,
+    /// Of those, bytes from the client to the target.
+    pub from_client: AtomicU64,
 }
 
 impl Default for Meter {
     fn default() -> Self {
-        Self { start: Instant::now(), last_ms: AtomicU64::new(0), bytes: AtomicU64::new(0) }
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            from_client: AtomicU64::new(0),
+        }
     }
 }
 
 impl Meter {
-    /// Records `n` bytes moved now.
-    pub fn record(&self, n: usize) {
+    /// Records `n` bytes moved now, from the client (`up`) or to it.
+    pub fn record(&self, up: bool, n: usize) {
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        if up {
+            self.from_client.fetch_add(n as u64, Ordering::Relaxed);
+        }
         self.last_ms.store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     /// Time since the last byte moved (or since the start).
@@ -87,12 +97,17 @@ async fn both(
 /// Relays between two TCP sockets until both directions close or one side fails.
 pub async fn tcp(client: &TcpStream, target: &TcpStream, meter: &Meter) -> Outcome {
     #[cfg(target_os = "linux")]
-    let (up, down) =
-        both(splice_one_way(client, target, meter), splice_one_way(target, client, meter)).await;
+    let (up, down) = both(
+        splice_one_way(client, target, meter, true),
+        splice_one_way(target, client, meter, false),
+    )
+    .await;
     #[cfg(not(target_os = "linux"))]
-    let (up, down) =
-        both(copy_tcp_one_way(client, target, meter), copy_tcp_one_way(target, client, meter))
-            .await;
+    let (up, down) = both(
+        copy_tcp_one_way(client, target, meter, true),
+        copy_tcp_one_way(target, client, meter, false),
+    )
+    .await;
     finish(client, target, up, down)
 }
 
@@ -111,13 +126,13 @@ fn shutdown_write(s: &TcpStream) {
 }
 
 #[cfg(target_os = "linux")]
-async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter) -> End {
+async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: bool) -> End {
     use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
     use tokio::io::Interest;
 
     const CHUNK: usize = 1 << 16;
     let Ok((pipe_r, pipe_w)) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) else {
-        return copy_tcp_one_way(from, to, meter).await;
+        return copy_tcp_one_way(from, to, meter, up).await;
     };
     let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
     loop {
@@ -151,12 +166,12 @@ async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter) -> End 
                 Err(_) => return End::WriteError,
             }
         }
-        meter.record(n);
+        meter.record(up, n);
     }
 }
 
 /// The portable path: copies through a 16 KiB buffer.
-async fn copy_tcp_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter) -> End {
+async fn copy_tcp_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: bool) -> End {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = loop {
@@ -184,7 +199,7 @@ async fn copy_tcp_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter) -> En
                 Err(_) => return End::WriteError,
             }
         }
-        meter.record(n);
+        meter.record(up, n);
     }
 }
 
@@ -196,12 +211,15 @@ where
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut tr, mut tw) = tokio::io::split(target);
-    let (up, down) =
-        both(copy_one_way(&mut cr, &mut tw, meter), copy_one_way(&mut tr, &mut cw, meter)).await;
+    let (up, down) = both(
+        copy_one_way(&mut cr, &mut tw, meter, true),
+        copy_one_way(&mut tr, &mut cw, meter, false),
+    )
+    .await;
     outcome(up, down)
 }
 
-async fn copy_one_way<R, W>(r: &mut R, w: &mut W, meter: &Meter) -> End
+async fn copy_one_way<R, W>(r: &mut R, w: &mut W, meter: &Meter, up: bool) -> End
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -219,6 +237,6 @@ where
         if w.write_all(&buf[..n]).await.is_err() || w.flush().await.is_err() {
             return End::WriteError;
         }
-        meter.record(n);
+        meter.record(up, n);
     }
 }

@@ -82,7 +82,11 @@ pub struct L4Snapshot {
     /// TLS termination (TLS listeners).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Certificates of a TLS listener, default first, for logs.
-    pub certificate_arns: Vec<String>,
+    pub certificates: Vec<Arc<weir_tls::LoadedCertificate>>,
+    /// `net/NAME/ID` of the load balancer, for logs.
+    pub elb: String,
+    /// Where TLS connections are logged (`access_logs.s3.enabled`).
+    pub access_log: Option<Arc<crate::conn_log::AccessLog>>,
     /// `tcp.idle_timeout.seconds` (default 350).
     pub tcp_idle_timeout: Duration,
     /// UDP flow idle timeout (120 s on AWS).

@@ -5,13 +5,14 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weir_balance::{flow_hash, HealthState, OutstandingGuard, TargetCell};
 
+use crate::conn_log::{self, ConnRecord};
 use crate::relay::{self, Meter, Outcome};
 use crate::snapshot::{L4Group, L4Snapshot, L4SnapshotCell};
 use crate::stats::L4Stats;
@@ -86,14 +87,36 @@ async fn handle(
     };
     let guard = OutstandingGuard::new(target.clone());
     let meter = Arc::new(Meter::default());
+    // TLS connections are logged when the load balancer's access logs are on (AWS logs TLS
+    // listeners only).
+    let accepted = Instant::now();
+    let mut entry = snap.access_log.as_ref().filter(|_| tls).map(|_| ConnRecord {
+        start_secs: epoch_secs(),
+        elb: snap.elb.clone(),
+        listener: snap.listener_arn.rsplit('/').next().unwrap_or_default().to_string(),
+        client: Some(peer),
+        destination: Some(local),
+        ..Default::default()
+    });
     // A TLS listener completes the client's handshake before contacting the target.
     let client = match &snap.tls {
         Some(cfg) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(client)).await {
-                Ok(Ok(s)) => Client::Tls(Box::new(s)),
-                _ => {
+            let handshake = tls_accept(client, cfg.clone(), entry.as_mut());
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+                Ok(Ok(s)) => {
+                    if let Some(rec) = entry.as_mut() {
+                        describe(rec, s.get_ref().1, snap, accepted);
+                    }
+                    Client::Tls(Box::new(s))
+                }
+                failed => {
                     L4Stats::inc(&stats.client_tls_negotiation_errors);
+                    if let Some(mut rec) = entry {
+                        if let Ok(Err(e)) = &failed {
+                            rec.incoming_alert = alert_received(e);
+                        }
+                        finish_entry(rec, snap, &meter, accepted);
+                    }
                     return;
                 }
             }
@@ -111,6 +134,9 @@ async fn handle(
             L4Stats::inc(&stats.target_connection_errors);
             L4Stats::inc(&stats.tcp_elb_resets);
             socket::reset_on_close(client.tcp());
+            if let Some(rec) = entry {
+                finish_entry(rec, snap, &meter, accepted);
+            }
             return;
         }
     };
@@ -120,16 +146,28 @@ async fn handle(
             L4Stats::inc(&stats.target_connection_errors);
             L4Stats::inc(&stats.tcp_elb_resets);
             socket::reset_on_close(client.tcp());
+            if let Some(rec) = entry {
+                finish_entry(rec, snap, &meter, accepted);
+            }
             return;
         }
     }
     let mut upstream = match &group.target_tls {
         None => Upstream::Plain(upstream),
         Some(cfg) => match target_tls(upstream, cfg, stats).await {
-            Some(t) => Upstream::Tls(Box::new(t)),
+            Some(t) => {
+                if let Some(rec) = entry.as_mut() {
+                    rec.alpn_be =
+                        t.get_ref().1.alpn_protocol().map(|p| String::from_utf8_lossy(p).into());
+                }
+                Upstream::Tls(Box::new(t))
+            }
             None => {
                 L4Stats::inc(&stats.tcp_elb_resets);
                 socket::reset_on_close(client.tcp());
+                if let Some(rec) = entry {
+                    finish_entry(rec, snap, &meter, accepted);
+                }
                 return;
             }
         },
@@ -159,6 +197,66 @@ async fn handle(
     }
     bytes.fetch_add(meter.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
     drop(guard);
+    if let Some(rec) = entry {
+        finish_entry(rec, snap, &meter, accepted);
+    }
+}
+
+fn epoch_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Reads the client's hello (its ALPN list goes to the log entry), then completes the handshake.
+async fn tls_accept(
+    tcp: TcpStream,
+    cfg: Arc<rustls::ServerConfig>,
+    rec: Option<&mut ConnRecord>,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let start =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp).await?;
+    if let Some(rec) = rec {
+        rec.alpn_client = start
+            .client_hello()
+            .alpn()
+            .map(|ps| ps.map(|p| String::from_utf8_lossy(p).into_owned()).collect())
+            .unwrap_or_default();
+    }
+    start.into_stream(cfg).await
+}
+
+/// What the handshake negotiated, into the log entry.
+fn describe(
+    rec: &mut ConnRecord,
+    conn: &rustls::ServerConnection,
+    snap: &L4Snapshot,
+    accepted: Instant,
+) {
+    rec.handshake_ms = Some(accepted.elapsed().as_millis() as u64);
+    rec.cipher = conn.negotiated_cipher_suite().map(weir_tls::cipher_name);
+    rec.protocol = conn.protocol_version().and_then(conn_log::protocol_name);
+    rec.named_group = conn.negotiated_key_exchange_group().map(|g| weir_tls::group_name(g.name()));
+    rec.domain = conn.server_name().map(str::to_string);
+    rec.alpn_fe = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+    rec.cert = weir_tls::select(&snap.certificates, rec.domain.as_deref())
+        .map(|c| (c.arn.clone(), c.serial.clone()));
+}
+
+/// The alert a client sent that ended its handshake.
+fn alert_received(e: &std::io::Error) -> Option<u8> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(a) => Some(u8::from(*a)),
+        _ => None,
+    }
+}
+
+/// Completes and queues a connection's log entry.
+fn finish_entry(mut rec: ConnRecord, snap: &L4Snapshot, meter: &Meter, accepted: Instant) {
+    let Some(log) = snap.access_log.as_ref() else { return };
+    rec.end_secs = epoch_secs();
+    rec.connection_ms = accepted.elapsed().as_millis() as u64;
+    rec.received_bytes = meter.from_client.load(Ordering::Relaxed);
+    rec.sent_bytes = meter.bytes.load(Ordering::Relaxed).saturating_sub(rec.received_bytes);
+    conn_log::log(log, &rec);
 }
 
 async fn relay_any(client: &mut Client, upstream: &mut Upstream, meter: &Meter) -> Outcome {

@@ -340,11 +340,14 @@ async fn serve_connection<I>(
     }
 }
 
-/// Counts and logs a request whose client went away before the response (status 460).
+/// Counts and logs a request whose client went away before the response (status 460), with an
+/// access-log entry when logging is on.
 struct ClientClosedGuard<'a> {
     stats: &'a ListenerStats,
     peer: SocketAddr,
     armed: bool,
+    started: std::time::Instant,
+    entry: Option<(LogRecord, Arc<AccessLog>)>,
 }
 
 impl Drop for ClientClosedGuard<'_> {
@@ -352,6 +355,14 @@ impl Drop for ClientClosedGuard<'_> {
         if self.armed {
             self.stats.client_closed_460.fetch_add(1, Ordering::Relaxed);
             tracing::info!(client = %self.peer, elb_status_code = 460, "client closed the connection before the response");
+            if let Some((mut rec, log)) = self.entry.take() {
+                rec.elb_status = 460;
+                rec.request_processing = self.started.elapsed().as_secs_f64();
+                rec.target_processing = -1.0;
+                rec.response_processing = -1.0;
+                rec.time_us = now_us();
+                crate::access_log::log(&log, &rec);
+            }
         }
     }
 }
@@ -402,7 +413,7 @@ impl LoggedBody {
         if let Some((mut rec, log)) = self.entry.take() {
             rec.sent_bytes += self.sent;
             rec.time_us = now_us();
-            log.log(&rec);
+            crate::access_log::log(&log, &rec);
         }
     }
 }
@@ -480,9 +491,10 @@ impl Proxy {
         let peer = conn.peer;
         let _inflight = InFlight::new(&conn.inflight);
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true };
         let started = std::time::Instant::now();
-        let entry = snap.access_log.as_ref().map(|_| self.begin_entry(&req, &conn, &snap));
+        let entry =
+            snap.access_log.as_ref().map(|log| (self.begin_entry(&req, &conn, &snap), log.clone()));
+        let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true, started, entry };
         let mut note = Note::default();
         let mut error_reason = None;
         let resp = match self.route(req, &conn, &snap, &mut note).await {
@@ -495,7 +507,7 @@ impl Proxy {
             }
         };
         guard.armed = false;
-        let (Some(mut rec), Some(log)) = (entry, snap.access_log.clone()) else {
+        let Some((mut rec, log)) = guard.entry.take() else {
             return Ok(resp);
         };
         let done = std::time::Instant::now();

@@ -6,10 +6,12 @@
 //! series at most). [`Registry::statistics`] aggregates them into periods as
 //! `GetMetricStatistics` does; [`Registry::prometheus`] renders the current values in the
 //! Prometheus text format, metric names as CloudWatch names, dimensions as labels.
-//! Pure data: no clocks or I/O except [`Registry::save`] / [`Registry::load`].
+//! Pure data: no clocks or I/O except [`Registry::save`] / [`Registry::load`]. The log files
+//! load balancers write (ALB access logs, NLB TLS connection logs) are [`log_files`].
 #![forbid(unsafe_code)]
 
 pub mod alarm;
+pub mod log_files;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::RwLock;

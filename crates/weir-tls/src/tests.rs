@@ -88,3 +88,15 @@ fn policies_map_to_rustls() {
         assert!(server_config(p, vec![c], true).is_ok(), "{}", p.name);
     }
 }
+
+#[test]
+fn serial_numbers_are_read_from_the_leaf() {
+    let mut params =
+        rcgen::CertificateParams::new(vec!["serial.test".to_string()]).expect("params");
+    params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x00, 0x0a, 0xbc, 0x01]));
+    let key = rcgen::KeyPair::generate().expect("key");
+    let c = params.self_signed(&key).expect("sign");
+    let loaded = parse("arn:x", c.pem().as_bytes(), key.serialize_pem().as_bytes()).expect("parse");
+    assert_eq!(loaded.serial, "0abc01");
+    assert_eq!(serial_number(b"\x30\x03\x02\x01"), None, "truncated DER is not a serial");
+}
