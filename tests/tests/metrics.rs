@@ -74,6 +74,21 @@ async fn alb_counts_match_the_requests_sent() {
         )),
         "{text}"
     );
+
+    // ProcessedBytes counts every byte read from and written to clients: one raw exchange adds
+    // exactly its request and response.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let before = total(&r, &on_lb("ProcessedBytes"), "Sum");
+    assert!(before > 0.0);
+    let req = b"GET /bytes HTTP/1.1\r\nHost: metrics.test\r\nConnection: close\r\n\r\n";
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).await.unwrap();
+    assert!(resp.starts_with(b"HTTP/1.1 200"));
+    lb.dp.collect_metrics(&r, now()).await;
+    let after = total(&r, &on_lb("ProcessedBytes"), "Sum");
+    assert_eq!(after - before, (req.len() + resp.len()) as f64);
 }
 
 #[tokio::test]

@@ -166,6 +166,8 @@ impl Dataplane {
             c("ClientTLSNegotiationErrorCount", &s.tls_negotiation_errors);
             c("DesyncMitigationMode_NonCompliant_Request_Count", &s.desync_non_compliant);
             out.gauge(ns, "ActiveConnectionCount", &dims, get(&s.active_connections) as f64);
+            let bytes = delta(last, format!("{arn}|ProcessedBytes"), get(&s.processed_bytes));
+            out.bytes(ns, "ProcessedBytes", &dims, bytes);
         }
         // NLB listeners.
         for (arn, l) in &inner.l4 {

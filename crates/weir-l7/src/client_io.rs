@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::stats::ListenerStats;
+
 /// Most head bytes remembered per request (ALB's head limit; longer heads are refused anyway).
 const CAPTURE_LIMIT: usize = 64 * 1024 + 4;
 
@@ -93,11 +95,12 @@ impl HeadCapture {
     }
 }
 
-/// A client stream that records head bytes for [`HeadCapture`].
+/// A client stream that records head bytes for [`HeadCapture`] and counts the bytes it moves.
 #[derive(Debug)]
 pub struct ClientIo<I> {
     inner: Arc<Mutex<I>>,
     capture: Arc<HeadCapture>,
+    stats: Option<Arc<ListenerStats>>,
 }
 
 /// The second handle on a [`ClientIo`]'s stream.
@@ -110,11 +113,25 @@ pub struct ClientIoHandle<I> {
 
 impl<I> ClientIo<I> {
     /// Wraps `io`; returns the stream for the server and a handle kept by the connection task.
-    /// `capture_heads` is off for HTTP/2 connections, whose frames are not request heads.
-    pub fn new(io: I, capture_heads: bool) -> (Self, ClientIoHandle<I>) {
+    /// `capture_heads` is off for HTTP/2 connections, whose frames are not request heads;
+    /// bytes moved are added to `stats`' `processed_bytes`.
+    pub fn new(
+        io: I,
+        capture_heads: bool,
+        stats: Option<Arc<ListenerStats>>,
+    ) -> (Self, ClientIoHandle<I>) {
         let inner = Arc::new(Mutex::new(io));
         let capture = Arc::new(HeadCapture::new(capture_heads));
-        (Self { inner: inner.clone(), capture: capture.clone() }, ClientIoHandle { inner, capture })
+        (
+            Self { inner: inner.clone(), capture: capture.clone(), stats },
+            ClientIoHandle { inner, capture },
+        )
+    }
+
+    fn count(&self, n: usize) {
+        if let Some(s) = &self.stats {
+            s.processed_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 
     fn io(&self) -> MutexGuard<'_, I> {
@@ -158,6 +175,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for ClientIo<I> {
         let r = Pin::new(&mut *self.io()).poll_read(cx, buf);
         let got = &buf.filled()[before..];
         if matches!(r, Poll::Ready(Ok(()))) && !got.is_empty() {
+            self.count(got.len());
             self.capture.touch();
             let mut c = self.capture.lock();
             if c.fresh {
@@ -179,7 +197,8 @@ impl<I: AsyncRead + Unpin> AsyncRead for ClientIo<I> {
 impl<I: AsyncWrite + Unpin> AsyncWrite for ClientIo<I> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut *self.io()).poll_write(cx, b);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n @ 1..)) = r {
+            self.count(n);
             self.capture.touch();
             self.capture.lock().fresh = true;
         }
@@ -191,7 +210,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for ClientIo<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut *self.io()).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+        if let Poll::Ready(Ok(n @ 1..)) = r {
+            self.count(n);
             self.capture.touch();
             self.capture.lock().fresh = true;
         }
@@ -216,7 +236,8 @@ mod tests {
     #[tokio::test]
     async fn captures_each_head_and_knows_when_a_request_started() {
         let (client, server) = tokio::io::duplex(1024);
-        let (mut io, handle) = ClientIo::new(server, true);
+        let stats = Arc::new(ListenerStats::default());
+        let (mut io, handle) = ClientIo::new(server, true, Some(stats.clone()));
         let mut client = client;
         assert!(!handle.capture.request_started());
         client.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
@@ -225,6 +246,7 @@ mod tests {
         assert!(n > 0);
         assert_eq!(handle.capture.raw_head().unwrap(), b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
         io.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        assert_eq!(stats.processed_bytes.load(Ordering::Relaxed), 28 + 19, "both directions");
         assert!(!handle.capture.request_started(), "answered");
         client.write_all(b"GET /b HT").await.unwrap();
         let _ = io.read(&mut buf).await.unwrap();

@@ -271,7 +271,7 @@ async fn serve_connection<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let (io, handle) = ClientIo::new(io, mode != Mode::H2);
+    let (io, handle) = ClientIo::new(io, mode != Mode::H2, Some(proxy.stats.clone()));
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());
     let inflight = conn.inflight.clone();

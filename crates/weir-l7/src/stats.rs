@@ -35,6 +35,9 @@ pub struct ListenerStats {
     pub desync_non_compliant: AtomicU64,
     /// Requests the client sent over HTTP/2.
     pub http2_requests: AtomicU64,
+    /// `ProcessedBytes`: bytes read from and written to clients (after TLS decryption), heads
+    /// and bodies, WebSocket tunnels included.
+    pub processed_bytes: AtomicU64,
 }
 
 impl ListenerStats {
