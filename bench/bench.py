@@ -480,8 +480,9 @@ def report(results, args, lb_cpus, load_cpus, path):
         f"load balancer's user+system time (all its processes) divided by the work done.",
         "Throughput on this 2-CPU machine is bounded by the client and backend sharing one CPU; "
         "CPU per request is the figure that compares the proxies. "
-        f"Idle connections: {args.idle} opened (no request sent); RSS is that of all the load "
-        "balancer's processes (for direct: the backend's), the growth scaled to 10 000.",
+        f"Idle connections: {args.idle} opened (no request sent) once per system before any other "
+        "traffic; RSS is that of all the load balancer's processes (for direct: the backend's), "
+        "the growth scaled to 10 000.",
         "",
         "| Scenario | Metric | direct | HAProxy | NGINX | Weir | Weir / HAProxy | Weir / NGINX |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -599,9 +600,18 @@ def main():
             wait_http(ports(s)["tcp"], procs)
         time.sleep(1)
 
+        # Memory first, on fresh processes: later traffic leaves allocator pools behind that
+        # would hide what idle connections cost. One measurement per system.
+        if "idle" in args.only:
+            for s in systems:
+                procs.check()
+                r = run_scenario("idle", s, lb_pids.get(s), args, load_cpus, work)
+                results.setdefault(("idle", s), []).append(r)
+                print(f"idle       {s:8} rss={fmt(r['rate'])} MiB rest={fmt(r['rest'])} MiB",
+                      flush=True)
         for rnd in range(args.rounds):
             for key, title, *_ in SCENARIOS:
-                if key not in args.only:
+                if key not in args.only or key == "idle":
                     continue
                 order = systems[rnd % len(systems):] + systems[:rnd % len(systems)]
                 for s in order:

@@ -5,14 +5,18 @@
 //! data plane. Responses are XML in the service's namespace; errors are
 //! `ErrorResponse/Error/{Type,Code,Message}` with a `RequestId`.
 //!
-//! Implemented now: the ELBv2 (2015-12-01) operations the ALB data plane supports (see
-//! `docs/api.md`). Requests are verified with SigV4 ([`sigv4`]) unless authentication is off.
+//! Implemented now: the ELBv2 (2015-12-01) operations the data plane supports, CloudWatch
+//! (2010-08-01) metrics and alarms, the EC2 calls tools need, and Auto Scaling (2011-01-01)
+//! groups (see `docs/api.md`). Requests are verified with SigV4 ([`sigv4`]) unless authentication is off.
 #![forbid(unsafe_code)]
 
+mod autoscaling;
 mod cloudwatch;
 mod ec2;
 mod elbv2;
 pub mod sigv4;
+
+pub use autoscaling::Scaling;
 pub mod xml;
 
 use std::net::SocketAddr;
@@ -222,6 +226,9 @@ async fn handle(
     }
     let result = match version.as_str() {
         "2015-12-01" => elbv2::dispatch(&api, &action, &params).await.map(|body| (ELBV2_NS, body)),
+        "2011-01-01" => {
+            autoscaling::dispatch(&api, &action, &params).await.map(|body| (autoscaling::NS, body))
+        }
         "2010-08-01" => cloudwatch::dispatch(&api, &action, &params).await.map(|v| {
             let mut body = String::new();
             cloudwatch::to_xml(&v, &mut body);

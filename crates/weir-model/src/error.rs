@@ -50,6 +50,7 @@ pub enum ErrorCode {
     DependencyViolation,
     InvalidLaunchTemplateNameAlreadyExists,
     InvalidLaunchTemplateIdNotFound,
+    AlreadyExists,
 }
 
 impl ErrorCode {
@@ -103,6 +104,7 @@ impl ErrorCode {
                 "InvalidLaunchTemplateName.AlreadyExistsException"
             }
             InvalidLaunchTemplateIdNotFound => "InvalidLaunchTemplateId.NotFound",
+            AlreadyExists => "AlreadyExists",
         }
     }
 

@@ -18,6 +18,19 @@ pub fn random_u64() -> u64 {
     h.finish()
 }
 
+/// A random UUID (version 4 layout), as Auto Scaling names groups and activities.
+pub fn uuid() -> String {
+    let (a, b) = (random_u64(), random_u64());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    )
+}
+
 /// A new 16-hex-digit id, as used in ELBv2 ARNs.
 pub fn new_hex_id() -> String {
     format!("{:016x}", random_u64())

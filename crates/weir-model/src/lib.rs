@@ -9,6 +9,7 @@
 pub mod action;
 pub mod alarm;
 pub mod attributes;
+pub mod autoscaling;
 pub mod condition;
 pub mod ec2;
 pub mod error;

@@ -74,6 +74,9 @@ pub struct State {
     /// CloudWatch metric alarms by name.
     #[serde(default)]
     pub alarms: BTreeMap<String, crate::alarm::MetricAlarm>,
+    /// Auto Scaling groups and their activities.
+    #[serde(default)]
+    pub auto_scaling: crate::autoscaling::AutoScaling,
 }
 
 impl Default for State {
@@ -100,6 +103,7 @@ impl State {
             tags: BTreeMap::new(),
             ec2: crate::ec2::Ec2::default(),
             alarms: BTreeMap::new(),
+            auto_scaling: Default::default(),
         }
     }
 

@@ -189,6 +189,21 @@ fn start_metrics(
     });
 }
 
+/// Runs Auto Scaling every second (instances as local processes, output under `dir`); returns
+/// the handle that stops every instance at shutdown.
+fn start_scaling(api: &Arc<weir_api::Api>, dir: PathBuf) -> Arc<weir_api::Scaling> {
+    let scaling = Arc::new(weir_api::Scaling::new(dir));
+    let (s, api) = (scaling.clone(), api.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            s.run_once(&api, now_ms()).await;
+        }
+    });
+    scaling
+}
+
 /// Starts the DNS responder; a busy port is reported, not fatal (the load balancers still serve).
 async fn start_dns(dns: DnsAddress, dp: &Arc<Dataplane>) -> Option<tokio::task::JoinHandle<()>> {
     let addr = dns.0?;
@@ -426,6 +441,7 @@ async fn main() -> Result<()> {
             let metrics = load_metrics(Some(&save));
             let (addr, _task, api) = start_api(store, &dp, auth, api_address, metrics).await?;
             start_metrics(&dp, &api, every, Some(save));
+            let scaling = start_scaling(&api, data_dir.join("instances"));
             println!("weir serve: {n} load balancers loaded from {}", data_dir.display());
             println!(
                 "weir serve: SigV4 authentication {}",
@@ -435,6 +451,7 @@ async fn main() -> Result<()> {
             let _dns = start_dns(dns_address, &dp).await;
             shutdown_signal().await;
             println!("weir: shutting down");
+            scaling.provider.stop_all().await;
             dp.shutdown().await;
         }
         Command::Up {
@@ -484,11 +501,16 @@ async fn main() -> Result<()> {
             let (addr, _task, api) =
                 start_api(store, &dp, auth, api_address, load_metrics(None)).await?;
             start_metrics(&dp, &api, every, None);
+            let scaling = start_scaling(
+                &api,
+                std::env::temp_dir().join(format!("weir-instances-{}", std::process::id())),
+            );
             println!("  AWS API on http://{addr}/ (state in memory)");
             let _dns = start_dns(dns_address, &dp).await;
             println!("weir is up; press Ctrl-C to stop");
             shutdown_signal().await;
             println!("weir: shutting down");
+            scaling.provider.stop_all().await;
             dp.shutdown().await;
         }
         Command::Validate { file, parameters } => {

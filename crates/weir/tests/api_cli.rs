@@ -13,7 +13,16 @@ use serde_json::Value;
 
 struct Proc(Child);
 impl Drop for Proc {
+    /// SIGTERM first, so that `weir` stops what it started (Auto Scaling instances), then SIGKILL.
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -1422,4 +1431,293 @@ fn cloudwatch_metrics_through_the_aws_cli_and_prometheus() {
         .map(|a| a["AlarmName"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["dark"]);
+}
+
+/// Waits (up to `secs`) until `check` returns Some.
+fn eventually<T>(secs: u64, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn autoscaling(api: u16, args: &[&str]) -> Result<Value, String> {
+    aws_cli(api, "autoscaling", args, KEY_ID, SECRET)
+}
+
+/// Instance ids of a group in `state` (`InService`, ...).
+fn group_instances(api: u16, group: &str, state: &str) -> Vec<String> {
+    let v =
+        autoscaling(api, &["describe-auto-scaling-groups", "--auto-scaling-group-names", group])
+            .unwrap();
+    v.pointer("/AutoScalingGroups/0/Instances")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|i| i["LifecycleState"] == state)
+                .map(|i| i["InstanceId"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn processes_named(id: &str) -> bool {
+    Command::new("pgrep")
+        .args(["-f", &format!("demo-backend .*--name {id}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn auto_scaling_groups_of_real_processes_through_the_aws_cli() {
+    let dir = data_dir("autoscaling");
+    let api = free_port();
+    let listen = free_port();
+    let server = serve(&dir, api);
+
+    // A launch template whose user data starts a demo backend on the port the instance gets.
+    let user_data = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode("exec {weir} demo-backend --port {port} --name {instance_id}")
+    };
+    let lt = format!("{{\"UserData\":\"{user_data}\"}}");
+    ec2(
+        api,
+        &["create-launch-template", "--launch-template-name", "web", "--launch-template-data", &lt],
+    )
+    .unwrap();
+    let tg = ok(
+        api,
+        &[
+            "create-target-group",
+            "--name",
+            "asg-web",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--vpc-id",
+            "vpc-00000000000000000",
+            "--target-type",
+            "instance",
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+        ],
+    );
+    let tg_arn = s(&tg, "/TargetGroups/0/TargetGroupArn");
+    ok(
+        api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=1",
+        ],
+    );
+    let lb = ok(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "asg",
+            "--subnets",
+            "subnet-0000000000000000a",
+            "subnet-0000000000000000b",
+        ],
+    );
+    let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
+    ok(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &listen.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+
+    autoscaling(
+        api,
+        &[
+            "create-auto-scaling-group",
+            "--auto-scaling-group-name",
+            "web",
+            "--launch-template",
+            "LaunchTemplateName=web",
+            "--min-size",
+            "1",
+            "--max-size",
+            "4",
+            "--desired-capacity",
+            "2",
+            "--vpc-zone-identifier",
+            "subnet-0000000000000000a,subnet-0000000000000000b",
+            "--target-group-arns",
+            &tg_arn,
+            "--health-check-type",
+            "ELB",
+            "--health-check-grace-period",
+            "30",
+        ],
+    )
+    .unwrap();
+    let first = eventually(30, "two instances in service", || {
+        let v = group_instances(api, "web", "InService");
+        (v.len() == 2).then_some(v)
+    });
+    assert!(first.iter().all(|id| processes_named(id)), "each instance is a running process");
+    // Both serve through the load balancer, one per zone.
+    let mut seen = std::collections::BTreeSet::new();
+    eventually(30, "traffic reaching both instances", || {
+        let (status, body) = http_get(listen, "/");
+        if status == 200 {
+            seen.insert(body.lines().next().unwrap_or_default().to_string());
+        }
+        first.iter().all(|id| seen.iter().any(|b| b.contains(id.as_str()))).then_some(())
+    });
+    let inst = autoscaling(api, &["describe-auto-scaling-instances"]).unwrap();
+    let zones: std::collections::BTreeSet<&str> = inst["AutoScalingInstances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["HealthStatus"], "HEALTHY");
+            assert_eq!(i["AutoScalingGroupName"], "web");
+            i["AvailabilityZone"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(zones.len(), 2, "balanced over the zones: {inst}");
+    let health = ok(api, &["describe-target-health", "--target-group-arn", &tg_arn]);
+    assert_eq!(health["TargetHealthDescriptions"].as_array().unwrap().len(), 2, "{health}");
+
+    // Errors as AWS words them.
+    let e = autoscaling(
+        api,
+        &["set-desired-capacity", "--auto-scaling-group-name", "web", "--desired-capacity", "9"],
+    )
+    .unwrap_err();
+    assert!(e.contains("ValidationError") && e.contains("above max value 4"), "{e}");
+    let e = autoscaling(
+        api,
+        &[
+            "create-auto-scaling-group",
+            "--auto-scaling-group-name",
+            "web",
+            "--launch-template",
+            "LaunchTemplateName=web",
+            "--min-size",
+            "1",
+            "--max-size",
+            "1",
+            "--vpc-zone-identifier",
+            "subnet-0000000000000000a",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("AlreadyExists"), "{e}");
+    let e = autoscaling(api, &["delete-auto-scaling-group", "--auto-scaling-group-name", "web"])
+        .unwrap_err();
+    assert!(e.contains("ResourceInUse"), "{e}");
+
+    // Scale out.
+    autoscaling(
+        api,
+        &["set-desired-capacity", "--auto-scaling-group-name", "web", "--desired-capacity", "3"],
+    )
+    .unwrap();
+    let three = eventually(30, "three instances in service", || {
+        let v = group_instances(api, "web", "InService");
+        (v.len() == 3).then_some(v)
+    });
+
+    // Terminate one with a decrement: the group shrinks to two and the process stops.
+    let victim = three[0].clone();
+    let a = autoscaling(
+        api,
+        &[
+            "terminate-instance-in-auto-scaling-group",
+            "--instance-id",
+            &victim,
+            "--should-decrement-desired-capacity",
+        ],
+    )
+    .unwrap();
+    assert_eq!(a["Activity"]["StatusCode"], "InProgress", "{a}");
+    eventually(30, "the terminated instance to go", || {
+        let all = group_instances(api, "web", "InService");
+        (!all.contains(&victim) && group_instances(api, "web", "Terminating").is_empty())
+            .then_some(())
+    });
+    assert!(!processes_named(&victim), "its process was stopped");
+    let g =
+        autoscaling(api, &["describe-auto-scaling-groups", "--auto-scaling-group-names", "web"])
+            .unwrap();
+    assert_eq!(g["AutoScalingGroups"][0]["DesiredCapacity"], 2);
+
+    // Kill an instance's process behind Weir's back: it is found unhealthy and replaced.
+    let survivors = group_instances(api, "web", "InService");
+    let killed = survivors[0].clone();
+    assert!(Command::new("pkill")
+        .args(["-f", &format!("demo-backend .*--name {killed}")])
+        .status()
+        .unwrap()
+        .success());
+    eventually(40, "a replacement for the killed instance", || {
+        let v = group_instances(api, "web", "InService");
+        (v.len() == 2 && !v.contains(&killed)).then_some(())
+    });
+    let acts =
+        autoscaling(api, &["describe-scaling-activities", "--auto-scaling-group-name", "web"])
+            .unwrap();
+    let acts = acts["Activities"].as_array().unwrap();
+    let launches = acts
+        .iter()
+        .filter(|a| {
+            a["Description"].as_str().unwrap().starts_with("Launching a new EC2 instance: i-")
+                && a["StatusCode"] == "Successful"
+        })
+        .count();
+    assert!(launches >= 4, "two, one more, and the replacement: {acts:?}");
+    assert!(
+        acts.iter().any(|a| a["Description"] == format!("Terminating EC2 instance: {killed}")
+            && a["Cause"].as_str().unwrap().contains("health check")),
+        "{acts:?}"
+    );
+
+    // A forced delete stops every instance and then the group is gone.
+    let last = group_instances(api, "web", "InService");
+    autoscaling(
+        api,
+        &["delete-auto-scaling-group", "--auto-scaling-group-name", "web", "--force-delete"],
+    )
+    .unwrap();
+    eventually(30, "the group to be deleted", || {
+        let v = autoscaling(api, &["describe-auto-scaling-groups"]).unwrap();
+        v["AutoScalingGroups"].as_array().unwrap().is_empty().then_some(())
+    });
+    for id in &last {
+        assert!(!processes_named(id), "{id} still runs");
+    }
+    eventually(10, "the instances deregistered", || {
+        let health = ok(api, &["describe-target-health", "--target-group-arn", &tg_arn]);
+        health["TargetHealthDescriptions"].as_array().unwrap().is_empty().then_some(())
+    });
+    drop(server);
 }

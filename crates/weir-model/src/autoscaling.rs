@@ -1,0 +1,559 @@
+//! EC2 Auto Scaling groups as the Auto Scaling API (2011-01-01) defines them: size limits,
+//! zones from subnets, a launch template, target groups, health-check type and grace period,
+//! termination policies, and the group's instances with their lifecycle states, plus the
+//! scaling-activity history. Validation and error wording are AWS's. Launching and stopping the
+//! processes behind instances is `weir-scale`'s job; it records what it did through these
+//! operations.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+
+use crate::error::{ErrorCode, ModelError, Result};
+use crate::zones;
+
+/// Activities kept per region (the oldest are forgotten first).
+pub const MAX_ACTIVITIES: usize = 1000;
+
+/// Termination policies Auto Scaling accepts.
+pub const TERMINATION_POLICIES: &[&str] = &[
+    "Default",
+    "AllocationStrategy",
+    "OldestLaunchTemplate",
+    "OldestLaunchConfiguration",
+    "ClosestToNextInstanceHour",
+    "NewestInstance",
+    "OldestInstance",
+];
+
+/// Which launch template (and version) a group launches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LaunchTemplateRef {
+    /// `lt-…`.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// `$Default`, `$Latest` or a number.
+    pub version: String,
+}
+
+/// Where an instance is in its life (`LifecycleState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Lifecycle {
+    /// Launched; not yet serving (its process is starting, or it is not yet registered).
+    Pending,
+    /// Serving, registered with the group's target groups.
+    InService,
+    /// Deregistered and being stopped.
+    Terminating,
+}
+
+impl Lifecycle {
+    /// AWS's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "Pending",
+            Self::InService => "InService",
+            Self::Terminating => "Terminating",
+        }
+    }
+}
+
+/// An instance of a group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct GroupInstance {
+    /// `i-…`.
+    pub id: String,
+    /// Its zone.
+    pub availability_zone: String,
+    /// Lifecycle state.
+    pub lifecycle: Lifecycle,
+    /// `Healthy` or `Unhealthy`.
+    pub healthy: bool,
+    /// Where it listens.
+    pub address: IpAddr,
+    /// The port it was given.
+    pub port: u16,
+    /// Launch time, ms since the epoch.
+    pub launched_ms: u64,
+    /// When it entered `Terminating`.
+    pub terminating_since_ms: Option<u64>,
+    /// The launch template it was launched from.
+    pub launch_template: LaunchTemplateRef,
+}
+
+/// An Auto Scaling group.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AutoScalingGroup {
+    /// Name (unique per region), 1–255 characters.
+    pub name: String,
+    /// `arn:aws:autoscaling:REGION:ACCOUNT:autoScalingGroup:UUID:autoScalingGroupName/NAME`.
+    pub arn: String,
+    /// What it launches.
+    pub launch_template: LaunchTemplateRef,
+    /// Size limits and the size wanted.
+    pub min_size: u32,
+    /// Maximum size.
+    pub max_size: u32,
+    /// Desired capacity.
+    pub desired_capacity: u32,
+    /// Seconds between simple-scaling activities (default 300).
+    pub default_cooldown: u32,
+    /// `EC2` (the process runs) or `ELB` (also healthy in its target groups).
+    pub health_check_type: String,
+    /// Seconds after launch before health checks count.
+    pub health_check_grace_period: u32,
+    /// Subnets (`VPCZoneIdentifier`), in the order given.
+    pub subnets: Vec<String>,
+    /// Their zones, in order, without repeats.
+    pub availability_zones: Vec<String>,
+    /// Target groups its instances are registered with.
+    pub target_group_arns: Vec<String>,
+    /// Termination policies, in order.
+    pub termination_policies: Vec<String>,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// Instances by id.
+    pub instances: BTreeMap<String, GroupInstance>,
+    /// `Delete in progress` while a forced delete stops the instances.
+    pub status: Option<String>,
+}
+
+/// A scaling activity (`DescribeScalingActivities`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Activity {
+    /// Activity id (a UUID).
+    pub id: String,
+    /// The group's name.
+    pub group: String,
+    /// `Launching a new EC2 instance: i-…`.
+    pub description: String,
+    /// Why.
+    pub cause: String,
+    /// `InProgress`, `Successful`, `Failed`, `Cancelled`.
+    pub status_code: String,
+    /// Details of a failure.
+    pub status_message: Option<String>,
+    /// Start, ms since the epoch.
+    pub start_ms: u64,
+    /// End, ms since the epoch.
+    pub end_ms: Option<u64>,
+    /// The instance it concerns.
+    pub instance_id: Option<String>,
+}
+
+/// Every Auto Scaling resource of the region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AutoScaling {
+    /// Groups by name.
+    pub groups: BTreeMap<String, AutoScalingGroup>,
+    /// Activities, oldest first.
+    pub activities: VecDeque<Activity>,
+}
+
+/// The parameters of `CreateAutoScalingGroup` / `UpdateAutoScalingGroup` (all optional on update).
+#[derive(Debug, Clone, Default)]
+pub struct GroupSpec {
+    /// Launch template id or name, and version.
+    pub launch_template: Option<(Option<String>, Option<String>, Option<String>)>,
+    /// `MinSize`.
+    pub min_size: Option<u32>,
+    /// `MaxSize`.
+    pub max_size: Option<u32>,
+    /// `DesiredCapacity`.
+    pub desired_capacity: Option<u32>,
+    /// `DefaultCooldown`.
+    pub default_cooldown: Option<u32>,
+    /// `HealthCheckType`.
+    pub health_check_type: Option<String>,
+    /// `HealthCheckGracePeriod`.
+    pub health_check_grace_period: Option<u32>,
+    /// `VPCZoneIdentifier`, comma-separated subnets.
+    pub vpc_zone_identifier: Option<String>,
+    /// `AvailabilityZones`.
+    pub availability_zones: Option<Vec<String>>,
+    /// `TargetGroupARNs`.
+    pub target_group_arns: Option<Vec<String>>,
+    /// `TerminationPolicies`.
+    pub termination_policies: Option<Vec<String>>,
+}
+
+fn not_found(name: &str) -> ModelError {
+    ModelError::validation(format!("AutoScalingGroup name not found - {name}"))
+}
+
+impl crate::State {
+    /// The group called `name`, or AWS's `ValidationError`.
+    pub fn auto_scaling_group(&self, name: &str) -> Result<&AutoScalingGroup> {
+        self.auto_scaling.groups.get(name).ok_or_else(|| not_found(name))
+    }
+
+    fn group_mut(&mut self, name: &str) -> Result<&mut AutoScalingGroup> {
+        self.auto_scaling.groups.get_mut(name).ok_or_else(|| not_found(name))
+    }
+
+    fn resolve_launch_template(
+        &self,
+        id: Option<&str>,
+        name: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<LaunchTemplateRef> {
+        let t = match (id, name) {
+            (Some(id), None) => self.ec2.launch_templates.get(id).ok_or_else(|| {
+                ModelError::validation(format!(
+                    "The specified launch template, with template ID {id}, does not exist."
+                ))
+            })?,
+            (None, Some(n)) => {
+                self.ec2.launch_templates.values().find(|t| t.name == n).ok_or_else(|| {
+                    ModelError::validation(format!(
+                        "The specified launch template, with template name {n}, does not exist."
+                    ))
+                })?
+            }
+            _ => {
+                return Err(ModelError::validation(
+                    "Valid requests must contain either LaunchTemplateId or LaunchTemplateName",
+                ))
+            }
+        };
+        let version = version.unwrap_or("$Default").to_string();
+        if version != "$Default" && version != "$Latest" && version.parse::<u32>().is_err() {
+            return Err(ModelError::validation(format!(
+                "The launch template version '{version}' is not valid."
+            )));
+        }
+        Ok(LaunchTemplateRef { id: t.id.clone(), name: t.name.clone(), version })
+    }
+
+    fn zones_of(&self, subnets: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for s in subnets {
+            let z = self
+                .ec2
+                .subnet(&self.region, s)
+                .map(|s| s.availability_zone)
+                .or_else(|| zones::subnet_zone(&self.region, s).map(|z| z.zone_name))
+                .ok_or_else(|| {
+                    ModelError::validation(format!("The subnet ID '{s}' does not exist"))
+                })?;
+            if !out.contains(&z) {
+                out.push(z);
+            }
+        }
+        Ok(out)
+    }
+
+    fn check_sizes(min: u32, max: u32, desired: u32) -> Result<()> {
+        if min > max {
+            return Err(ModelError::validation(format!(
+                "Max bound, {max}, must be greater than or equal to min bound, {min}"
+            )));
+        }
+        if desired < min || desired > max {
+            return Err(ModelError::validation(format!(
+                "Desired capacity:{desired} must be between the specified min size:{min} and max size:{max}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply_spec(&self, g: &mut AutoScalingGroup, spec: &GroupSpec) -> Result<()> {
+        if let Some((id, name, version)) = &spec.launch_template {
+            g.launch_template =
+                self.resolve_launch_template(id.as_deref(), name.as_deref(), version.as_deref())?;
+        }
+        if let Some(v) = spec.min_size {
+            g.min_size = v;
+        }
+        if let Some(v) = spec.max_size {
+            g.max_size = v;
+        }
+        match spec.desired_capacity {
+            Some(v) => g.desired_capacity = v,
+            // Changing the bounds moves the desired capacity inside them, as AWS does.
+            None => {
+                g.desired_capacity =
+                    g.desired_capacity.clamp(g.min_size, g.max_size.max(g.min_size))
+            }
+        }
+        if let Some(v) = spec.default_cooldown {
+            g.default_cooldown = v;
+        }
+        if let Some(t) = &spec.health_check_type {
+            if t != "EC2" && t != "ELB" {
+                return Err(ModelError::validation(format!(
+                    "Invalid health check type '{t}': must be EC2 or ELB"
+                )));
+            }
+            g.health_check_type = t.clone();
+        }
+        if let Some(v) = spec.health_check_grace_period {
+            g.health_check_grace_period = v;
+        }
+        if let Some(ids) = &spec.vpc_zone_identifier {
+            let subnets: Vec<String> = ids
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            g.availability_zones = self.zones_of(&subnets)?;
+            g.subnets = subnets;
+        } else if let Some(zs) = &spec.availability_zones {
+            for z in zs {
+                if !z.starts_with(&self.region) || zones::zone_index(z).is_none() {
+                    return Err(ModelError::validation(format!(
+                        "The availability zone '{z}' is not legal"
+                    )));
+                }
+            }
+            g.availability_zones = zs.clone();
+        }
+        if let Some(arns) = &spec.target_group_arns {
+            for a in arns {
+                self.target_group(a)?;
+            }
+            g.target_group_arns = arns.clone();
+        }
+        if let Some(p) = &spec.termination_policies {
+            if let Some(bad) = p.iter().find(|p| !TERMINATION_POLICIES.contains(&p.as_str())) {
+                return Err(ModelError::validation(format!(
+                    "Termination policy '{bad}' is not valid"
+                )));
+            }
+            g.termination_policies = p.clone();
+        }
+        Self::check_sizes(g.min_size, g.max_size, g.desired_capacity)
+    }
+
+    /// `CreateAutoScalingGroup`.
+    pub fn create_auto_scaling_group(
+        &mut self,
+        name: &str,
+        spec: &GroupSpec,
+        now_ms: u64,
+    ) -> Result<AutoScalingGroup> {
+        if name.is_empty() || name.len() > 255 || name.contains(':') {
+            return Err(ModelError::validation(format!(
+                "AutoScalingGroupName '{name}' must be 1-255 characters without ':'"
+            )));
+        }
+        if self.auto_scaling.groups.contains_key(name) {
+            return Err(ModelError::new(
+                ErrorCode::AlreadyExists,
+                format!("AutoScalingGroup by this name already exists - A group with the name {name} already exists"),
+            ));
+        }
+        let (Some(min), Some(max)) = (spec.min_size, spec.max_size) else {
+            return Err(ModelError::validation("MinSize and MaxSize are required"));
+        };
+        if spec.launch_template.is_none() {
+            return Err(ModelError::validation(
+                "Valid requests must contain either LaunchTemplate, LaunchConfigurationName, InstanceId or MixedInstancesPolicy parameter.",
+            ));
+        }
+        if spec.vpc_zone_identifier.is_none() && spec.availability_zones.is_none() {
+            return Err(ModelError::validation(
+                "At least one Availability Zone or VPC Subnet is required.",
+            ));
+        }
+        let uuid = crate::ids::uuid();
+        let mut g = AutoScalingGroup {
+            name: name.into(),
+            arn: format!(
+                "arn:aws:autoscaling:{}:{}:autoScalingGroup:{uuid}:autoScalingGroupName/{name}",
+                self.region, self.account
+            ),
+            launch_template: LaunchTemplateRef {
+                id: String::new(),
+                name: String::new(),
+                version: String::new(),
+            },
+            min_size: min,
+            max_size: max,
+            desired_capacity: spec.desired_capacity.unwrap_or(min),
+            default_cooldown: 300,
+            health_check_type: "EC2".into(),
+            health_check_grace_period: 0,
+            subnets: Vec::new(),
+            availability_zones: Vec::new(),
+            target_group_arns: Vec::new(),
+            termination_policies: vec!["Default".into()],
+            created_ms: now_ms,
+            instances: BTreeMap::new(),
+            status: None,
+        };
+        self.apply_spec(&mut g, spec)?;
+        self.auto_scaling.groups.insert(name.into(), g.clone());
+        Ok(g)
+    }
+
+    /// `UpdateAutoScalingGroup`.
+    pub fn update_auto_scaling_group(&mut self, name: &str, spec: &GroupSpec) -> Result<()> {
+        let mut g = self.auto_scaling_group(name)?.clone();
+        self.apply_spec(&mut g, spec)?;
+        self.auto_scaling.groups.insert(name.into(), g);
+        Ok(())
+    }
+
+    /// `SetDesiredCapacity`.
+    pub fn set_desired_capacity(&mut self, name: &str, desired: u32) -> Result<()> {
+        let g = self.group_mut(name)?;
+        if desired < g.min_size {
+            return Err(ModelError::validation(format!(
+                "New SetDesiredCapacity value {desired} is below min value {} for the AutoScalingGroup.",
+                g.min_size
+            )));
+        }
+        if desired > g.max_size {
+            return Err(ModelError::validation(format!(
+                "New SetDesiredCapacity value {desired} is above max value {} for the AutoScalingGroup.",
+                g.max_size
+            )));
+        }
+        g.desired_capacity = desired;
+        Ok(())
+    }
+
+    /// `DeleteAutoScalingGroup`: refused while instances remain unless `force`, which marks the
+    /// group for deletion (its instances are stopped, then it goes).
+    pub fn delete_auto_scaling_group(&mut self, name: &str, force: bool) -> Result<()> {
+        let g = self.group_mut(name)?;
+        if g.instances.is_empty() {
+            self.auto_scaling.groups.remove(name);
+            return Ok(());
+        }
+        if !force {
+            return Err(ModelError::new(
+                ErrorCode::ResourceInUse,
+                "You cannot delete an AutoScalingGroup while there are instances or pending Spot instance request(s) still in the group.",
+            ));
+        }
+        g.status = Some("Delete in progress".into());
+        g.min_size = 0;
+        g.max_size = 0;
+        g.desired_capacity = 0;
+        Ok(())
+    }
+
+    /// `TerminateInstanceInAutoScalingGroup`: marks the instance for termination; with
+    /// `decrement` the desired capacity drops by one (not below the minimum).
+    pub fn terminate_group_instance(
+        &mut self,
+        instance_id: &str,
+        decrement: bool,
+    ) -> Result<String> {
+        let g = self
+            .auto_scaling
+            .groups
+            .values_mut()
+            .find(|g| g.instances.contains_key(instance_id))
+            .ok_or_else(|| {
+                ModelError::validation(format!("Instance Id not found - No managed instance found for instance ID: {instance_id}"))
+            })?;
+        if decrement {
+            if g.desired_capacity <= g.min_size {
+                return Err(ModelError::validation(format!(
+                    "Currently, desiredSize equals minSize ({}). Terminating instance without replacement will violate group's min size constraint. Either set shouldDecrementDesiredCapacity flag to false or lower group's min size.",
+                    g.min_size
+                )));
+            }
+            g.desired_capacity -= 1;
+        }
+        if let Some(i) = g.instances.get_mut(instance_id) {
+            i.healthy = false;
+        }
+        Ok(g.name.clone())
+    }
+
+    /// Records a scaling activity (the oldest are forgotten past [`MAX_ACTIVITIES`]).
+    pub fn record_activity(&mut self, a: Activity) {
+        self.auto_scaling.activities.push_back(a);
+        while self.auto_scaling.activities.len() > MAX_ACTIVITIES {
+            self.auto_scaling.activities.pop_front();
+        }
+    }
+
+    /// Ends the activity `id` with `status`.
+    pub fn finish_activity(
+        &mut self,
+        id: &str,
+        status: &str,
+        message: Option<String>,
+        now_ms: u64,
+    ) {
+        if let Some(a) = self.auto_scaling.activities.iter_mut().rev().find(|a| a.id == id) {
+            a.status_code = status.into();
+            a.status_message = message;
+            a.end_ms = Some(now_ms);
+        }
+    }
+
+    /// Adds a launched instance to its group (and as an EC2 instance targets can name).
+    pub fn add_group_instance(&mut self, group: &str, inst: GroupInstance) -> Result<()> {
+        self.instances.insert(
+            inst.id.clone(),
+            crate::state::Instance {
+                id: inst.id.clone(),
+                address: inst.address,
+                availability_zone: inst.availability_zone.clone(),
+            },
+        );
+        self.group_mut(group)?.instances.insert(inst.id.clone(), inst);
+        Ok(())
+    }
+
+    /// Removes a stopped instance; a group being force-deleted goes with its last instance.
+    pub fn remove_group_instance(&mut self, group: &str, id: &str) -> Result<()> {
+        self.instances.remove(id);
+        let g = self.group_mut(group)?;
+        g.instances.remove(id);
+        if g.instances.is_empty() && g.status.is_some() {
+            self.auto_scaling.groups.remove(group);
+        }
+        Ok(())
+    }
+
+    /// Changes an instance's lifecycle state and health.
+    pub fn set_group_instance(
+        &mut self,
+        group: &str,
+        id: &str,
+        lifecycle: Lifecycle,
+        healthy: bool,
+        now_ms: u64,
+    ) -> Result<()> {
+        let g = self.group_mut(group)?;
+        let i = g
+            .instances
+            .get_mut(id)
+            .ok_or_else(|| ModelError::validation(format!("Instance Id not found - {id}")))?;
+        if lifecycle == Lifecycle::Terminating && i.lifecycle != Lifecycle::Terminating {
+            i.terminating_since_ms = Some(now_ms);
+        }
+        i.lifecycle = lifecycle;
+        i.healthy = healthy;
+        Ok(())
+    }
+
+    /// `AttachLoadBalancerTargetGroups` (registration of running instances follows).
+    pub fn attach_target_groups(&mut self, name: &str, arns: &[String]) -> Result<()> {
+        for a in arns {
+            self.target_group(a)?;
+        }
+        let g = self.group_mut(name)?;
+        for a in arns {
+            if !g.target_group_arns.contains(a) {
+                g.target_group_arns.push(a.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// `DetachLoadBalancerTargetGroups` (the scaler deregisters the group's instances).
+    pub fn detach_target_groups(&mut self, name: &str, arns: &[String]) -> Result<()> {
+        let g = self.group_mut(name)?;
+        g.target_group_arns.retain(|a| !arns.contains(a));
+        Ok(())
+    }
+}
