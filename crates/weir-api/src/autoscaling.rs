@@ -8,12 +8,17 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::Value;
-use weir_model::autoscaling::{Activity, AutoScalingGroup, GroupInstance, GroupSpec, Lifecycle};
+use weir_model::alarm::Threshold;
+use weir_model::autoscaling::{
+    Activity, AutoScalingGroup, GroupInstance, GroupSpec, Lifecycle, PolicySpec, ScalingPolicy,
+    ScheduledAction, StepAdjustment, TargetTracking,
+};
 use weir_model::shape::{get_bool, get_str, get_strs, get_u32};
 use weir_model::state::TargetSpec;
 use weir_model::target_group::TargetType;
 use weir_model::State;
 use weir_scale::local::{command_of, LocalProcesses};
+use weir_scale::policy::{self, GroupLoad};
 use weir_scale::{Observed, Step};
 
 use crate::xml::{iso8601, Xml};
@@ -125,6 +130,158 @@ fn deregister_everywhere(s: &mut State, arns: &[String], i: &GroupInstance) {
             let _ = s.deregister_targets(arn, &[t]);
         }
     }
+}
+
+fn num(p: &Value, key: &str) -> Result<Option<f64>> {
+    match get_str(p, key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or_else(|| ApiError::validation(format!("Invalid value '{v}' for {key}"))),
+    }
+}
+
+fn int(p: &Value, key: &str) -> Result<Option<i64>> {
+    match get_str(p, key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::validation(format!("Invalid value '{v}' for {key}"))),
+    }
+}
+
+fn policy_spec(p: &Value) -> Result<PolicySpec> {
+    let steps = match p.get("StepAdjustments") {
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|s| {
+                Ok(StepAdjustment {
+                    lower: num(s, "MetricIntervalLowerBound")?.map(Threshold),
+                    upper: num(s, "MetricIntervalUpperBound")?.map(Threshold),
+                    adjustment: int(s, "ScalingAdjustment")?
+                        .ok_or_else(|| ApiError::missing("scalingAdjustment"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?,
+        _ => Vec::new(),
+    };
+    let tt = match p.get("TargetTrackingConfiguration") {
+        Some(c) => {
+            let pre = c.get("PredefinedMetricSpecification").ok_or_else(|| {
+                ApiError::validation(
+                    "Weir supports target tracking on predefined metrics (PredefinedMetricSpecification)",
+                )
+            })?;
+            Some(TargetTracking {
+                metric: get_str(pre, "PredefinedMetricType")
+                    .ok_or_else(|| ApiError::missing("predefinedMetricType"))?,
+                resource_label: get_str(pre, "ResourceLabel"),
+                target: Threshold(
+                    num(c, "TargetValue")?.ok_or_else(|| ApiError::missing("targetValue"))?,
+                ),
+                disable_scale_in: get_bool(c, "DisableScaleIn")?.unwrap_or(false),
+            })
+        }
+        None => None,
+    };
+    Ok(PolicySpec {
+        policy_type: get_str(p, "PolicyType"),
+        adjustment_type: get_str(p, "AdjustmentType"),
+        scaling_adjustment: int(p, "ScalingAdjustment")?,
+        cooldown: get_u32(p, "Cooldown")?,
+        min_adjustment_magnitude: int(p, "MinAdjustmentMagnitude")?,
+        step_adjustments: steps,
+        estimated_instance_warmup: get_u32(p, "EstimatedInstanceWarmup")?,
+        target_tracking: tt,
+        enabled: get_bool(p, "Enabled")?,
+    })
+}
+
+fn policy_xml(x: &mut Xml, p: &ScalingPolicy) {
+    x.leaf("AutoScalingGroupName", &p.group)
+        .leaf("PolicyName", &p.name)
+        .leaf("PolicyARN", &p.arn)
+        .leaf("PolicyType", &p.policy_type)
+        .opt("AdjustmentType", p.adjustment_type.as_deref())
+        .opt("ScalingAdjustment", p.scaling_adjustment)
+        .opt("Cooldown", p.cooldown)
+        .opt("MinAdjustmentMagnitude", p.min_adjustment_magnitude)
+        .list("StepAdjustments", &p.step_adjustments, |x, s| {
+            x.opt("MetricIntervalLowerBound", s.lower.map(|t| t.0))
+                .opt("MetricIntervalUpperBound", s.upper.map(|t| t.0))
+                .leaf("ScalingAdjustment", s.adjustment);
+        })
+        .opt("EstimatedInstanceWarmup", p.estimated_instance_warmup)
+        .list("Alarms", Vec::<()>::new(), |_, ()| {});
+    if let Some(t) = &p.target_tracking {
+        x.open("TargetTrackingConfiguration")
+            .open("PredefinedMetricSpecification")
+            .leaf("PredefinedMetricType", &t.metric)
+            .opt("ResourceLabel", t.resource_label.as_deref())
+            .close("PredefinedMetricSpecification")
+            .leaf("TargetValue", t.target.0)
+            .leaf("DisableScaleIn", t.disable_scale_in)
+            .close("TargetTrackingConfiguration");
+    }
+    x.leaf("Enabled", p.enabled);
+}
+
+fn scheduled_xml(x: &mut Xml, a: &ScheduledAction) {
+    x.leaf("AutoScalingGroupName", &a.group)
+        .leaf("ScheduledActionName", &a.name)
+        .leaf("ScheduledActionARN", &a.arn)
+        .opt("Recurrence", a.recurrence.as_deref())
+        .opt("StartTime", a.start_ms.map(iso8601))
+        .opt("Time", a.start_ms.map(iso8601))
+        .opt("EndTime", a.end_ms.map(iso8601))
+        .opt("MinSize", a.min_size)
+        .opt("MaxSize", a.max_size)
+        .opt("DesiredCapacity", a.desired_capacity)
+        .opt("TimeZone", a.time_zone.as_deref());
+}
+
+fn time_ms(p: &Value, key: &str) -> Result<Option<u64>> {
+    match p.get(key) {
+        None => Ok(None),
+        Some(v) => crate::cloudwatch::parse_time(v)
+            .map(|s| Some(s * 1000))
+            .ok_or_else(|| ApiError::validation(format!("Invalid timestamp for {key}"))),
+    }
+}
+
+/// The desired capacity a simple or step policy asks for (`breach`: metric minus threshold).
+fn policy_desired(
+    s: &State,
+    pol: &ScalingPolicy,
+    breach: Option<f64>,
+) -> std::result::Result<u32, weir_model::ModelError> {
+    let g = s.auto_scaling_group(&pol.group)?;
+    let kind = pol.adjustment_type.as_deref().unwrap_or("ChangeInCapacity");
+    let adjustment = match pol.policy_type.as_str() {
+        "SimpleScaling" => pol.scaling_adjustment.unwrap_or(0),
+        "StepScaling" => {
+            let breach = breach.ok_or_else(|| {
+                weir_model::ModelError::validation(
+                    "MetricValue and BreachThreshold are required to execute a step scaling policy",
+                )
+            })?;
+            policy::step_for(pol, breach).ok_or_else(|| {
+                weir_model::ModelError::validation(format!(
+                    "No step adjustment covers a breach of {breach}"
+                ))
+            })?
+        }
+        _ => {
+            return Err(weir_model::ModelError::validation(
+                "Only simple and step scaling policies can be executed",
+            ))
+        }
+    };
+    Ok(policy::adjusted(g, kind, adjustment, pol.min_adjustment_magnitude))
 }
 
 /// Dispatches one Auto Scaling action; returns the XML inside `<ActionResult>`.
@@ -258,6 +415,99 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             })
             .await?;
         }
+        "PutScalingPolicy" => {
+            let group = group_name(p)?;
+            let name = get_str(p, "PolicyName").ok_or_else(|| ApiError::missing("policyName"))?;
+            let spec = policy_spec(p)?;
+            let arn =
+                api.mutate(action, &name, |s| s.put_scaling_policy(&group, &name, spec)).await?;
+            x.leaf("PolicyARN", arn).list("Alarms", Vec::<()>::new(), |_, ()| {});
+        }
+        "DescribePolicies" => {
+            let group = get_str(p, "AutoScalingGroupName");
+            let names = get_strs(p, "PolicyNames");
+            let types = get_strs(p, "PolicyTypes");
+            let store = api.store.lock().await;
+            let out: Vec<&ScalingPolicy> = store
+                .state()
+                .auto_scaling
+                .policies
+                .values()
+                .filter(|q| group.as_ref().is_none_or(|g| &q.group == g))
+                .filter(|q| names.is_empty() || names.contains(&q.name) || names.contains(&q.arn))
+                .filter(|q| types.is_empty() || types.contains(&q.policy_type))
+                .collect();
+            x.list("ScalingPolicies", out, policy_xml);
+        }
+        "DeletePolicy" => {
+            let group = get_str(p, "AutoScalingGroupName");
+            let name = get_str(p, "PolicyName").ok_or_else(|| ApiError::missing("policyName"))?;
+            api.mutate(action, &name, |s| s.delete_scaling_policy(group.as_deref(), &name)).await?;
+        }
+        "ExecutePolicy" => {
+            let group = get_str(p, "AutoScalingGroupName");
+            let name = get_str(p, "PolicyName").ok_or_else(|| ApiError::missing("policyName"))?;
+            let breach = match (num(p, "MetricValue")?, num(p, "BreachThreshold")?) {
+                (Some(v), Some(t)) => Some(v - t),
+                _ => None,
+            };
+            api.mutate(action, &name, |s| {
+                let pol = s
+                    .auto_scaling
+                    .policies
+                    .values()
+                    .find(|q| {
+                        q.arn == name
+                            || (Some(q.group.as_str()) == group.as_deref() && q.name == name)
+                    })
+                    .cloned()
+                    .ok_or_else(|| {
+                        weir_model::ModelError::validation(format!("Policy {name} not found"))
+                    })?;
+                let desired = policy_desired(s, &pol, breach)?;
+                s.resize_group(&pol.group, None, None, Some(desired)).map(|_| ())
+            })
+            .await?;
+        }
+        "PutScheduledUpdateGroupAction" => {
+            let group = group_name(p)?;
+            let name = get_str(p, "ScheduledActionName")
+                .ok_or_else(|| ApiError::missing("scheduledActionName"))?;
+            let a = ScheduledAction {
+                name: name.clone(),
+                arn: String::new(),
+                group,
+                recurrence: get_str(p, "Recurrence"),
+                start_ms: time_ms(p, "StartTime")?.or(time_ms(p, "Time")?),
+                end_ms: time_ms(p, "EndTime")?,
+                time_zone: get_str(p, "TimeZone"),
+                min_size: get_u32(p, "MinSize")?,
+                max_size: get_u32(p, "MaxSize")?,
+                desired_capacity: get_u32(p, "DesiredCapacity")?,
+                last_run_ms: None,
+            };
+            api.mutate(action, &name, |s| s.put_scheduled_action(a)).await?;
+        }
+        "DescribeScheduledActions" => {
+            let group = get_str(p, "AutoScalingGroupName");
+            let names = get_strs(p, "ScheduledActionNames");
+            let store = api.store.lock().await;
+            let out: Vec<&ScheduledAction> = store
+                .state()
+                .auto_scaling
+                .scheduled
+                .values()
+                .filter(|a| group.as_ref().is_none_or(|g| &a.group == g))
+                .filter(|a| names.is_empty() || names.contains(&a.name))
+                .collect();
+            x.list("ScheduledUpdateGroupActions", out, scheduled_xml);
+        }
+        "DeleteScheduledAction" => {
+            let group = group_name(p)?;
+            let name = get_str(p, "ScheduledActionName")
+                .ok_or_else(|| ApiError::missing("scheduledActionName"))?;
+            api.mutate(action, &name, |s| s.delete_scheduled_action(&group, &name)).await?;
+        }
         _ => {
             return Err(ApiError {
                 status: 400,
@@ -279,12 +529,293 @@ pub struct Scaling {
     pub provider: LocalProcesses,
     /// Groups whose last launch failed, and when (launches back off for 10 s).
     failed: Mutex<HashMap<String, u64>>,
+    /// How far back target tracking measures load (ms).
+    window_ms: u64,
+    /// How long target tracking must ask for less before it scales in (ms).
+    scale_in_after_ms: u64,
+    track: Mutex<Track>,
+}
+
+/// What target tracking remembers between reconciliations.
+#[derive(Debug, Default)]
+struct Track {
+    /// Request counters of target groups: (ms, total), oldest first.
+    requests: HashMap<String, std::collections::VecDeque<(u64, u64)>>,
+    /// CPU seconds of instances: (ms, seconds), oldest first.
+    cpu: HashMap<String, std::collections::VecDeque<(u64, f64)>>,
+    /// When a policy last scaled its group out (warm-up) or a simple policy ran (cooldown).
+    scaled_at: HashMap<String, u64>,
+    /// Since when target tracking has asked for less than the desired capacity.
+    low_since: HashMap<String, u64>,
+}
+
+/// Keeps samples newer than `window` (plus the one just before, so a full window is covered).
+fn trim<T>(q: &mut std::collections::VecDeque<(u64, T)>, now: u64, window: u64) {
+    while q.len() > 2 && q.get(1).is_some_and(|(t, _)| now.saturating_sub(*t) >= window) {
+        q.pop_front();
+    }
+}
+
+/// CPU seconds a process has used (user + system), from `/proc`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 impl Scaling {
-    /// Auto Scaling with instances as processes whose output goes under `dir`.
+    /// Auto Scaling with instances as processes whose output goes under `dir`; target tracking
+    /// measures over 60 s and scales in after 5 minutes of asking for less.
     pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
-        Self { provider: LocalProcesses::new(dir), failed: Mutex::new(HashMap::new()) }
+        Self::with_timing(dir, 60_000, 300_000)
+    }
+
+    /// Like [`Scaling::new`] with target tracking's measuring window and scale-in delay.
+    pub fn with_timing(
+        dir: impl Into<std::path::PathBuf>,
+        window_ms: u64,
+        scale_in_after_ms: u64,
+    ) -> Self {
+        Self {
+            provider: LocalProcesses::new(dir),
+            failed: Mutex::new(HashMap::new()),
+            window_ms: window_ms.max(1000),
+            scale_in_after_ms,
+            track: Mutex::new(Track::default()),
+        }
+    }
+
+    fn track(&self) -> std::sync::MutexGuard<'_, Track> {
+        self.track.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Samples the counters target tracking reads and returns each group's load.
+    async fn measure(&self, api: &Api, state: &State, now: u64) -> HashMap<String, GroupLoad> {
+        let mut out = HashMap::new();
+        for pol in state.auto_scaling.policies.values() {
+            let (Some(tt), Ok(g)) = (&pol.target_tracking, state.auto_scaling_group(&pol.group))
+            else {
+                continue;
+            };
+            let in_service: Vec<&GroupInstance> = g
+                .instances
+                .values()
+                .filter(|i| i.lifecycle == Lifecycle::InService && i.healthy)
+                .collect();
+            let n = in_service.len().max(1) as f64;
+            let load: &mut GroupLoad = out.entry(g.name.clone()).or_default();
+            match tt.metric.as_str() {
+                "ALBRequestCountPerTarget" => {
+                    let label = tt.resource_label.as_deref().unwrap_or_default();
+                    let Some(arn) = g.target_group_arns.iter().find(|a| {
+                        state
+                            .target_groups
+                            .get(*a)
+                            .is_some_and(|tg| label.ends_with(&tg.full_name()))
+                    }) else {
+                        continue;
+                    };
+                    let Some(count) = api.dataplane.group_requests(arn).await else { continue };
+                    let mut t = self.track();
+                    let q = t.requests.entry(arn.clone()).or_default();
+                    q.push_back((now, count));
+                    trim(q, now, self.window_ms);
+                    if let (Some(first), Some(last)) = (q.front(), q.back()) {
+                        let ms = last.0.saturating_sub(first.0);
+                        if ms >= self.window_ms / 2 {
+                            let per_min =
+                                last.1.saturating_sub(first.1) as f64 * 60_000.0 / ms as f64;
+                            load.requests_per_target = Some(per_min / n);
+                        }
+                    }
+                }
+                "ASGAverageCPUUtilization" => {
+                    let mut t = self.track();
+                    let mut sum = 0.0;
+                    let mut seen = 0.0;
+                    for i in &in_service {
+                        let Some(cpu) = self.provider.pid(&i.id).and_then(cpu_seconds) else {
+                            continue;
+                        };
+                        let q = t.cpu.entry(i.id.clone()).or_default();
+                        q.push_back((now, cpu));
+                        trim(q, now, self.window_ms);
+                        if let (Some(first), Some(last)) = (q.front(), q.back()) {
+                            let ms = last.0.saturating_sub(first.0);
+                            if ms >= self.window_ms / 2 {
+                                sum += (last.1 - first.1) * 100_000.0 / ms as f64;
+                                seen += 1.0;
+                            }
+                        }
+                    }
+                    if seen > 0.0 {
+                        load.cpu_percent = Some(sum / seen);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Target tracking: scale out at once (then wait for warm-up), scale in after the delay.
+    async fn track_targets(&self, api: &Api, state: &State, now: u64) {
+        let loads = self.measure(api, state, now).await;
+        for pol in state.auto_scaling.policies.values() {
+            let (Some(tt), Ok(g)) = (&pol.target_tracking, state.auto_scaling_group(&pol.group))
+            else {
+                continue;
+            };
+            let Some(want) = loads.get(&g.name).and_then(|l| policy::tracking_desired(pol, g, l))
+            else {
+                continue;
+            };
+            let warmup =
+                u64::from(pol.estimated_instance_warmup.unwrap_or(g.default_cooldown)) * 1000;
+            let change = {
+                let mut t = self.track();
+                if want > g.desired_capacity {
+                    t.low_since.remove(&g.name);
+                    let warm =
+                        t.scaled_at.get(&g.name).is_none_or(|at| now.saturating_sub(*at) >= warmup);
+                    warm.then(|| {
+                        t.scaled_at.insert(g.name.clone(), now);
+                        want
+                    })
+                } else if want < g.desired_capacity && !tt.disable_scale_in {
+                    let since = *t.low_since.entry(g.name.clone()).or_insert(now);
+                    (now.saturating_sub(since) >= self.scale_in_after_ms).then(|| {
+                        t.low_since.remove(&g.name);
+                        want
+                    })
+                } else {
+                    t.low_since.remove(&g.name);
+                    None
+                }
+            };
+            if let Some(want) = change {
+                let metric = tt.metric.clone();
+                let from = g.desired_capacity;
+                tracing::info!(group = %g.name, policy = %pol.name, from, to = want, "target tracking");
+                let _ = api
+                    .mutate("TargetTracking", &pol.name, |s| {
+                        s.resize_group(&pol.group, None, None, Some(want)).map(|_| ())
+                    })
+                    .await;
+                tracing::debug!(%metric, "target tracking changed the desired capacity");
+            }
+        }
+    }
+
+    /// Runs the scheduled actions due at `now`.
+    async fn run_schedules(&self, api: &Api, state: &State, now: u64) {
+        for (key, a) in &state.auto_scaling.scheduled {
+            if !policy::scheduled_due(a, now) {
+                continue;
+            }
+            let r = api
+                .mutate("ScheduledAction", &a.name, |s| {
+                    let from = s.auto_scaling_group(&a.group)?.desired_capacity;
+                    let to = s.resize_group(&a.group, a.min_size, a.max_size, a.desired_capacity)?;
+                    s.record_activity(Activity {
+                        id: weir_model::ids::uuid(),
+                        group: a.group.clone(),
+                        description: format!("Executing scheduled action {}", a.name),
+                        cause: format!(
+                            "At {} a scheduled action update of AutoScalingGroup constraints to min: {}, max: {}, desired: {} changing the desired capacity from {from} to {to}.",
+                            iso8601(now).split('.').next().unwrap_or_default(),
+                            a.min_size.map_or("-".into(), |v| v.to_string()),
+                            a.max_size.map_or("-".into(), |v| v.to_string()),
+                            a.desired_capacity.map_or("-".into(), |v| v.to_string()),
+                        ),
+                        status_code: "Successful".into(),
+                        status_message: None,
+                        start_ms: now,
+                        end_ms: Some(now),
+                        instance_id: None,
+                    });
+                    if a.recurrence.is_some() {
+                        if let Some(x) = s.auto_scaling.scheduled.get_mut(key) {
+                            x.last_run_ms = Some(now - now % 60_000);
+                        }
+                    } else {
+                        // A one-time action is gone once it has run, as on AWS.
+                        s.auto_scaling.scheduled.remove(key);
+                    }
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(action = %a.name, error = %e.message, "scheduled action failed");
+            }
+        }
+    }
+
+    /// Runs the simple and step policies named by alarms that just went into `ALARM`.
+    pub async fn on_alarms(
+        &self,
+        api: &Api,
+        changed: &[(weir_model::alarm::MetricAlarm, weir_telemetry::alarm::AlarmState)],
+        now_ms: u64,
+    ) {
+        for (alarm, st) in changed {
+            if *st != weir_telemetry::alarm::AlarmState::Alarm || !alarm.actions_enabled {
+                continue;
+            }
+            // The breach: the latest datapoint of the alarm's metric minus its threshold.
+            let id = weir_telemetry::MetricId {
+                namespace: alarm.namespace.clone(),
+                name: alarm.metric_name.clone(),
+                dimensions: alarm.dimensions.clone(),
+            };
+            let period = u64::from(alarm.period.max(60));
+            let now = now_ms / 1000;
+            let breach = api
+                .metrics
+                .statistics(&id, now.saturating_sub(3 * period), now, period)
+                .last()
+                .and_then(|(_, s)| s.get(&alarm.statistic))
+                .map(|v| v - alarm.threshold.0);
+            for arn in &alarm.alarm_actions {
+                let Some(pol) =
+                    api.store.lock().await.state().auto_scaling.policies.get(arn).cloned()
+                else {
+                    continue;
+                };
+                let cooldown = {
+                    let g =
+                        api.store.lock().await.state().auto_scaling_group(&pol.group).ok().cloned();
+                    let Some(g) = g else { continue };
+                    u64::from(pol.cooldown.unwrap_or(g.default_cooldown)) * 1000
+                };
+                let key = format!("policy:{}", pol.arn);
+                let cooling = pol.policy_type == "SimpleScaling"
+                    && self
+                        .track()
+                        .scaled_at
+                        .get(&key)
+                        .is_some_and(|at| now_ms.saturating_sub(*at) < cooldown);
+                if cooling || !pol.enabled {
+                    continue;
+                }
+                let r = api
+                    .mutate("AlarmPolicy", &pol.name, |s| {
+                        let to = policy_desired(s, &pol, breach)?;
+                        s.resize_group(&pol.group, None, None, Some(to)).map(|_| ())
+                    })
+                    .await;
+                match r {
+                    Ok(()) => {
+                        self.track().scaled_at.insert(key, now_ms);
+                        tracing::info!(alarm = %alarm.name, policy = %pol.name, "alarm ran a scaling policy");
+                    }
+                    Err(e) => {
+                        tracing::warn!(policy = %pol.name, error = %e.message, "scaling policy failed")
+                    }
+                }
+            }
+        }
     }
 
     async fn observe(&self, api: &Api, state: &State) -> Observed {
@@ -318,6 +849,10 @@ impl Scaling {
         if state.auto_scaling.groups.is_empty() {
             return;
         }
+        self.run_schedules(api, &state, now_ms).await;
+        self.track_targets(api, &state, now_ms).await;
+        // Plan on the state the schedules and policies just changed.
+        let state = api.store.lock().await.state().clone();
         let seen = self.observe(api, &state).await;
         for step in weir_scale::plan(&state, &seen, now_ms) {
             if let Err(e) = self.carry_out(api, &state, step, now_ms).await {

@@ -528,6 +528,17 @@ impl Dataplane {
         out
     }
 
+    /// Requests sent to targets of target group `tg_arn` so far (Auto Scaling's
+    /// `ALBRequestCountPerTarget` is measured from it).
+    pub async fn group_requests(&self, tg_arn: &str) -> Option<u64> {
+        self.inner
+            .lock()
+            .await
+            .group_stats
+            .get(tg_arn)
+            .map(|g| g.requests.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Counters of a running NLB listener.
     pub async fn l4_stats(&self, listener_arn: &str) -> Option<Arc<weir_l4::L4Stats>> {
         self.inner.lock().await.l4.get(listener_arn).map(|l| l.handle.stats.clone())

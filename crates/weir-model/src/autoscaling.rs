@@ -148,6 +148,100 @@ pub struct AutoScaling {
     pub groups: BTreeMap<String, AutoScalingGroup>,
     /// Activities, oldest first.
     pub activities: VecDeque<Activity>,
+    /// Scaling policies by ARN.
+    #[serde(default)]
+    pub policies: BTreeMap<String, ScalingPolicy>,
+    /// Scheduled actions by (group, name).
+    #[serde(default)]
+    pub scheduled: BTreeMap<String, ScheduledAction>,
+}
+
+/// A step of a step-scaling policy: bounds relative to the alarm threshold.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StepAdjustment {
+    /// Lower bound (inclusive), `None` = -infinity.
+    pub lower: Option<crate::alarm::Threshold>,
+    /// Upper bound (exclusive), `None` = +infinity.
+    pub upper: Option<crate::alarm::Threshold>,
+    /// The adjustment.
+    pub adjustment: i64,
+}
+
+/// A target-tracking configuration.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TargetTracking {
+    /// `ALBRequestCountPerTarget`, `ASGAverageCPUUtilization`, ...
+    pub metric: String,
+    /// For `ALBRequestCountPerTarget`: `app/LB/ID/targetgroup/TG/ID`.
+    pub resource_label: Option<String>,
+    /// The value to hold the metric at.
+    pub target: crate::alarm::Threshold,
+    /// Never scale in.
+    pub disable_scale_in: bool,
+}
+
+/// Metrics target tracking can follow.
+pub const PREDEFINED_METRICS: &[&str] = &[
+    "ASGAverageCPUUtilization",
+    "ALBRequestCountPerTarget",
+    "ASGAverageNetworkIn",
+    "ASGAverageNetworkOut",
+];
+
+/// A scaling policy (`PutScalingPolicy`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScalingPolicy {
+    /// Name, unique per group.
+    pub name: String,
+    /// `arn:aws:autoscaling:REGION:ACCOUNT:scalingPolicy:UUID:autoScalingGroupName/G:policyName/P`.
+    pub arn: String,
+    /// Its group.
+    pub group: String,
+    /// `SimpleScaling`, `StepScaling` or `TargetTrackingScaling`.
+    pub policy_type: String,
+    /// `ChangeInCapacity`, `ExactCapacity` or `PercentChangeInCapacity`.
+    pub adjustment_type: Option<String>,
+    /// Simple scaling's adjustment.
+    pub scaling_adjustment: Option<i64>,
+    /// Simple scaling's cooldown (the group's default when absent).
+    pub cooldown: Option<u32>,
+    /// `PercentChangeInCapacity`'s minimum change.
+    pub min_adjustment_magnitude: Option<i64>,
+    /// Step scaling's steps.
+    pub step_adjustments: Vec<StepAdjustment>,
+    /// Seconds a new instance takes to count (target tracking and step scaling).
+    pub estimated_instance_warmup: Option<u32>,
+    /// Target tracking.
+    pub target_tracking: Option<TargetTracking>,
+    /// Whether it is enabled.
+    pub enabled: bool,
+}
+
+/// A scheduled action (`PutScheduledUpdateGroupAction`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ScheduledAction {
+    /// Name, unique per group.
+    pub name: String,
+    /// ARN.
+    pub arn: String,
+    /// Its group.
+    pub group: String,
+    /// Unix cron, five fields (UTC unless `time_zone`).
+    pub recurrence: Option<String>,
+    /// First (or only) run, ms since the epoch.
+    pub start_ms: Option<u64>,
+    /// No runs after, ms since the epoch.
+    pub end_ms: Option<u64>,
+    /// `UTC` / `Etc/UTC` (other zones are refused).
+    pub time_zone: Option<String>,
+    /// New sizes.
+    pub min_size: Option<u32>,
+    /// New maximum.
+    pub max_size: Option<u32>,
+    /// New desired capacity.
+    pub desired_capacity: Option<u32>,
+    /// The last minute it ran (ms), so a minute runs once.
+    pub last_run_ms: Option<u64>,
 }
 
 /// The parameters of `CreateAutoScalingGroup` / `UpdateAutoScalingGroup` (all optional on update).
@@ -388,6 +482,13 @@ impl crate::State {
         Ok(g)
     }
 
+    /// Removes a group with its policies and scheduled actions.
+    fn forget_group(&mut self, name: &str) {
+        self.auto_scaling.groups.remove(name);
+        self.auto_scaling.policies.retain(|_, p| p.group != name);
+        self.auto_scaling.scheduled.retain(|_, a| a.group != name);
+    }
+
     /// `UpdateAutoScalingGroup`.
     pub fn update_auto_scaling_group(&mut self, name: &str, spec: &GroupSpec) -> Result<()> {
         let mut g = self.auto_scaling_group(name)?.clone();
@@ -420,7 +521,7 @@ impl crate::State {
     pub fn delete_auto_scaling_group(&mut self, name: &str, force: bool) -> Result<()> {
         let g = self.group_mut(name)?;
         if g.instances.is_empty() {
-            self.auto_scaling.groups.remove(name);
+            self.forget_group(name);
             return Ok(());
         }
         if !force {
@@ -509,7 +610,7 @@ impl crate::State {
         let g = self.group_mut(group)?;
         g.instances.remove(id);
         if g.instances.is_empty() && g.status.is_some() {
-            self.auto_scaling.groups.remove(group);
+            self.forget_group(group);
         }
         Ok(())
     }
@@ -555,5 +656,233 @@ impl crate::State {
         let g = self.group_mut(name)?;
         g.target_group_arns.retain(|a| !arns.contains(a));
         Ok(())
+    }
+}
+
+/// The parameters of `PutScalingPolicy`.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySpec {
+    /// `PolicyType` (default `SimpleScaling`).
+    pub policy_type: Option<String>,
+    /// `AdjustmentType`.
+    pub adjustment_type: Option<String>,
+    /// `ScalingAdjustment`.
+    pub scaling_adjustment: Option<i64>,
+    /// `Cooldown`.
+    pub cooldown: Option<u32>,
+    /// `MinAdjustmentMagnitude`.
+    pub min_adjustment_magnitude: Option<i64>,
+    /// `StepAdjustments`.
+    pub step_adjustments: Vec<StepAdjustment>,
+    /// `EstimatedInstanceWarmup`.
+    pub estimated_instance_warmup: Option<u32>,
+    /// `TargetTrackingConfiguration`.
+    pub target_tracking: Option<TargetTracking>,
+    /// `Enabled` (default true).
+    pub enabled: Option<bool>,
+}
+
+const ADJUSTMENT_TYPES: &[&str] = &["ChangeInCapacity", "ExactCapacity", "PercentChangeInCapacity"];
+
+impl crate::State {
+    /// `PutScalingPolicy`: creates or replaces the group's policy `name`; returns its ARN.
+    pub fn put_scaling_policy(
+        &mut self,
+        group: &str,
+        name: &str,
+        spec: PolicySpec,
+    ) -> Result<String> {
+        self.auto_scaling_group(group)?;
+        if name.is_empty() || name.len() > 255 {
+            return Err(ModelError::validation("PolicyName must be 1-255 characters"));
+        }
+        let policy_type = spec.policy_type.unwrap_or_else(|| "SimpleScaling".into());
+        if let Some(t) = &spec.adjustment_type {
+            if !ADJUSTMENT_TYPES.contains(&t.as_str()) {
+                return Err(ModelError::validation(format!("Invalid adjustment type {t}")));
+            }
+        }
+        match policy_type.as_str() {
+            "SimpleScaling" => {
+                if spec.scaling_adjustment.is_none() || spec.adjustment_type.is_none() {
+                    return Err(ModelError::validation(
+                        "ScalingAdjustment and AdjustmentType are required for simple scaling policies",
+                    ));
+                }
+            }
+            "StepScaling" => {
+                if spec.step_adjustments.is_empty() || spec.adjustment_type.is_none() {
+                    return Err(ModelError::validation(
+                        "StepAdjustments and AdjustmentType are required for step scaling policies",
+                    ));
+                }
+                let mut steps = spec.step_adjustments.clone();
+                steps.sort_by(|a, b| {
+                    let k = |s: &StepAdjustment| s.lower.map_or(f64::NEG_INFINITY, |t| t.0);
+                    k(a).total_cmp(&k(b))
+                });
+                for w in steps.windows(2) {
+                    if w[0].upper.map(|t| t.0) != w[1].lower.map(|t| t.0) {
+                        return Err(ModelError::validation(
+                            "Step adjustments must not overlap or leave gaps between their bounds",
+                        ));
+                    }
+                }
+            }
+            "TargetTrackingScaling" => {
+                let Some(tt) = &spec.target_tracking else {
+                    return Err(ModelError::validation(
+                        "TargetTrackingConfiguration is required for target tracking policies",
+                    ));
+                };
+                if !PREDEFINED_METRICS.contains(&tt.metric.as_str()) {
+                    return Err(ModelError::validation(format!(
+                        "Unsupported predefined metric type {}",
+                        tt.metric
+                    )));
+                }
+                if tt.metric == "ALBRequestCountPerTarget" {
+                    let label = tt.resource_label.as_deref().unwrap_or_default();
+                    let g = self.auto_scaling_group(group)?;
+                    let ok = g.target_group_arns.iter().any(|arn| {
+                        self.target_groups
+                            .get(arn)
+                            .is_some_and(|tg| label.ends_with(&tg.full_name()))
+                    });
+                    if !ok {
+                        return Err(ModelError::validation(format!(
+                            "Invalid ResourceLabel '{label}': it must name a target group of the Auto Scaling group, as app/LB/ID/targetgroup/TG/ID"
+                        )));
+                    }
+                }
+                if tt.target.0.is_nan() || tt.target.0 <= 0.0 {
+                    return Err(ModelError::validation("TargetValue must be greater than 0"));
+                }
+            }
+            other => {
+                return Err(ModelError::validation(format!("Invalid policy type {other}")));
+            }
+        }
+        let arn = format!(
+            "arn:aws:autoscaling:{}:{}:scalingPolicy:{}:autoScalingGroupName/{group}:policyName/{name}",
+            self.region,
+            self.account,
+            crate::ids::uuid()
+        );
+        let arn = self
+            .auto_scaling
+            .policies
+            .values()
+            .find(|p| p.group == group && p.name == name)
+            .map_or(arn, |p| p.arn.clone());
+        self.auto_scaling.policies.insert(
+            arn.clone(),
+            ScalingPolicy {
+                name: name.into(),
+                arn: arn.clone(),
+                group: group.into(),
+                policy_type,
+                adjustment_type: spec.adjustment_type,
+                scaling_adjustment: spec.scaling_adjustment,
+                cooldown: spec.cooldown,
+                min_adjustment_magnitude: spec.min_adjustment_magnitude,
+                step_adjustments: spec.step_adjustments,
+                estimated_instance_warmup: spec.estimated_instance_warmup,
+                target_tracking: spec.target_tracking,
+                enabled: spec.enabled.unwrap_or(true),
+            },
+        );
+        Ok(arn)
+    }
+
+    /// `DeletePolicy` by name (with the group) or ARN.
+    pub fn delete_scaling_policy(&mut self, group: Option<&str>, name_or_arn: &str) -> Result<()> {
+        let key = self
+            .auto_scaling
+            .policies
+            .values()
+            .find(|p| {
+                p.arn == name_or_arn || (Some(p.group.as_str()) == group && p.name == name_or_arn)
+            })
+            .map(|p| p.arn.clone())
+            .ok_or_else(|| ModelError::validation(format!("Policy {name_or_arn} not found")))?;
+        self.auto_scaling.policies.remove(&key);
+        Ok(())
+    }
+
+    /// `PutScheduledUpdateGroupAction`.
+    pub fn put_scheduled_action(&mut self, mut a: ScheduledAction) -> Result<()> {
+        self.auto_scaling_group(&a.group)?;
+        if a.min_size.is_none() && a.max_size.is_none() && a.desired_capacity.is_none() {
+            return Err(ModelError::validation(
+                "At least one of MinSize, MaxSize or DesiredCapacity must be specified",
+            ));
+        }
+        if let Some(z) = &a.time_zone {
+            if z != "UTC" && z != "Etc/UTC" && z != "GMT" {
+                return Err(ModelError::validation(format!(
+                    "Time zone '{z}' is not supported by Weir (UTC only)"
+                )));
+            }
+        }
+        match &a.recurrence {
+            Some(r) => {
+                crate::cron::Cron::parse(r).map_err(|e| {
+                    ModelError::validation(format!("Given recurrence string '{r}' is invalid: {e}"))
+                })?;
+            }
+            None if a.start_ms.is_none() => {
+                return Err(ModelError::validation(
+                    "Either StartTime or Recurrence must be specified",
+                ))
+            }
+            None => {}
+        }
+        if let (Some(s), Some(e)) = (a.start_ms, a.end_ms) {
+            if e <= s {
+                return Err(ModelError::validation("EndTime must be after StartTime"));
+            }
+        }
+        let key = format!("{}/{}", a.group, a.name);
+        a.arn = self.auto_scaling.scheduled.get(&key).map_or_else(
+            || {
+                format!(
+                    "arn:aws:autoscaling:{}:{}:scheduledUpdateGroupAction:{}:autoScalingGroupName/{}:scheduledActionName/{}",
+                    self.region,
+                    self.account,
+                    crate::ids::uuid(),
+                    a.group,
+                    a.name
+                )
+            },
+            |old| old.arn.clone(),
+        );
+        self.auto_scaling.scheduled.insert(key, a);
+        Ok(())
+    }
+
+    /// `DeleteScheduledAction`.
+    pub fn delete_scheduled_action(&mut self, group: &str, name: &str) -> Result<()> {
+        self.auto_scaling.scheduled.remove(&format!("{group}/{name}")).map(|_| ()).ok_or_else(
+            || ModelError::validation(format!("Scheduled action name not found - {name}")),
+        )
+    }
+
+    /// Sets a group's size limits and desired capacity together (scheduled actions, scaling
+    /// policies): the desired capacity is kept within the new limits.
+    pub fn resize_group(
+        &mut self,
+        group: &str,
+        min: Option<u32>,
+        max: Option<u32>,
+        desired: Option<u32>,
+    ) -> Result<u32> {
+        let g = self.group_mut(group)?;
+        let min = min.unwrap_or(g.min_size);
+        let max = max.unwrap_or(g.max_size).max(min);
+        g.min_size = min;
+        g.max_size = max;
+        g.desired_capacity = desired.unwrap_or(g.desired_capacity).clamp(min, max);
+        Ok(g.desired_capacity)
     }
 }

@@ -11,6 +11,7 @@ pub mod alarm;
 pub mod attributes;
 pub mod autoscaling;
 pub mod condition;
+pub mod cron;
 pub mod ec2;
 pub mod error;
 pub mod ids;

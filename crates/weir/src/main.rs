@@ -91,6 +91,12 @@ enum Command {
         /// directory in it).
         #[arg(long)]
         access_log_dir: Option<PathBuf>,
+        /// Seconds over which Auto Scaling target tracking measures load.
+        #[arg(long, default_value_t = 60, hide = true)]
+        scaling_window_seconds: u64,
+        /// Seconds target tracking must ask for less before it scales in.
+        #[arg(long, default_value_t = 300, hide = true)]
+        scale_in_after_seconds: u64,
     },
     /// Create a self-signed certificate (and key) in a certificate directory and print the ARN
     /// that HTTPS listeners use to name it.
@@ -158,13 +164,14 @@ fn load_metrics(save: Option<&std::path::Path>) -> Arc<weir_telemetry::Registry>
     registry
 }
 
-/// Every `every`: collects metrics from the data plane, evaluates alarms, and saves the
-/// history to `save` when given.
+/// Every `every`: collects metrics from the data plane, evaluates alarms (running the scaling
+/// policies they name), and saves the history to `save` when given.
 fn start_metrics(
     dp: &Arc<Dataplane>,
     api: &Arc<weir_api::Api>,
     every: std::time::Duration,
     save: Option<PathBuf>,
+    scaling: Arc<weir_api::Scaling>,
 ) {
     let (dp, api) = (dp.clone(), api.clone());
     tokio::spawn(async move {
@@ -174,7 +181,9 @@ fn start_metrics(
             tick.tick().await;
             let now = now_ms() / 1000;
             dp.collect_metrics(&api.metrics, now).await;
-            api.evaluate_alarms(now).await;
+            let changed = api.evaluate_alarms(now).await;
+            // Alarms that went into ALARM run the scaling policies among their actions.
+            scaling.on_alarms(&api, &changed, now_ms()).await;
             if let Some(p) = &save {
                 let (r, p) = (api.metrics.clone(), p.clone());
                 // Off the runtime's worker threads: the file may be large.
@@ -191,8 +200,8 @@ fn start_metrics(
 
 /// Runs Auto Scaling every second (instances as local processes, output under `dir`); returns
 /// the handle that stops every instance at shutdown.
-fn start_scaling(api: &Arc<weir_api::Api>, dir: PathBuf) -> Arc<weir_api::Scaling> {
-    let scaling = Arc::new(weir_api::Scaling::new(dir));
+fn start_scaling(api: &Arc<weir_api::Api>, scaling: weir_api::Scaling) -> Arc<weir_api::Scaling> {
+    let scaling = Arc::new(scaling);
     let (s, api) = (scaling.clone(), api.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -407,6 +416,8 @@ async fn main() -> Result<()> {
             dns_address,
             metrics_interval_seconds,
             access_log_dir,
+            scaling_window_seconds,
+            scale_in_after_seconds,
         } => {
             let auth = if no_auth {
                 None
@@ -440,8 +451,15 @@ async fn main() -> Result<()> {
             let save = data_dir.join("metrics.json");
             let metrics = load_metrics(Some(&save));
             let (addr, _task, api) = start_api(store, &dp, auth, api_address, metrics).await?;
-            start_metrics(&dp, &api, every, Some(save));
-            let scaling = start_scaling(&api, data_dir.join("instances"));
+            let scaling = start_scaling(
+                &api,
+                weir_api::Scaling::with_timing(
+                    data_dir.join("instances"),
+                    scaling_window_seconds.max(1) * 1000,
+                    scale_in_after_seconds * 1000,
+                ),
+            );
+            start_metrics(&dp, &api, every, Some(save), scaling.clone());
             println!("weir serve: {n} load balancers loaded from {}", data_dir.display());
             println!(
                 "weir serve: SigV4 authentication {}",
@@ -500,11 +518,10 @@ async fn main() -> Result<()> {
             let every = std::time::Duration::from_secs(metrics_interval_seconds.max(1));
             let (addr, _task, api) =
                 start_api(store, &dp, auth, api_address, load_metrics(None)).await?;
-            start_metrics(&dp, &api, every, None);
-            let scaling = start_scaling(
-                &api,
-                std::env::temp_dir().join(format!("weir-instances-{}", std::process::id())),
-            );
+            let instances =
+                std::env::temp_dir().join(format!("weir-instances-{}", std::process::id()));
+            let scaling = start_scaling(&api, weir_api::Scaling::new(instances));
+            start_metrics(&dp, &api, every, None, scaling.clone());
             println!("  AWS API on http://{addr}/ (state in memory)");
             let _dns = start_dns(dns_address, &dp).await;
             println!("weir is up; press Ctrl-C to stop");

@@ -1721,3 +1721,375 @@ fn auto_scaling_groups_of_real_processes_through_the_aws_cli() {
     });
     drop(server);
 }
+
+/// `weir serve` with Auto Scaling's target tracking measuring over 3 s and scaling in after 4 s.
+fn serve_fast_scaling(dir: &Path, api: u16) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    let creds = dir.join("credentials");
+    std::fs::write(
+        &creds,
+        format!("[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
+    )
+    .unwrap();
+    let api = format!("127.0.0.1:{api}");
+    let args = [
+        "serve",
+        "--credentials",
+        creds.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--api-address",
+        &api,
+        "--dns-address",
+        "off",
+        "--scaling-window-seconds",
+        "3",
+        "--scale-in-after-seconds",
+        "4",
+    ];
+    start(&args, "AWS API on")
+}
+
+fn desired(api: u16, group: &str) -> u64 {
+    let g =
+        autoscaling(api, &["describe-auto-scaling-groups", "--auto-scaling-group-names", group])
+            .unwrap();
+    g["AutoScalingGroups"][0]["DesiredCapacity"].as_u64().unwrap()
+}
+
+#[test]
+fn auto_scaling_policies_and_schedules_through_the_aws_cli() {
+    let dir = data_dir("autoscaling-policies");
+    let api = free_port();
+    let listen = free_port();
+    let server = serve_fast_scaling(&dir, api);
+    let user_data = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode("exec {weir} demo-backend --port {port} --name {instance_id}")
+    };
+    ec2(
+        api,
+        &[
+            "create-launch-template",
+            "--launch-template-name",
+            "web",
+            "--launch-template-data",
+            &format!("{{\"UserData\":\"{user_data}\"}}"),
+        ],
+    )
+    .unwrap();
+    let tg = ok(
+        api,
+        &[
+            "create-target-group",
+            "--name",
+            "tt",
+            "--protocol",
+            "HTTP",
+            "--port",
+            "80",
+            "--vpc-id",
+            "vpc-00000000000000000",
+            "--target-type",
+            "instance",
+        ],
+    );
+    let tg_arn = s(&tg, "/TargetGroups/0/TargetGroupArn");
+    ok(
+        api,
+        &[
+            "modify-target-group-attributes",
+            "--target-group-arn",
+            &tg_arn,
+            "--attributes",
+            "Key=deregistration_delay.timeout_seconds,Value=0",
+        ],
+    );
+    let lb = ok(
+        api,
+        &[
+            "create-load-balancer",
+            "--name",
+            "tt",
+            "--subnets",
+            "subnet-0000000000000000a",
+            "subnet-0000000000000000b",
+        ],
+    );
+    let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
+    ok(
+        api,
+        &[
+            "create-listener",
+            "--load-balancer-arn",
+            &lb_arn,
+            "--protocol",
+            "HTTP",
+            "--port",
+            &listen.to_string(),
+            "--default-actions",
+            &format!("Type=forward,TargetGroupArn={tg_arn}"),
+        ],
+    );
+    autoscaling(
+        api,
+        &[
+            "create-auto-scaling-group",
+            "--auto-scaling-group-name",
+            "tt",
+            "--launch-template",
+            "LaunchTemplateName=web",
+            "--min-size",
+            "1",
+            "--max-size",
+            "3",
+            "--vpc-zone-identifier",
+            "subnet-0000000000000000a,subnet-0000000000000000b",
+            "--target-group-arns",
+            &tg_arn,
+        ],
+    )
+    .unwrap();
+    eventually(30, "one instance in service", || {
+        (group_instances(api, "tt", "InService").len() == 1).then_some(())
+    });
+
+    // Target tracking on requests per target: 600/min (10 req/s) per instance.
+    let label = format!(
+        "{}/{}",
+        lb_arn.split(":loadbalancer/").nth(1).unwrap(),
+        tg_arn.split(':').nth(5).unwrap()
+    );
+    let tt = format!(
+        "{{\"PredefinedMetricSpecification\":{{\"PredefinedMetricType\":\"ALBRequestCountPerTarget\",\"ResourceLabel\":\"{label}\"}},\"TargetValue\":600}}"
+    );
+    let bad = tt.replace(&label, "app/x/1/targetgroup/y/2");
+    let e = autoscaling(
+        api,
+        &[
+            "put-scaling-policy",
+            "--auto-scaling-group-name",
+            "tt",
+            "--policy-name",
+            "bad",
+            "--policy-type",
+            "TargetTrackingScaling",
+            "--target-tracking-configuration",
+            &bad,
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("ValidationError") && e.contains("ResourceLabel"), "{e}");
+    let p = autoscaling(
+        api,
+        &[
+            "put-scaling-policy",
+            "--auto-scaling-group-name",
+            "tt",
+            "--policy-name",
+            "requests",
+            "--policy-type",
+            "TargetTrackingScaling",
+            "--estimated-instance-warmup",
+            "2",
+            "--target-tracking-configuration",
+            &tt,
+        ],
+    )
+    .unwrap();
+    assert!(s(&p, "/PolicyARN").contains(":scalingPolicy:"), "{p}");
+
+    // About 40 requests a second: 2 400 a minute wants 4 instances, capped at 3.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+                let _ = http_get(listen, "/");
+                std::thread::sleep(Duration::from_millis(25));
+            }
+        })
+    };
+    eventually(45, "scale-out to 3 in service under load", || {
+        (group_instances(api, "tt", "InService").len() == 3).then_some(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    // Without load it asks for the minimum, and after the scale-in delay gets it.
+    eventually(45, "scale-in to 1 without load", || {
+        (desired(api, "tt") == 1 && group_instances(api, "tt", "InService").len() == 1)
+            .then_some(())
+    });
+    let pols = autoscaling(api, &["describe-policies", "--auto-scaling-group-name", "tt"]).unwrap();
+    assert_eq!(pols["ScalingPolicies"][0]["TargetTrackingConfiguration"]["TargetValue"], 600.0);
+    autoscaling(
+        api,
+        &["delete-policy", "--auto-scaling-group-name", "tt", "--policy-name", "requests"],
+    )
+    .unwrap();
+
+    // Simple and step policies, executed as an alarm would.
+    autoscaling(
+        api,
+        &[
+            "put-scaling-policy",
+            "--auto-scaling-group-name",
+            "tt",
+            "--policy-name",
+            "plus-one",
+            "--adjustment-type",
+            "ChangeInCapacity",
+            "--scaling-adjustment",
+            "1",
+        ],
+    )
+    .unwrap();
+    autoscaling(
+        api,
+        &["execute-policy", "--auto-scaling-group-name", "tt", "--policy-name", "plus-one"],
+    )
+    .unwrap();
+    assert_eq!(desired(api, "tt"), 2);
+    autoscaling(
+        api,
+        &[
+            "put-scaling-policy",
+            "--auto-scaling-group-name",
+            "tt",
+            "--policy-name",
+            "steps",
+            "--policy-type",
+            "StepScaling",
+            "--adjustment-type",
+            "ExactCapacity",
+            "--step-adjustments",
+            "MetricIntervalLowerBound=0,MetricIntervalUpperBound=10,ScalingAdjustment=1",
+            "MetricIntervalLowerBound=10,ScalingAdjustment=3",
+        ],
+    )
+    .unwrap();
+    autoscaling(
+        api,
+        &[
+            "execute-policy",
+            "--auto-scaling-group-name",
+            "tt",
+            "--policy-name",
+            "steps",
+            "--metric-value",
+            "75",
+            "--breach-threshold",
+            "50",
+        ],
+    )
+    .unwrap();
+    assert_eq!(desired(api, "tt"), 3, "a breach of 25 takes the [10, ∞) step");
+    autoscaling(
+        api,
+        &[
+            "execute-policy",
+            "--auto-scaling-group-name",
+            "tt",
+            "--policy-name",
+            "steps",
+            "--metric-value",
+            "55",
+            "--breach-threshold",
+            "50",
+        ],
+    )
+    .unwrap();
+    assert_eq!(desired(api, "tt"), 1);
+
+    // A one-time scheduled action ten seconds ahead.
+    let at = {
+        let secs =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+                + 3;
+        secs.to_string()
+    };
+    let e = autoscaling(
+        api,
+        &[
+            "put-scheduled-update-group-action",
+            "--auto-scaling-group-name",
+            "tt",
+            "--scheduled-action-name",
+            "bad",
+            "--recurrence",
+            "61 * * * *",
+            "--desired-capacity",
+            "2",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("ValidationError"), "{e}");
+    autoscaling(
+        api,
+        &[
+            "put-scheduled-update-group-action",
+            "--auto-scaling-group-name",
+            "tt",
+            "--scheduled-action-name",
+            "soon",
+            "--start-time",
+            &at,
+            "--desired-capacity",
+            "2",
+        ],
+    )
+    .unwrap();
+    autoscaling(
+        api,
+        &[
+            "put-scheduled-update-group-action",
+            "--auto-scaling-group-name",
+            "tt",
+            "--scheduled-action-name",
+            "nightly",
+            "--recurrence",
+            "0 2 * * *",
+            "--min-size",
+            "0",
+        ],
+    )
+    .unwrap();
+    let sched =
+        autoscaling(api, &["describe-scheduled-actions", "--auto-scaling-group-name", "tt"])
+            .unwrap();
+    assert_eq!(sched["ScheduledUpdateGroupActions"].as_array().unwrap().len(), 2, "{sched}");
+    eventually(20, "the scheduled action to run", || (desired(api, "tt") == 2).then_some(()));
+    let sched =
+        autoscaling(api, &["describe-scheduled-actions", "--auto-scaling-group-name", "tt"])
+            .unwrap();
+    let names: Vec<&str> = sched["ScheduledUpdateGroupActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["ScheduledActionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["nightly"], "a one-time action is gone once it ran");
+    let acts =
+        autoscaling(api, &["describe-scaling-activities", "--auto-scaling-group-name", "tt"])
+            .unwrap();
+    assert!(
+        acts["Activities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["Description"] == "Executing scheduled action soon"),
+        "{acts}"
+    );
+    autoscaling(
+        api,
+        &["delete-auto-scaling-group", "--auto-scaling-group-name", "tt", "--force-delete"],
+    )
+    .unwrap();
+    eventually(30, "the group to be deleted", || {
+        let v = autoscaling(api, &["describe-auto-scaling-groups"]).unwrap();
+        v["AutoScalingGroups"].as_array().unwrap().is_empty().then_some(())
+    });
+    drop(server);
+}

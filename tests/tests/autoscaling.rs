@@ -1,0 +1,79 @@
+//! Auto Scaling's reconciliation driven with a test clock: a recurring scheduled action runs in
+//! its cron minute, once, and not outside it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use weir_dataplane::{Dataplane, DataplaneConfig};
+use weir_model::autoscaling::{GroupSpec, ScheduledAction};
+use weir_model::State;
+
+/// 2026-11-23 09:30:00 UTC, in ms.
+const T0930: u64 = 1_795_426_200_000;
+
+#[tokio::test]
+async fn a_recurring_schedule_runs_in_its_minute_with_a_test_clock() {
+    let mut state = State::default();
+    // No user data: launches fail (and are recorded) instead of starting processes.
+    let t = state.ec2.create_launch_template("sched", serde_json::json!({}), 0).unwrap();
+    let spec = GroupSpec {
+        launch_template: Some((Some(t.id), None, None)),
+        min_size: Some(0),
+        max_size: Some(5),
+        desired_capacity: Some(0),
+        availability_zones: Some(vec!["us-east-1a".into()]),
+        ..Default::default()
+    };
+    state.create_auto_scaling_group("g", &spec, 0).unwrap();
+    state
+        .put_scheduled_action(ScheduledAction {
+            name: "morning".into(),
+            arn: String::new(),
+            group: "g".into(),
+            recurrence: Some("30 9 * * MON-FRI".into()),
+            start_ms: None,
+            end_ms: None,
+            time_zone: Some("UTC".into()),
+            min_size: None,
+            max_size: None,
+            desired_capacity: Some(3),
+            last_run_ms: None,
+        })
+        .unwrap();
+    let api = weir_api::Api {
+        store: tokio::sync::Mutex::new(weir_store::Store::in_memory(state).unwrap()),
+        dataplane: Dataplane::new(DataplaneConfig::default()),
+        auth: None,
+        metrics: Arc::default(),
+    };
+    let dir = std::env::temp_dir().join(format!("weir-sched-{}", std::process::id()));
+    let scaling = weir_api::Scaling::new(&dir);
+    let desired = |api: &weir_api::Api| {
+        let api = api.store.try_lock().unwrap();
+        api.state().auto_scaling_group("g").unwrap().desired_capacity
+    };
+
+    scaling.run_once(&api, T0930 - 1_000).await;
+    assert_eq!(desired(&api), 0, "09:29:59 is not the minute");
+    scaling.run_once(&api, T0930 + 5_000).await;
+    assert_eq!(desired(&api), 3, "09:30 is");
+    {
+        let store = api.store.lock().await;
+        let acts = &store.state().auto_scaling.activities;
+        assert!(acts.iter().any(|a| a.description == "Executing scheduled action morning"));
+        // The launches it asked for failed (no user data) and said why.
+        assert!(acts.iter().any(|a| a.status_code == "Failed"
+            && a.status_message.as_deref().unwrap_or_default().contains("UserData")));
+    }
+    // Put back by hand: the same minute does not run it again, the next day's does.
+    api.store.lock().await.apply("test", "", 0, |s| s.set_desired_capacity("g", 0)).unwrap();
+    scaling.run_once(&api, T0930 + 40_000).await;
+    assert_eq!(desired(&api), 0, "once per minute");
+    scaling.run_once(&api, T0930 + 86_400_000).await;
+    assert_eq!(desired(&api), 3, "Tuesday 09:30");
+    api.store.lock().await.apply("test", "", 0, |s| s.set_desired_capacity("g", 0)).unwrap();
+    scaling.run_once(&api, T0930 + 5 * 86_400_000).await;
+    assert_eq!(desired(&api), 0, "not on Saturday");
+    scaling.provider.stop_all().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
