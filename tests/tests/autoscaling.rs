@@ -77,3 +77,87 @@ async fn a_recurring_schedule_runs_in_its_minute_with_a_test_clock() {
     scaling.provider.stop_all().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn an_alarm_going_into_alarm_runs_the_step_policy_it_names() {
+    use weir_model::alarm::{MetricAlarm, Threshold};
+    use weir_model::autoscaling::{PolicySpec, StepAdjustment};
+    use weir_telemetry::alarm::AlarmState;
+    let mut state = State::default();
+    let t = state.ec2.create_launch_template("alarmed", serde_json::json!({}), 0).unwrap();
+    let spec = GroupSpec {
+        launch_template: Some((Some(t.id), None, None)),
+        min_size: Some(0),
+        max_size: Some(5),
+        desired_capacity: Some(1),
+        availability_zones: Some(vec!["us-east-1a".into()]),
+        ..Default::default()
+    };
+    state.create_auto_scaling_group("g", &spec, 0).unwrap();
+    let step = |lower: Option<f64>, upper: Option<f64>, adjustment| StepAdjustment {
+        lower: lower.map(Threshold),
+        upper: upper.map(Threshold),
+        adjustment,
+    };
+    let arn = state
+        .put_scaling_policy(
+            "g",
+            "out",
+            PolicySpec {
+                policy_type: Some("StepScaling".into()),
+                adjustment_type: Some("ChangeInCapacity".into()),
+                step_adjustments: vec![step(Some(0.0), Some(100.0), 1), step(Some(100.0), None, 3)],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let api = weir_api::Api {
+        store: tokio::sync::Mutex::new(weir_store::Store::in_memory(state).unwrap()),
+        dataplane: Dataplane::new(DataplaneConfig::default()),
+        auth: None,
+        metrics: Arc::default(),
+    };
+    // The alarm's metric: 350 requests in the minute before now, against a threshold of 200.
+    let now_s = T0930 / 1000;
+    let id = weir_telemetry::MetricId::new(
+        "AWS/ApplicationELB",
+        "RequestCount",
+        &[("LoadBalancer", "app/x/1")],
+    );
+    api.metrics.sample(id, "Count", weir_telemetry::Kind::Counter, 350.0, now_s - 60);
+    let alarm = MetricAlarm {
+        name: "busy".into(),
+        arn: "arn:aws:cloudwatch:us-east-1:123456789012:alarm:busy".into(),
+        description: None,
+        namespace: "AWS/ApplicationELB".into(),
+        metric_name: "RequestCount".into(),
+        dimensions: vec![("LoadBalancer".into(), "app/x/1".into())],
+        statistic: "Sum".into(),
+        period: 60,
+        evaluation_periods: 1,
+        datapoints_to_alarm: 1,
+        threshold: Threshold(200.0),
+        comparison: "GreaterThanThreshold".into(),
+        treat_missing_data: "missing".into(),
+        actions_enabled: true,
+        alarm_actions: vec![arn.clone()],
+        ok_actions: vec![],
+        insufficient_data_actions: vec![],
+        unit: None,
+        updated_ms: 0,
+    };
+    let dir = std::env::temp_dir().join(format!("weir-alarmed-{}", std::process::id()));
+    let scaling = weir_api::Scaling::new(&dir);
+    let desired = |api: &weir_api::Api| {
+        let api = api.store.try_lock().unwrap();
+        api.state().auto_scaling_group("g").unwrap().desired_capacity
+    };
+    scaling.on_alarms(&api, &[(alarm.clone(), AlarmState::Ok)], T0930).await;
+    assert_eq!(desired(&api), 1, "OK runs nothing");
+    scaling.on_alarms(&api, &[(alarm.clone(), AlarmState::Alarm)], T0930).await;
+    assert_eq!(desired(&api), 4, "a breach of 150 takes the +3 step");
+    let disabled = MetricAlarm { actions_enabled: false, ..alarm };
+    scaling.on_alarms(&api, &[(disabled, AlarmState::Alarm)], T0930).await;
+    assert_eq!(desired(&api), 4, "actions disabled");
+    let _ = std::fs::remove_dir_all(&dir);
+}
