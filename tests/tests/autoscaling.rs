@@ -11,20 +11,40 @@ use weir_model::State;
 /// 2026-11-23 09:30:00 UTC, in ms.
 const T0930: u64 = 1_795_426_200_000;
 
-#[tokio::test]
-async fn a_recurring_schedule_runs_in_its_minute_with_a_test_clock() {
+/// A state with group `g` (0–5 instances, `desired`) whose launch template has no user data:
+/// launches fail (and are recorded) instead of starting processes.
+fn state_with_group(desired: u32) -> State {
     let mut state = State::default();
-    // No user data: launches fail (and are recorded) instead of starting processes.
-    let t = state.ec2.create_launch_template("sched", serde_json::json!({}), 0).unwrap();
+    let t = state.ec2.create_launch_template("tpl", serde_json::json!({}), 0).unwrap();
     let spec = GroupSpec {
         launch_template: Some((Some(t.id), None, None)),
         min_size: Some(0),
         max_size: Some(5),
-        desired_capacity: Some(0),
+        desired_capacity: Some(desired),
         availability_zones: Some(vec!["us-east-1a".into()]),
         ..Default::default()
     };
     state.create_auto_scaling_group("g", &spec, 0).unwrap();
+    state
+}
+
+fn api_over(state: State) -> weir_api::Api {
+    weir_api::Api {
+        store: tokio::sync::Mutex::new(weir_store::Store::in_memory(state).unwrap()),
+        dataplane: Dataplane::new(DataplaneConfig::default()),
+        auth: None,
+        metrics: Arc::default(),
+    }
+}
+
+fn desired(api: &weir_api::Api) -> u32 {
+    let store = api.store.try_lock().unwrap();
+    store.state().auto_scaling_group("g").unwrap().desired_capacity
+}
+
+#[tokio::test]
+async fn a_recurring_schedule_runs_in_its_minute_with_a_test_clock() {
+    let mut state = state_with_group(0);
     state
         .put_scheduled_action(ScheduledAction {
             name: "morning".into(),
@@ -40,18 +60,9 @@ async fn a_recurring_schedule_runs_in_its_minute_with_a_test_clock() {
             last_run_ms: None,
         })
         .unwrap();
-    let api = weir_api::Api {
-        store: tokio::sync::Mutex::new(weir_store::Store::in_memory(state).unwrap()),
-        dataplane: Dataplane::new(DataplaneConfig::default()),
-        auth: None,
-        metrics: Arc::default(),
-    };
+    let api = api_over(state);
     let dir = std::env::temp_dir().join(format!("weir-sched-{}", std::process::id()));
     let scaling = weir_api::Scaling::new(&dir);
-    let desired = |api: &weir_api::Api| {
-        let api = api.store.try_lock().unwrap();
-        api.state().auto_scaling_group("g").unwrap().desired_capacity
-    };
 
     scaling.run_once(&api, T0930 - 1_000).await;
     assert_eq!(desired(&api), 0, "09:29:59 is not the minute");
@@ -83,17 +94,7 @@ async fn an_alarm_going_into_alarm_runs_the_step_policy_it_names() {
     use weir_model::alarm::{MetricAlarm, Threshold};
     use weir_model::autoscaling::{PolicySpec, StepAdjustment};
     use weir_telemetry::alarm::AlarmState;
-    let mut state = State::default();
-    let t = state.ec2.create_launch_template("alarmed", serde_json::json!({}), 0).unwrap();
-    let spec = GroupSpec {
-        launch_template: Some((Some(t.id), None, None)),
-        min_size: Some(0),
-        max_size: Some(5),
-        desired_capacity: Some(1),
-        availability_zones: Some(vec!["us-east-1a".into()]),
-        ..Default::default()
-    };
-    state.create_auto_scaling_group("g", &spec, 0).unwrap();
+    let mut state = state_with_group(1);
     let step = |lower: Option<f64>, upper: Option<f64>, adjustment| StepAdjustment {
         lower: lower.map(Threshold),
         upper: upper.map(Threshold),
@@ -111,12 +112,7 @@ async fn an_alarm_going_into_alarm_runs_the_step_policy_it_names() {
             },
         )
         .unwrap();
-    let api = weir_api::Api {
-        store: tokio::sync::Mutex::new(weir_store::Store::in_memory(state).unwrap()),
-        dataplane: Dataplane::new(DataplaneConfig::default()),
-        auth: None,
-        metrics: Arc::default(),
-    };
+    let api = api_over(state);
     // The alarm's metric: 350 requests in the minute before now, against a threshold of 200.
     let now_s = T0930 / 1000;
     let id = weir_telemetry::MetricId::new(
@@ -148,10 +144,6 @@ async fn an_alarm_going_into_alarm_runs_the_step_policy_it_names() {
     };
     let dir = std::env::temp_dir().join(format!("weir-alarmed-{}", std::process::id()));
     let scaling = weir_api::Scaling::new(&dir);
-    let desired = |api: &weir_api::Api| {
-        let api = api.store.try_lock().unwrap();
-        api.state().auto_scaling_group("g").unwrap().desired_capacity
-    };
     scaling.on_alarms(&api, &[(alarm.clone(), AlarmState::Ok)], T0930).await;
     assert_eq!(desired(&api), 1, "OK runs nothing");
     scaling.on_alarms(&api, &[(alarm.clone(), AlarmState::Alarm)], T0930).await;

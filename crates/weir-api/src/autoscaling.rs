@@ -520,6 +520,21 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
     Ok(x.0)
 }
 
+/// An `InProgress` activity about instance `id`, its cause stamped with the time as AWS does.
+fn started(group: &str, description: String, cause: &str, now: u64, id: &str) -> Activity {
+    Activity {
+        id: weir_model::ids::uuid(),
+        group: group.into(),
+        description,
+        cause: format!("At {} {cause}.", iso8601(now).split('.').next().unwrap_or_default()),
+        status_code: "InProgress".into(),
+        status_message: None,
+        start_ms: now,
+        end_ms: None,
+        instance_id: Some(id.into()),
+    }
+}
+
 /// Runs Auto Scaling: each [`Scaling::run_once`] observes the instances, plans with
 /// `weir_scale::plan` and carries the steps out (processes through the provider, every state
 /// change as a command through the store).
@@ -883,20 +898,13 @@ impl Scaling {
                     .and_then(|t| command_of(&t.data))
                     .and_then(|script| self.provider.launch(&id, &zone, &script));
                 let lt = g.launch_template.clone();
-                let mut activity = Activity {
-                    id: weir_model::ids::uuid(),
-                    group: group.clone(),
-                    description: format!("Launching a new EC2 instance: {id}"),
-                    cause: format!(
-                        "At {} {cause}.",
-                        iso8601(now).split('.').next().unwrap_or_default()
-                    ),
-                    status_code: "InProgress".into(),
-                    status_message: None,
-                    start_ms: now,
-                    end_ms: None,
-                    instance_id: Some(id.clone()),
-                };
+                let mut activity = started(
+                    &group,
+                    format!("Launching a new EC2 instance: {id}"),
+                    &cause,
+                    now,
+                    &id,
+                );
                 match launched {
                     Ok(l) => {
                         if let Ok(mut f) = self.failed.lock() {
@@ -990,20 +998,13 @@ impl Scaling {
                             && a.description.starts_with("Terminating")
                     });
                     if !requested {
-                        s.record_activity(Activity {
-                            id: weir_model::ids::uuid(),
-                            group: group.clone(),
-                            description: format!("Terminating EC2 instance: {id}"),
-                            cause: format!(
-                                "At {} {cause}.",
-                                iso8601(now).split('.').next().unwrap_or_default()
-                            ),
-                            status_code: "InProgress".into(),
-                            status_message: None,
-                            start_ms: now,
-                            end_ms: None,
-                            instance_id: Some(id.clone()),
-                        });
+                        s.record_activity(started(
+                            &group,
+                            format!("Terminating EC2 instance: {id}"),
+                            &cause,
+                            now,
+                            &id,
+                        ));
                     }
                     Ok(())
                 })

@@ -62,6 +62,11 @@ const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
 /// `weir serve` with SigV4 on, accepting KEY_ID/SECRET from a credentials file in `dir`.
 fn serve(dir: &Path, api: u16) -> Proc {
+    serve_with(dir, api, &[])
+}
+
+/// [`serve`] with more arguments.
+fn serve_with(dir: &Path, api: u16, extra: &[&str]) -> Proc {
     std::fs::create_dir_all(dir).unwrap();
     let creds = dir.join("credentials");
     std::fs::write(
@@ -70,7 +75,7 @@ fn serve(dir: &Path, api: u16) -> Proc {
     )
     .unwrap();
     let api = format!("127.0.0.1:{api}");
-    let args = [
+    let mut args = vec![
         "serve",
         "--credentials",
         creds.to_str().unwrap(),
@@ -79,6 +84,7 @@ fn serve(dir: &Path, api: u16) -> Proc {
         "--api-address",
         &api,
     ];
+    args.extend_from_slice(extra);
     start(&args, "AWS API on")
 }
 
@@ -1724,30 +1730,11 @@ fn auto_scaling_groups_of_real_processes_through_the_aws_cli() {
 
 /// `weir serve` with Auto Scaling's target tracking measuring over 3 s and scaling in after 4 s.
 fn serve_fast_scaling(dir: &Path, api: u16) -> Proc {
-    std::fs::create_dir_all(dir).unwrap();
-    let creds = dir.join("credentials");
-    std::fs::write(
-        &creds,
-        format!("[default]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"),
+    serve_with(
+        dir,
+        api,
+        &["--dns-address", "off", "--scaling-window-seconds", "3", "--scale-in-after-seconds", "4"],
     )
-    .unwrap();
-    let api = format!("127.0.0.1:{api}");
-    let args = [
-        "serve",
-        "--credentials",
-        creds.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--api-address",
-        &api,
-        "--dns-address",
-        "off",
-        "--scaling-window-seconds",
-        "3",
-        "--scale-in-after-seconds",
-        "4",
-    ];
-    start(&args, "AWS API on")
 }
 
 fn desired(api: u16, group: &str) -> u64 {
