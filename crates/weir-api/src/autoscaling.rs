@@ -8,10 +8,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::Value;
-use weir_model::alarm::Threshold;
 use weir_model::autoscaling::{
     Activity, AutoScalingGroup, GroupInstance, GroupSpec, Lifecycle, PolicySpec, ScalingPolicy,
-    ScheduledAction, StepAdjustment, TargetTracking,
+    ScheduledAction,
 };
 use weir_model::shape::{get_bool, get_str, get_strs, get_u32};
 use weir_model::state::TargetSpec;
@@ -31,26 +30,6 @@ type Result<T> = std::result::Result<T, ApiError>;
 
 fn group_name(p: &Value) -> Result<String> {
     get_str(p, "AutoScalingGroupName").ok_or_else(|| ApiError::missing("autoScalingGroupName"))
-}
-
-fn spec(p: &Value) -> Result<GroupSpec> {
-    let lt = p.get("LaunchTemplate").map(|t| {
-        (get_str(t, "LaunchTemplateId"), get_str(t, "LaunchTemplateName"), get_str(t, "Version"))
-    });
-    let list = |k: &str| p.get(k).map(|_| get_strs(p, k));
-    Ok(GroupSpec {
-        launch_template: lt,
-        min_size: get_u32(p, "MinSize")?,
-        max_size: get_u32(p, "MaxSize")?,
-        desired_capacity: get_u32(p, "DesiredCapacity")?,
-        default_cooldown: get_u32(p, "DefaultCooldown")?,
-        health_check_type: get_str(p, "HealthCheckType"),
-        health_check_grace_period: get_u32(p, "HealthCheckGracePeriod")?,
-        vpc_zone_identifier: get_str(p, "VPCZoneIdentifier"),
-        availability_zones: list("AvailabilityZones"),
-        target_group_arns: list("TargetGroupARNs"),
-        termination_policies: list("TerminationPolicies"),
-    })
 }
 
 fn template_xml(x: &mut Xml, t: &weir_model::autoscaling::LaunchTemplateRef) {
@@ -130,75 +109,6 @@ fn deregister_everywhere(s: &mut State, arns: &[String], i: &GroupInstance) {
             let _ = s.deregister_targets(arn, &[t]);
         }
     }
-}
-
-fn num(p: &Value, key: &str) -> Result<Option<f64>> {
-    match get_str(p, key) {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|f| f.is_finite())
-            .map(Some)
-            .ok_or_else(|| ApiError::validation(format!("Invalid value '{v}' for {key}"))),
-    }
-}
-
-fn int(p: &Value, key: &str) -> Result<Option<i64>> {
-    match get_str(p, key) {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| ApiError::validation(format!("Invalid value '{v}' for {key}"))),
-    }
-}
-
-fn policy_spec(p: &Value) -> Result<PolicySpec> {
-    let steps = match p.get("StepAdjustments") {
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|s| {
-                Ok(StepAdjustment {
-                    lower: num(s, "MetricIntervalLowerBound")?.map(Threshold),
-                    upper: num(s, "MetricIntervalUpperBound")?.map(Threshold),
-                    adjustment: int(s, "ScalingAdjustment")?
-                        .ok_or_else(|| ApiError::missing("scalingAdjustment"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?,
-        _ => Vec::new(),
-    };
-    let tt = match p.get("TargetTrackingConfiguration") {
-        Some(c) => {
-            let pre = c.get("PredefinedMetricSpecification").ok_or_else(|| {
-                ApiError::validation(
-                    "Weir supports target tracking on predefined metrics (PredefinedMetricSpecification)",
-                )
-            })?;
-            Some(TargetTracking {
-                metric: get_str(pre, "PredefinedMetricType")
-                    .ok_or_else(|| ApiError::missing("predefinedMetricType"))?,
-                resource_label: get_str(pre, "ResourceLabel"),
-                target: Threshold(
-                    num(c, "TargetValue")?.ok_or_else(|| ApiError::missing("targetValue"))?,
-                ),
-                disable_scale_in: get_bool(c, "DisableScaleIn")?.unwrap_or(false),
-            })
-        }
-        None => None,
-    };
-    Ok(PolicySpec {
-        policy_type: get_str(p, "PolicyType"),
-        adjustment_type: get_str(p, "AdjustmentType"),
-        scaling_adjustment: int(p, "ScalingAdjustment")?,
-        cooldown: get_u32(p, "Cooldown")?,
-        min_adjustment_magnitude: int(p, "MinAdjustmentMagnitude")?,
-        step_adjustments: steps,
-        estimated_instance_warmup: get_u32(p, "EstimatedInstanceWarmup")?,
-        target_tracking: tt,
-        enabled: get_bool(p, "Enabled")?,
-    })
 }
 
 fn policy_xml(x: &mut Xml, p: &ScalingPolicy) {
@@ -291,7 +201,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
     match action {
         "CreateAutoScalingGroup" => {
             let name = group_name(p)?;
-            let spec = spec(p)?;
+            let spec = GroupSpec::from_shape(p)?;
             api.mutate(action, &name, |s| {
                 s.create_auto_scaling_group(&name, &spec, now).map(|_| ())
             })
@@ -299,7 +209,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "UpdateAutoScalingGroup" => {
             let name = group_name(p)?;
-            let spec = spec(p)?;
+            let spec = GroupSpec::from_shape(p)?;
             api.mutate(action, &name, |s| s.update_auto_scaling_group(&name, &spec)).await?;
         }
         "DeleteAutoScalingGroup" => {
@@ -418,7 +328,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         "PutScalingPolicy" => {
             let group = group_name(p)?;
             let name = get_str(p, "PolicyName").ok_or_else(|| ApiError::missing("policyName"))?;
-            let spec = policy_spec(p)?;
+            let spec = PolicySpec::from_shape(p)?;
             let arn =
                 api.mutate(action, &name, |s| s.put_scaling_policy(&group, &name, spec)).await?;
             x.leaf("PolicyARN", arn).list("Alarms", Vec::<()>::new(), |_, ()| {});
@@ -447,7 +357,10 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         "ExecutePolicy" => {
             let group = get_str(p, "AutoScalingGroupName");
             let name = get_str(p, "PolicyName").ok_or_else(|| ApiError::missing("policyName"))?;
-            let breach = match (num(p, "MetricValue")?, num(p, "BreachThreshold")?) {
+            let breach = match (
+                weir_model::autoscaling::get_f64(p, "MetricValue")?,
+                weir_model::autoscaling::get_f64(p, "BreachThreshold")?,
+            ) {
                 (Some(v), Some(t)) => Some(v - t),
                 _ => None,
             };

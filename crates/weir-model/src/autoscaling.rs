@@ -8,7 +8,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
+use serde_json::Value;
+
 use crate::error::{ErrorCode, ModelError, Result};
+use crate::shape::{get_bool, get_str, get_strs, get_u32};
 use crate::zones;
 
 /// Activities kept per region (the oldest are forgotten first).
@@ -884,5 +887,116 @@ impl crate::State {
         g.max_size = max;
         g.desired_capacity = desired.unwrap_or(g.desired_capacity).clamp(min, max);
         Ok(g.desired_capacity)
+    }
+}
+
+/// `obj[key]` as a finite number.
+pub fn get_f64(p: &Value, key: &str) -> Result<Option<f64>> {
+    match get_str(p, key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(Some)
+            .ok_or_else(|| ModelError::validation(format!("Invalid value '{v}' for {key}"))),
+    }
+}
+
+fn get_i64(p: &Value, key: &str) -> Result<Option<i64>> {
+    match get_str(p, key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ModelError::validation(format!("Invalid value '{v}' for {key}"))),
+    }
+}
+
+fn missing(name: &str) -> ModelError {
+    ModelError::validation(format!(
+        "1 validation error detected: Value null at '{name}' failed to satisfy constraint: Member must not be null"
+    ))
+}
+
+impl GroupSpec {
+    /// From the AWS JSON shape shared by the Query API (nested parameters) and CloudFormation
+    /// (`VPCZoneIdentifier` a comma-separated string or a list; `Cooldown` or `DefaultCooldown`).
+    pub fn from_shape(p: &Value) -> Result<Self> {
+        let lt = p.get("LaunchTemplate").map(|t| {
+            (
+                get_str(t, "LaunchTemplateId"),
+                get_str(t, "LaunchTemplateName"),
+                get_str(t, "Version"),
+            )
+        });
+        let list = |k: &str| p.get(k).map(|_| get_strs(p, k));
+        let subnets = match p.get("VPCZoneIdentifier") {
+            Some(Value::Array(_)) => Some(get_strs(p, "VPCZoneIdentifier").join(",")),
+            _ => get_str(p, "VPCZoneIdentifier"),
+        };
+        Ok(Self {
+            launch_template: lt,
+            min_size: get_u32(p, "MinSize")?,
+            max_size: get_u32(p, "MaxSize")?,
+            desired_capacity: get_u32(p, "DesiredCapacity")?,
+            default_cooldown: get_u32(p, "DefaultCooldown")?.or(get_u32(p, "Cooldown")?),
+            health_check_type: get_str(p, "HealthCheckType"),
+            health_check_grace_period: get_u32(p, "HealthCheckGracePeriod")?,
+            vpc_zone_identifier: subnets,
+            availability_zones: list("AvailabilityZones"),
+            target_group_arns: list("TargetGroupARNs"),
+            termination_policies: list("TerminationPolicies"),
+        })
+    }
+}
+
+impl PolicySpec {
+    /// From the AWS JSON shape shared by `PutScalingPolicy` and `AWS::AutoScaling::ScalingPolicy`.
+    pub fn from_shape(p: &Value) -> Result<Self> {
+        let steps = match p.get("StepAdjustments") {
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|s| {
+                    Ok(StepAdjustment {
+                        lower: get_f64(s, "MetricIntervalLowerBound")?.map(crate::alarm::Threshold),
+                        upper: get_f64(s, "MetricIntervalUpperBound")?.map(crate::alarm::Threshold),
+                        adjustment: get_i64(s, "ScalingAdjustment")?
+                            .ok_or_else(|| missing("scalingAdjustment"))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            _ => Vec::new(),
+        };
+        let tt = match p.get("TargetTrackingConfiguration") {
+            Some(c) => {
+                let pre = c.get("PredefinedMetricSpecification").ok_or_else(|| {
+                    ModelError::validation(
+                        "Weir supports target tracking on predefined metrics (PredefinedMetricSpecification)",
+                    )
+                })?;
+                Some(TargetTracking {
+                    metric: get_str(pre, "PredefinedMetricType")
+                        .ok_or_else(|| missing("predefinedMetricType"))?,
+                    resource_label: get_str(pre, "ResourceLabel"),
+                    target: crate::alarm::Threshold(
+                        get_f64(c, "TargetValue")?.ok_or_else(|| missing("targetValue"))?,
+                    ),
+                    disable_scale_in: get_bool(c, "DisableScaleIn")?.unwrap_or(false),
+                })
+            }
+            None => None,
+        };
+        Ok(Self {
+            policy_type: get_str(p, "PolicyType"),
+            adjustment_type: get_str(p, "AdjustmentType"),
+            scaling_adjustment: get_i64(p, "ScalingAdjustment")?,
+            cooldown: get_u32(p, "Cooldown")?,
+            min_adjustment_magnitude: get_i64(p, "MinAdjustmentMagnitude")?,
+            step_adjustments: steps,
+            estimated_instance_warmup: get_u32(p, "EstimatedInstanceWarmup")?,
+            target_tracking: tt,
+            enabled: get_bool(p, "Enabled")?,
+        })
     }
 }

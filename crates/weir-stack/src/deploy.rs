@@ -78,6 +78,10 @@ const SUPPORTED: &[&str] = &[
     "AWS::ElasticLoadBalancingV2::Listener",
     "AWS::ElasticLoadBalancingV2::ListenerRule",
     "AWS::ElasticLoadBalancingV2::ListenerCertificate",
+    "AWS::EC2::LaunchTemplate",
+    "AWS::AutoScaling::AutoScalingGroup",
+    "AWS::AutoScaling::ScalingPolicy",
+    "AWS::AutoScaling::ScheduledAction",
 ];
 
 fn terr(m: impl Into<String>) -> StackError {
@@ -343,6 +347,67 @@ fn create(
                     ("IsDefault".into(), json!(false)),
                 ]),
             ))
+        }
+        "AWS::EC2::LaunchTemplate" => {
+            let name =
+                get_str(p, "LaunchTemplateName").unwrap_or_else(|| generated_name(stack, id));
+            let data = p.get("LaunchTemplateData").cloned().unwrap_or_else(|| json!({}));
+            let t = state.ec2.create_launch_template(&name, data, now_ms)?;
+            Ok((
+                t.id.clone(),
+                BTreeMap::from([
+                    ("LaunchTemplateId".into(), json!(t.id)),
+                    ("LatestVersionNumber".into(), json!("1")),
+                    ("DefaultVersionNumber".into(), json!("1")),
+                ]),
+            ))
+        }
+        "AWS::AutoScaling::AutoScalingGroup" => {
+            let name =
+                get_str(p, "AutoScalingGroupName").unwrap_or_else(|| generated_name(stack, id));
+            let spec = weir_model::autoscaling::GroupSpec::from_shape(p)?;
+            state.create_auto_scaling_group(&name, &spec, now_ms)?;
+            Ok((name, BTreeMap::new()))
+        }
+        "AWS::AutoScaling::ScalingPolicy" => {
+            let group = get_str(p, "AutoScalingGroupName").ok_or_else(|| {
+                ModelError::validation("ScalingPolicy needs an AutoScalingGroupName")
+            })?;
+            let name = get_str(p, "PolicyName").unwrap_or_else(|| generated_name(stack, id));
+            let spec = weir_model::autoscaling::PolicySpec::from_shape(p)?;
+            let arn = state.put_scaling_policy(&group, &name, spec)?;
+            Ok((arn.clone(), BTreeMap::from([("Arn".into(), json!(arn))])))
+        }
+        "AWS::AutoScaling::ScheduledAction" => {
+            let group = get_str(p, "AutoScalingGroupName").ok_or_else(|| {
+                ModelError::validation("ScheduledAction needs an AutoScalingGroupName")
+            })?;
+            let name =
+                get_str(p, "ScheduledActionName").unwrap_or_else(|| generated_name(stack, id));
+            let time = |k: &str| -> Result<Option<u64>, ModelError> {
+                match get_str(p, k) {
+                    None => Ok(None),
+                    Some(t) => {
+                        weir_model::time::parse_iso8601(&t).map(|s| Some(s * 1000)).ok_or_else(
+                            || ModelError::validation(format!("{k} '{t}' is not an ISO 8601 time")),
+                        )
+                    }
+                }
+            };
+            state.put_scheduled_action(weir_model::autoscaling::ScheduledAction {
+                name: name.clone(),
+                arn: String::new(),
+                group,
+                recurrence: get_str(p, "Recurrence"),
+                start_ms: time("StartTime")?,
+                end_ms: time("EndTime")?,
+                time_zone: get_str(p, "TimeZone"),
+                min_size: get_u32(p, "MinSize")?,
+                max_size: get_u32(p, "MaxSize")?,
+                desired_capacity: get_u32(p, "DesiredCapacity")?,
+                last_run_ms: None,
+            })?;
+            Ok((name, BTreeMap::new()))
         }
         other => Err(ModelError::validation(format!("Unsupported resource type {other}"))),
     }

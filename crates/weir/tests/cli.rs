@@ -197,3 +197,61 @@ fn nlb_example_serves_tcp_and_tls_with_zonal_nodes() {
     assert!(body.starts_with("tcp-"), "TLS terminated in front of the demo backends: {body}");
     let _ = std::fs::remove_dir_all(&certs);
 }
+
+#[test]
+fn autoscaling_example_serves_from_launched_instances_and_stops_them() {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = weir()
+        .args([
+            "up",
+            &repo_file("examples/autoscaling.yaml"),
+            "--parameter",
+            &format!("ListenerPort={port}"),
+            "--api-address",
+            "127.0.0.1:0",
+            "--dns-address",
+            "off",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let _guard = Kill(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("weir is up") => break,
+            Some(Ok(_)) => {}
+            _ => panic!("weir up exited"),
+        }
+    }
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    // Two instances launched by the group answer through the ALB with their instance ids.
+    let mut ids = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while ids.len() < 2 && Instant::now() < deadline {
+        let body = curl(&[&format!("http://127.0.0.1:{port}/")]);
+        if let Some(id) = body.split_whitespace().find(|w| w.starts_with("i-")) {
+            ids.insert(id.to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(ids.len(), 2, "two instances serve: {ids:?}");
+    let running = |id: &str| {
+        Command::new("pgrep")
+            .args(["-f", &format!("demo-backend .*--name {id}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(ids.iter().all(|id| running(id)));
+    // Stopping weir stops its instances.
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ids.iter().any(|id| running(id)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!ids.iter().any(|id| running(id)), "instances outlived weir");
+}

@@ -106,3 +106,46 @@ fn unsupported_types_and_parameters() {
         .to_string()
         .contains("Circular"));
 }
+
+#[test]
+fn auto_scaling_resources_deploy_from_the_example() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/autoscaling.yaml"
+    ))
+    .unwrap();
+    let t = parse_template(&text).unwrap();
+    let mut state = State::default();
+    let d = deploy(&t, "asg", &BTreeMap::new(), &mut state, 0).unwrap();
+    let g = state.auto_scaling_group("web").unwrap();
+    assert_eq!((g.min_size, g.max_size, g.desired_capacity), (2, 6, 2));
+    assert_eq!(g.availability_zones, ["us-east-1a", "us-east-1b"]);
+    assert_eq!(g.health_check_type, "ELB");
+    assert_eq!(g.launch_template.version, "1");
+    assert_eq!(g.target_group_arns.len(), 1);
+    let lt = &state.ec2.launch_templates[&g.launch_template.id];
+    let ud = lt.data["UserData"].as_str().unwrap();
+    assert_eq!(
+        ud,
+        "ZXhlYyB7d2Vpcn0gZGVtby1iYWNrZW5kIC0tcG9ydCB7cG9ydH0gLS1uYW1lIHtpbnN0YW5jZV9pZH0="
+    );
+    let p = state.auto_scaling.policies.values().next().unwrap();
+    let tt = p.target_tracking.as_ref().unwrap();
+    assert_eq!(tt.metric, "ALBRequestCountPerTarget");
+    assert!(tt.resource_label.as_deref().unwrap().contains("/targetgroup/asg-web/"));
+    assert_eq!(tt.target.0, 600.0);
+    let a = state.auto_scaling.scheduled.values().next().unwrap();
+    assert_eq!(a.recurrence.as_deref(), Some("0 8 * * MON-FRI"));
+    assert_eq!(d.outputs["GroupName"], "web");
+
+    // A group naming a launch template that does not exist fails with AWS's message, and the
+    // state is left as it was.
+    let bad = parse_template(
+        "Resources:\n  G:\n    Type: AWS::AutoScaling::AutoScalingGroup\n    Properties:\n      LaunchTemplate: { LaunchTemplateId: lt-00000000000000000 }\n      MinSize: 1\n      MaxSize: 1\n      AvailabilityZones: [us-east-1a]\n",
+    )
+    .unwrap();
+    let mut s = State::default();
+    let e = deploy(&bad, "bad", &BTreeMap::new(), &mut s, 0).unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    assert!(s.auto_scaling.groups.is_empty());
+}
