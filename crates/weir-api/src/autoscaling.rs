@@ -154,12 +154,13 @@ fn scheduled_xml(x: &mut Xml, a: &ScheduledAction) {
         .opt("TimeZone", a.time_zone.as_deref());
 }
 
-fn time_ms(p: &Value, key: &str) -> Result<Option<u64>> {
+/// A Query timestamp (epoch seconds or ISO 8601) as ms since the epoch.
+fn time_ms(p: &Value, key: &str) -> weir_model::error::Result<Option<u64>> {
     match p.get(key) {
         None => Ok(None),
-        Some(v) => crate::cloudwatch::parse_time(v)
-            .map(|s| Some(s * 1000))
-            .ok_or_else(|| ApiError::validation(format!("Invalid timestamp for {key}"))),
+        Some(v) => crate::cloudwatch::parse_time(v).map(|s| Some(s * 1000)).ok_or_else(|| {
+            weir_model::ModelError::validation(format!("Invalid timestamp for {key}"))
+        }),
     }
 }
 
@@ -386,19 +387,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
             let group = group_name(p)?;
             let name = get_str(p, "ScheduledActionName")
                 .ok_or_else(|| ApiError::missing("scheduledActionName"))?;
-            let a = ScheduledAction {
-                name: name.clone(),
-                arn: String::new(),
-                group,
-                recurrence: get_str(p, "Recurrence"),
-                start_ms: time_ms(p, "StartTime")?.or(time_ms(p, "Time")?),
-                end_ms: time_ms(p, "EndTime")?,
-                time_zone: get_str(p, "TimeZone"),
-                min_size: get_u32(p, "MinSize")?,
-                max_size: get_u32(p, "MaxSize")?,
-                desired_capacity: get_u32(p, "DesiredCapacity")?,
-                last_run_ms: None,
-            };
+            let a = ScheduledAction::from_shape(p, group, name.clone(), |k| time_ms(p, k))?;
             api.mutate(action, &name, |s| s.put_scheduled_action(a)).await?;
         }
         "DescribeScheduledActions" => {

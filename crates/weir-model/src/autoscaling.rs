@@ -951,6 +951,32 @@ impl GroupSpec {
     }
 }
 
+impl ScheduledAction {
+    /// The action `name` of `group` from the AWS JSON shape shared by
+    /// `PutScheduledUpdateGroupAction` and `AWS::AutoScaling::ScheduledAction`; `time` reads a
+    /// timestamp field as ms since the epoch (the two accept different timestamp forms).
+    pub fn from_shape(
+        p: &Value,
+        group: String,
+        name: String,
+        time: impl Fn(&str) -> Result<Option<u64>>,
+    ) -> Result<Self> {
+        Ok(Self {
+            name,
+            arn: String::new(),
+            group,
+            recurrence: get_str(p, "Recurrence"),
+            start_ms: time("StartTime")?.or(time("Time")?),
+            end_ms: time("EndTime")?,
+            time_zone: get_str(p, "TimeZone"),
+            min_size: get_u32(p, "MinSize")?,
+            max_size: get_u32(p, "MaxSize")?,
+            desired_capacity: get_u32(p, "DesiredCapacity")?,
+            last_run_ms: None,
+        })
+    }
+}
+
 impl PolicySpec {
     /// From the AWS JSON shape shared by `PutScalingPolicy` and `AWS::AutoScaling::ScalingPolicy`.
     pub fn from_shape(p: &Value) -> Result<Self> {

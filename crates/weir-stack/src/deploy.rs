@@ -394,19 +394,12 @@ fn create(
                     }
                 }
             };
-            state.put_scheduled_action(weir_model::autoscaling::ScheduledAction {
-                name: name.clone(),
-                arn: String::new(),
+            state.put_scheduled_action(weir_model::autoscaling::ScheduledAction::from_shape(
+                p,
                 group,
-                recurrence: get_str(p, "Recurrence"),
-                start_ms: time("StartTime")?,
-                end_ms: time("EndTime")?,
-                time_zone: get_str(p, "TimeZone"),
-                min_size: get_u32(p, "MinSize")?,
-                max_size: get_u32(p, "MaxSize")?,
-                desired_capacity: get_u32(p, "DesiredCapacity")?,
-                last_run_ms: None,
-            })?;
+                name.clone(),
+                time,
+            )?)?;
             Ok((name, BTreeMap::new()))
         }
         other => Err(ModelError::validation(format!("Unsupported resource type {other}"))),

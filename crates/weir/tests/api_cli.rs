@@ -1478,14 +1478,17 @@ fn processes_named(id: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-#[test]
-fn auto_scaling_groups_of_real_processes_through_the_aws_cli() {
-    let dir = data_dir("autoscaling");
-    let api = free_port();
-    let listen = free_port();
-    let server = serve(&dir, api);
-
-    // A launch template whose user data starts a demo backend on the port the instance gets.
+/// What both Auto Scaling tests stand on: launch template `web` whose user data starts a demo
+/// backend on the instance's port, an `instance` target group (`names.0`, more create arguments
+/// in `tg_args`, deregistration delay `delay` seconds), and an ALB (`names.1`) whose HTTP listener
+/// on `listen` forwards to it. Returns the target group's and the load balancer's ARNs.
+fn demo_web_behind_alb(
+    api: u16,
+    listen: u16,
+    names: (&str, &str),
+    tg_args: &[&str],
+    delay: &str,
+) -> (String, String) {
     let user_data = {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD
@@ -1497,47 +1500,32 @@ fn auto_scaling_groups_of_real_processes_through_the_aws_cli() {
         &["create-launch-template", "--launch-template-name", "web", "--launch-template-data", &lt],
     )
     .unwrap();
-    let tg = ok(
-        api,
-        &[
-            "create-target-group",
-            "--name",
-            "asg-web",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--vpc-id",
-            "vpc-00000000000000000",
-            "--target-type",
-            "instance",
-            "--health-check-path",
-            "/health",
-            "--health-check-interval-seconds",
-            "5",
-            "--health-check-timeout-seconds",
-            "2",
-            "--healthy-threshold-count",
-            "2",
-        ],
-    );
-    let tg_arn = s(&tg, "/TargetGroups/0/TargetGroupArn");
+    let mut args = vec![
+        "create-target-group",
+        "--name",
+        names.0,
+        "--protocol",
+        "HTTP",
+        "--port",
+        "80",
+        "--vpc-id",
+        "vpc-00000000000000000",
+        "--target-type",
+        "instance",
+    ];
+    args.extend_from_slice(tg_args);
+    let tg_arn = s(&ok(api, &args), "/TargetGroups/0/TargetGroupArn");
+    let delay = format!("Key=deregistration_delay.timeout_seconds,Value={delay}");
     ok(
         api,
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &tg_arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=1",
-        ],
+        &["modify-target-group-attributes", "--target-group-arn", &tg_arn, "--attributes", &delay],
     );
     let lb = ok(
         api,
         &[
             "create-load-balancer",
             "--name",
-            "asg",
+            names.1,
             "--subnets",
             "subnet-0000000000000000a",
             "subnet-0000000000000000b",
@@ -1557,6 +1545,32 @@ fn auto_scaling_groups_of_real_processes_through_the_aws_cli() {
             "--default-actions",
             &format!("Type=forward,TargetGroupArn={tg_arn}"),
         ],
+    );
+    (tg_arn, lb_arn)
+}
+
+#[test]
+fn auto_scaling_groups_of_real_processes_through_the_aws_cli() {
+    let dir = data_dir("autoscaling");
+    let api = free_port();
+    let listen = free_port();
+    let server = serve(&dir, api);
+
+    let (tg_arn, _) = demo_web_behind_alb(
+        api,
+        listen,
+        ("asg-web", "asg"),
+        &[
+            "--health-check-path",
+            "/health",
+            "--health-check-interval-seconds",
+            "5",
+            "--health-check-timeout-seconds",
+            "2",
+            "--healthy-threshold-count",
+            "2",
+        ],
+        "1",
     );
 
     autoscaling(
@@ -1750,75 +1764,7 @@ fn auto_scaling_policies_and_schedules_through_the_aws_cli() {
     let api = free_port();
     let listen = free_port();
     let server = serve_fast_scaling(&dir, api);
-    let user_data = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD
-            .encode("exec {weir} demo-backend --port {port} --name {instance_id}")
-    };
-    ec2(
-        api,
-        &[
-            "create-launch-template",
-            "--launch-template-name",
-            "web",
-            "--launch-template-data",
-            &format!("{{\"UserData\":\"{user_data}\"}}"),
-        ],
-    )
-    .unwrap();
-    let tg = ok(
-        api,
-        &[
-            "create-target-group",
-            "--name",
-            "tt",
-            "--protocol",
-            "HTTP",
-            "--port",
-            "80",
-            "--vpc-id",
-            "vpc-00000000000000000",
-            "--target-type",
-            "instance",
-        ],
-    );
-    let tg_arn = s(&tg, "/TargetGroups/0/TargetGroupArn");
-    ok(
-        api,
-        &[
-            "modify-target-group-attributes",
-            "--target-group-arn",
-            &tg_arn,
-            "--attributes",
-            "Key=deregistration_delay.timeout_seconds,Value=0",
-        ],
-    );
-    let lb = ok(
-        api,
-        &[
-            "create-load-balancer",
-            "--name",
-            "tt",
-            "--subnets",
-            "subnet-0000000000000000a",
-            "subnet-0000000000000000b",
-        ],
-    );
-    let lb_arn = s(&lb, "/LoadBalancers/0/LoadBalancerArn");
-    ok(
-        api,
-        &[
-            "create-listener",
-            "--load-balancer-arn",
-            &lb_arn,
-            "--protocol",
-            "HTTP",
-            "--port",
-            &listen.to_string(),
-            "--default-actions",
-            &format!("Type=forward,TargetGroupArn={tg_arn}"),
-        ],
-    );
+    let (tg_arn, lb_arn) = demo_web_behind_alb(api, listen, ("tt", "tt"), &[], "0");
     autoscaling(
         api,
         &[

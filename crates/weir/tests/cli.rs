@@ -24,6 +24,35 @@ impl Drop for Kill {
     }
 }
 
+/// Starts `weir ARGS` (an `up`), waits until it prints "weir is up", keeps draining its stdout,
+/// and returns the guard that kills it, what it printed until then, and its pid.
+fn weir_up(args: &[&str]) -> (Kill, String, u32) {
+    let mut child = weir()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let pid = child.id();
+    let stdout = child.stdout.take().unwrap();
+    let guard = Kill(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::new();
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("weir is up") {
+            break;
+        }
+    }
+    assert!(seen.contains("weir is up"), "{seen}");
+    // Keep reading so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (guard, seen, pid)
+}
+
 fn curl(args: &[&str]) -> String {
     let out = Command::new("curl")
         .args(["-s", "--max-time", "5"])
@@ -39,37 +68,18 @@ fn quickstart_serves_what_the_readme_shows() {
     let https = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let certs = std::env::temp_dir().join(format!("weir-quickstart-certs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&certs);
-    let mut child = weir()
-        .args([
-            "up",
-            &repo_file("examples/quickstart.yaml"),
-            "--parameter",
-            &format!("ListenerPort={port}"),
-            "--parameter",
-            &format!("HttpsPort={https}"),
-            "--api-address",
-            "127.0.0.1:0",
-            "--certificate-dir",
-            certs.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = String::new();
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("weir is up") {
-            break;
-        }
-    }
-    assert!(seen.contains("weir is up"), "{seen}");
+    let (_guard, seen, _) = weir_up(&[
+        "up",
+        &repo_file("examples/quickstart.yaml"),
+        "--parameter",
+        &format!("ListenerPort={port}"),
+        "--parameter",
+        &format!("HttpsPort={https}"),
+        "--api-address",
+        "127.0.0.1:0",
+        "--certificate-dir",
+        certs.to_str().unwrap(),
+    ]);
     assert!(seen.contains("DNS name: quickstart-"), "{seen}");
     let base = format!("http://127.0.0.1:{port}");
 
@@ -139,39 +149,20 @@ fn nlb_example_serves_tcp_and_tls_with_zonal_nodes() {
     let tls = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let certs = std::env::temp_dir().join(format!("weir-nlb-certs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&certs);
-    let mut child = weir()
-        .args([
-            "up",
-            &repo_file("examples/nlb.yaml"),
-            "--parameter",
-            &format!("TcpPort={tcp}"),
-            "--parameter",
-            &format!("TlsPort={tls}"),
-            "--api-address",
-            "127.0.0.1:0",
-            "--dns-address",
-            "off",
-            "--certificate-dir",
-            certs.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = String::new();
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("weir is up") {
-            break;
-        }
-    }
-    assert!(seen.contains("weir is up"), "{seen}");
+    let (_guard, seen, _) = weir_up(&[
+        "up",
+        &repo_file("examples/nlb.yaml"),
+        "--parameter",
+        &format!("TcpPort={tcp}"),
+        "--parameter",
+        &format!("TlsPort={tls}"),
+        "--api-address",
+        "127.0.0.1:0",
+        "--dns-address",
+        "off",
+        "--certificate-dir",
+        certs.to_str().unwrap(),
+    ]);
     // The zone-a node's address, as printed: `tcp://127.0.1.N:PORT/`.
     let zone_a = seen
         .split_whitespace()
@@ -201,34 +192,16 @@ fn nlb_example_serves_tcp_and_tls_with_zonal_nodes() {
 #[test]
 fn autoscaling_example_serves_from_launched_instances_and_stops_them() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = weir()
-        .args([
-            "up",
-            &repo_file("examples/autoscaling.yaml"),
-            "--parameter",
-            &format!("ListenerPort={port}"),
-            "--api-address",
-            "127.0.0.1:0",
-            "--dns-address",
-            "off",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let _guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("weir is up") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("weir up exited"),
-        }
-    }
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    let (_guard, _, pid) = weir_up(&[
+        "up",
+        &repo_file("examples/autoscaling.yaml"),
+        "--parameter",
+        &format!("ListenerPort={port}"),
+        "--api-address",
+        "127.0.0.1:0",
+        "--dns-address",
+        "off",
+    ]);
     // Two instances launched by the group answer through the ALB with their instance ids.
     let mut ids = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(40);
