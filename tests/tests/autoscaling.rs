@@ -153,3 +153,174 @@ async fn an_alarm_going_into_alarm_runs_the_step_policy_it_names() {
     assert_eq!(desired(&api), 4, "actions disabled");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs `aws autoscaling ARGS` against the API at `addr`: Ok(JSON) or Err(stderr).
+async fn aws_autoscaling(
+    addr: std::net::SocketAddr,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new("aws")
+            .args(["--endpoint-url", &format!("http://{addr}"), "--region", "us-east-1"])
+            .args(["--output", "json", "autoscaling"])
+            .args(&args)
+            .env("AWS_ACCESS_KEY_ID", "AKIDWEIRTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "weir-test-secret")
+            .env("AWS_PAGER", "")
+            .output()
+            .expect("the aws CLI is installed");
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        Ok(if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        })
+    })
+    .await
+    .unwrap()
+}
+
+/// The CPU history the predictive test seeds: 240 % in total (five instances' worth at a
+/// target of 50) from 09:00 to 17:00 UTC, 20 % otherwise.
+fn busy_cpu(secs: u64) -> f64 {
+    if (9..17).contains(&(secs / 3600 % 24)) {
+        240.0
+    } else {
+        20.0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictive_scaling_forecasts_from_history_and_scales_ahead_of_the_hour() {
+    let api = Arc::new(api_over(state_with_group(1)));
+    // Three days of per-minute CPU history up to the current hour (real time: the forecast
+    // API forecasts from now).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let this_hour = now - now % 3600;
+    let cpu = weir_telemetry::MetricId::new(
+        "AWS/EC2",
+        "CPUUtilization",
+        &[("AutoScalingGroupName", "g")],
+    );
+    for m in 0..3 * 24 * 60 {
+        let t = this_hour - 3 * 86_400 + m * 60;
+        api.metrics.sample(cpu.clone(), "Percent", weir_telemetry::Kind::Gauge, busy_cpu(t), t);
+    }
+    let (addr, _task) = weir_api::serve(api.clone(), "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let put = |mode: &str| {
+        let config = format!(
+            r#"{{"MetricSpecifications":[{{"TargetValue":50,"PredefinedMetricPairSpecification":{{"PredefinedMetricType":"ASGCPUUtilization"}}}}],"Mode":"{mode}","SchedulingBufferTime":300}}"#
+        );
+        let args = [
+            "put-scaling-policy",
+            "--auto-scaling-group-name",
+            "g",
+            "--policy-name",
+            "forecast",
+            "--policy-type",
+            "PredictiveScaling",
+            "--predictive-scaling-configuration",
+        ]
+        .map(String::from);
+        async move {
+            let mut a: Vec<&str> = args.iter().map(String::as_str).collect();
+            a.push(&config);
+            aws_autoscaling(addr, &a).await
+        }
+    };
+    put("ForecastOnly").await.unwrap();
+    let pols = aws_autoscaling(addr, &["describe-policies", "--auto-scaling-group-name", "g"])
+        .await
+        .unwrap();
+    let c = &pols["ScalingPolicies"][0]["PredictiveScalingConfiguration"];
+    assert_eq!(c["Mode"], "ForecastOnly", "{pols}");
+    assert_eq!(c["MetricSpecifications"][0]["TargetValue"], 50.0, "{pols}");
+
+    // The forecast: 48 hours from this hour, the daily pattern, and the capacity it takes.
+    let iso = |s: u64| weir_model::time::iso8601(s);
+    let f = aws_autoscaling(
+        addr,
+        &[
+            "get-predictive-scaling-forecast",
+            "--auto-scaling-group-name",
+            "g",
+            "--policy-name",
+            "forecast",
+            "--start-time",
+            &iso(this_hour),
+            "--end-time",
+            &iso(this_hour + 48 * 3600),
+        ],
+    )
+    .await
+    .unwrap();
+    let load = &f["LoadForecast"][0];
+    let times = load["Timestamps"].as_array().unwrap();
+    assert!(times.len() >= 47, "48 hours (47 if the hour turned meanwhile): {f}");
+    assert_eq!(
+        load["MetricSpecification"]["PredefinedMetricPairSpecification"]["PredefinedMetricType"],
+        "ASGCPUUtilization"
+    );
+    for (i, t) in times.iter().enumerate() {
+        let hour: u64 = t.as_str().unwrap()[11..13].parse().unwrap();
+        let expect = busy_cpu(hour * 3600);
+        assert!((load["Values"][i].as_f64().unwrap() - expect).abs() < 1e-6, "{t}: {f}");
+        let capacity = f["CapacityForecast"]["Values"][i].as_f64().unwrap();
+        assert_eq!(capacity, if expect > 100.0 { 5.0 } else { 1.0 }, "{t}: {f}");
+    }
+
+    // Bad input is refused and changes nothing.
+    let err = put("Sometimes").await.unwrap_err();
+    assert!(err.contains("ValidationError") && err.contains("mode"), "{err}");
+    let err = aws_autoscaling(
+        addr,
+        &[
+            "get-predictive-scaling-forecast",
+            "--auto-scaling-group-name",
+            "g",
+            "--policy-name",
+            "nope",
+            "--start-time",
+            &iso(this_hour),
+            "--end-time",
+            &iso(this_hour + 3600),
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("ValidationError"), "{err}");
+
+    // With a test clock: the next 09:00 UTC, when the busy hours start.
+    let mut nine = this_hour - this_hour % 86_400 + 9 * 3600;
+    while nine <= this_hour + 3600 {
+        nine += 86_400;
+    }
+    let dir = std::env::temp_dir().join(format!("weir-predict-{}", std::process::id()));
+    let scaling = weir_api::Scaling::new(&dir);
+    scaling.run_once(&api, nine * 1000 - 240_000).await;
+    assert_eq!(desired(&api), 1, "ForecastOnly never scales");
+    put("ForecastAndScale").await.unwrap();
+    scaling.run_once(&api, nine * 1000 - 360_000).await;
+    assert_eq!(desired(&api), 1, "08:54: the busy hour is more than the 300 s buffer away");
+    scaling.run_once(&api, nine * 1000 - 240_000).await;
+    assert_eq!(desired(&api), 5, "08:56: raised to the forecast for 09:00");
+    let acts =
+        aws_autoscaling(addr, &["describe-scaling-activities", "--auto-scaling-group-name", "g"])
+            .await
+            .unwrap();
+    assert!(acts.to_string().contains("Executing predictive scaling policy forecast"), "{acts}");
+    // Held for the hour: put back by hand, the next reconciliation raises it again.
+    api.store.lock().await.apply("test", "", 0, |s| s.set_desired_capacity("g", 2)).unwrap();
+    scaling.run_once(&api, nine * 1000 + 1_800_000).await;
+    assert_eq!(desired(&api), 5);
+    // Quiet hours forecast less; predictive scaling does not scale in.
+    api.store.lock().await.apply("test", "", 0, |s| s.set_desired_capacity("g", 2)).unwrap();
+    scaling.run_once(&api, nine * 1000 + 9 * 3600 * 1000).await;
+    assert_eq!(desired(&api), 2, "18:00: a forecast of 1 leaves 2 alone");
+    scaling.provider.stop_all().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

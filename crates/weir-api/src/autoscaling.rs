@@ -1,16 +1,18 @@
 //! The Auto Scaling Query API (2011-01-01) for groups — `CreateAutoScalingGroup`,
 //! `DescribeAutoScalingGroups`, `UpdateAutoScalingGroup`, `DeleteAutoScalingGroup`,
 //! `SetDesiredCapacity`, `DescribeAutoScalingInstances`, `TerminateInstanceInAutoScalingGroup`,
-//! `DescribeScalingActivities`, `Attach/DetachLoadBalancerTargetGroups` — and [`Scaling`], the
-//! loop that carries out `weir_scale::plan` with instances as local processes.
+//! `DescribeScalingActivities`, `Attach/DetachLoadBalancerTargetGroups` — policies
+//! (`PutScalingPolicy`, `DescribePolicies`, `DeletePolicy`, `ExecutePolicy`,
+//! `GetPredictiveScalingForecast`), scheduled actions, and [`Scaling`], the loop that runs
+//! schedules and policies and carries out `weir_scale::plan` with instances as local processes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::Value;
 use weir_model::autoscaling::{
-    Activity, AutoScalingGroup, GroupInstance, GroupSpec, Lifecycle, PolicySpec, ScalingPolicy,
-    ScheduledAction,
+    Activity, AutoScalingGroup, GroupInstance, GroupSpec, Lifecycle, PolicySpec, Predictive,
+    ScalingPolicy, ScheduledAction,
 };
 use weir_model::shape::{get_bool, get_str, get_strs, get_u32};
 use weir_model::state::TargetSpec;
@@ -19,6 +21,7 @@ use weir_model::State;
 use weir_scale::local::{command_of, LocalProcesses};
 use weir_scale::policy::{self, GroupLoad};
 use weir_scale::{Observed, Step};
+use weir_telemetry::MetricId;
 
 use crate::xml::{iso8601, Xml};
 use crate::{Api, ApiError};
@@ -137,7 +140,74 @@ fn policy_xml(x: &mut Xml, p: &ScalingPolicy) {
             .leaf("DisableScaleIn", t.disable_scale_in)
             .close("TargetTrackingConfiguration");
     }
+    if let Some(c) = &p.predictive {
+        x.open("PredictiveScalingConfiguration").open("MetricSpecifications").open("member");
+        predictive_metric_xml(&mut *x, c);
+        x.close("member")
+            .close("MetricSpecifications")
+            .leaf("Mode", &c.mode)
+            .leaf("SchedulingBufferTime", c.scheduling_buffer_secs)
+            .leaf("MaxCapacityBreachBehavior", &c.max_capacity_breach)
+            .opt("MaxCapacityBuffer", c.max_capacity_buffer)
+            .close("PredictiveScalingConfiguration");
+    }
     x.leaf("Enabled", p.enabled);
+}
+
+/// A predictive policy's metric specification, as its metric pair.
+fn predictive_metric_xml(x: &mut Xml, c: &Predictive) {
+    x.leaf("TargetValue", c.target.0)
+        .open("PredefinedMetricPairSpecification")
+        .leaf("PredefinedMetricType", &c.metric)
+        .opt("ResourceLabel", c.resource_label.as_deref())
+        .close("PredefinedMetricPairSpecification");
+}
+
+/// The hourly history of a predictive policy's load metric (hour start, seconds → value) from
+/// `from` to `to` (seconds): requests an hour through the target group for `ALBRequestCount`,
+/// the instances' average total CPU percent for `ASGCPUUtilization`.
+fn load_history(
+    api: &Api,
+    group: &str,
+    c: &Predictive,
+    from: u64,
+    to: u64,
+) -> std::collections::BTreeMap<u64, f64> {
+    let hour = weir_scale::predict::HOUR;
+    let (id, per_hour) = match c.metric.as_str() {
+        "ALBRequestCount" => {
+            let label = c.resource_label.as_deref().unwrap_or_default();
+            let Some((lb, tg)) = label.split_once("/targetgroup/") else {
+                return Default::default();
+            };
+            let tg = format!("targetgroup/{tg}");
+            let dims = [("TargetGroup", tg.as_str()), ("LoadBalancer", lb)];
+            (MetricId::new("AWS/ApplicationELB", "RequestCount", &dims), 1.0)
+        }
+        // One CPU sample per instance a minute: the hour's sum over 60 is the average total.
+        _ => (MetricId::new("AWS/EC2", "CPUUtilization", &[("AutoScalingGroupName", group)]), 60.0),
+    };
+    api.metrics
+        .statistics(&id, from, to, hour)
+        .into_iter()
+        .map(|(t, st)| (t, st.sum / per_hour))
+        .collect()
+}
+
+/// A forecast: (hour start in seconds, load, capacity) for each hour.
+type Forecast = Vec<(u64, f64, u32)>;
+
+/// A predictive policy's forecast made at `now_ms` for the next 48 hours from the current hour;
+/// empty with less than a day of history.
+fn forecast(api: &Api, g: &AutoScalingGroup, c: &Predictive, now_ms: u64) -> Forecast {
+    use weir_scale::predict::{capacity, forecast_load, HISTORY_DAYS, HORIZON_HOURS, HOUR};
+    let now = now_ms / 1000;
+    let this_hour = now - now % HOUR;
+    let history = load_history(api, &g.name, c, this_hour - HISTORY_DAYS * 24 * HOUR, this_hour);
+    forecast_load(&history, this_hour, HORIZON_HOURS)
+        .into_iter()
+        .map(|(h, load)| (h, load, capacity(c, g, load)))
+        .collect()
 }
 
 fn scheduled_xml(x: &mut Xml, a: &ScheduledAction) {
@@ -366,22 +436,48 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 _ => None,
             };
             api.mutate(action, &name, |s| {
-                let pol = s
-                    .auto_scaling
-                    .policies
-                    .values()
-                    .find(|q| {
-                        q.arn == name
-                            || (Some(q.group.as_str()) == group.as_deref() && q.name == name)
-                    })
-                    .cloned()
-                    .ok_or_else(|| {
-                        weir_model::ModelError::validation(format!("Policy {name} not found"))
-                    })?;
+                let pol = s.find_scaling_policy(group.as_deref(), &name)?.clone();
                 let desired = policy_desired(s, &pol, breach)?;
                 s.resize_group(&pol.group, None, None, Some(desired)).map(|_| ())
             })
             .await?;
+        }
+        "GetPredictiveScalingForecast" => {
+            let group = group_name(p)?;
+            let name = get_str(p, "PolicyName").ok_or_else(|| ApiError::missing("policyName"))?;
+            let start = time_ms(p, "StartTime")?.ok_or_else(|| ApiError::missing("startTime"))?;
+            let end = time_ms(p, "EndTime")?.ok_or_else(|| ApiError::missing("endTime"))?;
+            if end <= start || end - start > 30 * 86_400_000 {
+                return Err(weir_model::ModelError::validation(
+                    "EndTime must be after StartTime and at most 30 days later",
+                )
+                .into());
+            }
+            let state = api.store.lock().await.state().clone();
+            let pol = state.find_scaling_policy(Some(&group), &name)?;
+            let Some(c) = &pol.predictive else {
+                return Err(weir_model::ModelError::validation(format!(
+                    "Policy {name} is not a predictive scaling policy"
+                ))
+                .into());
+            };
+            let g = state.auto_scaling_group(&group)?;
+            let points: Forecast = forecast(api, g, c, now)
+                .into_iter()
+                .filter(|(h, _, _)| (start / 1000..end / 1000).contains(h))
+                .collect();
+            let times: Vec<String> = points.iter().map(|(h, _, _)| iso8601(h * 1000)).collect();
+            x.open("LoadForecast").open("member");
+            x.strings("Timestamps", &times)
+                .strings("Values", points.iter().map(|(_, l, _)| *l).collect::<Vec<_>>())
+                .open("MetricSpecification");
+            predictive_metric_xml(&mut x, c);
+            x.close("MetricSpecification").close("member").close("LoadForecast");
+            x.open("CapacityForecast")
+                .strings("Timestamps", &times)
+                .strings("Values", points.iter().map(|(_, _, n)| *n).collect::<Vec<_>>())
+                .close("CapacityForecast")
+                .leaf("UpdateTime", iso8601(now - now % 60_000));
         }
         "PutScheduledUpdateGroupAction" => {
             let group = group_name(p)?;
@@ -464,6 +560,13 @@ struct Track {
     scaled_at: HashMap<String, u64>,
     /// Since when target tracking has asked for less than the desired capacity.
     low_since: HashMap<String, u64>,
+    /// Each instance's CPU seconds when its CPU was last recorded (ms, seconds).
+    cpu_recorded: HashMap<String, (u64, f64)>,
+    /// Predictive policies' forecasts by ARN, with the minute they were made.
+    forecasts: HashMap<String, (u64, Forecast)>,
+    /// The capacity `ForecastAndScale` policies hold each group at for now (target tracking
+    /// does not scale in below it).
+    floors: HashMap<String, u32>,
 }
 
 /// Keeps samples newer than `window` (plus the one just before, so a full window is covered).
@@ -576,6 +679,116 @@ impl Scaling {
         out
     }
 
+    /// Records each in-service instance's CPU utilization once a minute as `AWS/EC2`
+    /// `CPUUtilization` by `AutoScalingGroupName` (one sample per instance), the history
+    /// `ASGCPUUtilization` forecasts read.
+    fn record_cpu(&self, api: &Api, state: &State, now: u64) {
+        let mut t = self.track();
+        let mut live = std::collections::HashSet::new();
+        for g in state.auto_scaling.groups.values() {
+            let id =
+                MetricId::new("AWS/EC2", "CPUUtilization", &[("AutoScalingGroupName", &g.name)]);
+            for i in g.instances.values().filter(|i| i.lifecycle == Lifecycle::InService) {
+                live.insert(i.id.clone());
+                let last = t.cpu_recorded.get(&i.id).copied();
+                if last.is_some_and(|(at, _)| now.saturating_sub(at) < 60_000) {
+                    continue;
+                }
+                let Some(cpu) = self.provider.pid(&i.id).and_then(cpu_seconds) else { continue };
+                if let Some((at, before)) = last {
+                    let percent = (cpu - before).max(0.0) * 100_000.0 / (now - at) as f64;
+                    let kind = weir_telemetry::Kind::Gauge;
+                    api.metrics.sample(id.clone(), "Percent", kind, percent, now / 1000);
+                }
+                t.cpu_recorded.insert(i.id.clone(), (now, cpu));
+            }
+        }
+        t.cpu_recorded.retain(|k, _| live.contains(k));
+    }
+
+    /// `ForecastAndScale` policies: ahead of each hour (by the scheduling buffer) the group is
+    /// raised to the capacity forecast for it, and held there while the hour lasts; predictive
+    /// scaling never scales in.
+    async fn run_predictive(&self, api: &Api, state: &State, now: u64) {
+        use weir_scale::predict::{max_for, HOUR};
+        let mut floors: HashMap<String, u32> = HashMap::new();
+        for pol in state.auto_scaling.policies.values() {
+            let (Some(c), Ok(g)) = (&pol.predictive, state.auto_scaling_group(&pol.group)) else {
+                continue;
+            };
+            if !pol.enabled || c.mode != "ForecastAndScale" {
+                continue;
+            }
+            let minute = now / 60_000;
+            let cached = self
+                .track()
+                .forecasts
+                .get(&pol.arn)
+                .filter(|(m, _)| *m == minute)
+                .map(|(_, f)| f.clone());
+            let fc = match cached {
+                Some(f) => f,
+                None => {
+                    let f = forecast(api, g, c, now);
+                    self.track().forecasts.insert(pol.arn.clone(), (minute, f.clone()));
+                    f
+                }
+            };
+            let secs = now / 1000;
+            let (this_hour, ahead) =
+                (secs - secs % HOUR, secs + u64::from(c.scheduling_buffer_secs));
+            let ahead = ahead - ahead % HOUR;
+            let Some((hour, _, cap)) = fc
+                .iter()
+                .filter(|(h, _, _)| (this_hour..=ahead).contains(h))
+                .max_by_key(|(_, _, n)| *n)
+                .copied()
+            else {
+                continue;
+            };
+            let floor = floors.entry(g.name.clone()).or_default();
+            *floor = (*floor).max(cap);
+            if g.desired_capacity >= cap {
+                continue;
+            }
+            let max = max_for(c, g, cap);
+            let from = g.desired_capacity;
+            tracing::info!(group = %g.name, policy = %pol.name, from, to = cap, "predictive scaling");
+            let r = api
+                .mutate("PredictiveScaling", &pol.name, |s| {
+                    let to = s.resize_group(&g.name, None, Some(max), Some(cap))?;
+                    s.record_activity(Activity {
+                        id: weir_model::ids::uuid(),
+                        group: g.name.clone(),
+                        description: format!(
+                            "Executing predictive scaling policy {}",
+                            pol.name
+                        ),
+                        cause: format!(
+                            "At {} the predictive scaling policy {} forecast a capacity of {cap} for the hour starting at {}, changing the desired capacity from {from} to {to}.",
+                            iso8601(now).split('.').next().unwrap_or_default(),
+                            pol.name,
+                            iso8601(hour * 1000).split('.').next().unwrap_or_default(),
+                        ),
+                        status_code: "Successful".into(),
+                        status_message: None,
+                        start_ms: now,
+                        end_ms: Some(now),
+                        instance_id: None,
+                    });
+                    Ok(())
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(policy = %pol.name, error = %e.message, "predictive scaling failed");
+            }
+        }
+        let mut t = self.track();
+        t.floors = floors;
+        let live: std::collections::HashSet<&String> = state.auto_scaling.policies.keys().collect();
+        t.forecasts.retain(|k, _| live.contains(k));
+    }
+
     /// Target tracking: scale out at once (then wait for warm-up), scale in after the delay.
     async fn track_targets(&self, api: &Api, state: &State, now: u64) {
         let loads = self.measure(api, state, now).await;
@@ -588,6 +801,8 @@ impl Scaling {
             else {
                 continue;
             };
+            // Not below what a predictive policy holds the group at for this hour.
+            let want = want.max(self.track().floors.get(&g.name).copied().unwrap_or(0));
             let warmup =
                 u64::from(pol.estimated_instance_warmup.unwrap_or(g.default_cooldown)) * 1000;
             let change = {
@@ -766,7 +981,10 @@ impl Scaling {
         if state.auto_scaling.groups.is_empty() {
             return;
         }
+        self.record_cpu(api, &state, now_ms);
         self.run_schedules(api, &state, now_ms).await;
+        self.run_predictive(api, &state, now_ms).await;
+        let state = api.store.lock().await.state().clone();
         self.track_targets(api, &state, now_ms).await;
         // Plan on the state the schedules and policies just changed.
         let state = api.store.lock().await.state().clone();

@@ -191,6 +191,35 @@ pub const PREDEFINED_METRICS: &[&str] = &[
     "ASGAverageNetworkOut",
 ];
 
+/// A predictive scaling configuration (`PredictiveScalingConfiguration`), with its one metric
+/// specification reduced to the metric pair it amounts to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Predictive {
+    /// The metric pair: `ALBRequestCount` (load: the target group's `RequestCount`; scaling:
+    /// requests per target per minute) or `ASGCPUUtilization` (load: the instances' total CPU;
+    /// scaling: their average CPU).
+    pub metric: String,
+    /// For `ALBRequestCount`: `app/LB/ID/targetgroup/TG/ID`.
+    pub resource_label: Option<String>,
+    /// The scaling metric's value to hold each instance at.
+    pub target: crate::alarm::Threshold,
+    /// `ForecastOnly` (default) or `ForecastAndScale`.
+    pub mode: String,
+    /// Seconds before each forecast hour that capacity is raised (`SchedulingBufferTime`).
+    pub scheduling_buffer_secs: u32,
+    /// `MaxCapacityBreachBehavior`: `HonorMaxCapacity` (default) or `IncreaseMaxCapacity`.
+    pub max_capacity_breach: String,
+    /// `MaxCapacityBuffer`: percent above the forecast the maximum may grow to.
+    pub max_capacity_buffer: Option<u32>,
+}
+
+/// Metric pairs predictive scaling follows, with the load and scaling metrics that make them
+/// up when given separately.
+pub const PREDICTIVE_METRICS: &[(&str, &str, &str)] = &[
+    ("ALBRequestCount", "ALBTargetGroupRequestCount", "ALBRequestCountPerTarget"),
+    ("ASGCPUUtilization", "ASGTotalCPUUtilization", "ASGAverageCPUUtilization"),
+];
+
 /// A scaling policy (`PutScalingPolicy`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScalingPolicy {
@@ -216,6 +245,9 @@ pub struct ScalingPolicy {
     pub estimated_instance_warmup: Option<u32>,
     /// Target tracking.
     pub target_tracking: Option<TargetTracking>,
+    /// Predictive scaling.
+    #[serde(default)]
+    pub predictive: Option<Predictive>,
     /// Whether it is enabled.
     pub enabled: bool,
 }
@@ -235,7 +267,7 @@ pub struct ScheduledAction {
     pub start_ms: Option<u64>,
     /// No runs after, ms since the epoch.
     pub end_ms: Option<u64>,
-    /// `UTC` / `Etc/UTC` (other zones are refused).
+    /// The IANA time zone `recurrence` is read in (`America/New_York`); UTC when absent.
     pub time_zone: Option<String>,
     /// New sizes.
     pub min_size: Option<u32>,
@@ -681,6 +713,8 @@ pub struct PolicySpec {
     pub estimated_instance_warmup: Option<u32>,
     /// `TargetTrackingConfiguration`.
     pub target_tracking: Option<TargetTracking>,
+    /// `PredictiveScalingConfiguration`.
+    pub predictive: Option<Predictive>,
     /// `Enabled` (default true).
     pub enabled: Option<bool>,
 }
@@ -745,21 +779,48 @@ impl crate::State {
                     )));
                 }
                 if tt.metric == "ALBRequestCountPerTarget" {
-                    let label = tt.resource_label.as_deref().unwrap_or_default();
-                    let g = self.auto_scaling_group(group)?;
-                    let ok = g.target_group_arns.iter().any(|arn| {
-                        self.target_groups
-                            .get(arn)
-                            .is_some_and(|tg| label.ends_with(&tg.full_name()))
-                    });
-                    if !ok {
-                        return Err(ModelError::validation(format!(
-                            "Invalid ResourceLabel '{label}': it must name a target group of the Auto Scaling group, as app/LB/ID/targetgroup/TG/ID"
-                        )));
-                    }
+                    self.tracked_target_group(group, tt.resource_label.as_deref())?;
                 }
                 if tt.target.0.is_nan() || tt.target.0 <= 0.0 {
                     return Err(ModelError::validation("TargetValue must be greater than 0"));
+                }
+            }
+            "PredictiveScaling" => {
+                let Some(p) = &spec.predictive else {
+                    return Err(ModelError::validation(
+                        "PredictiveScalingConfiguration is required for predictive scaling policies",
+                    ));
+                };
+                if p.metric == "ALBRequestCount" {
+                    self.tracked_target_group(group, p.resource_label.as_deref())?;
+                }
+                if p.target.0.is_nan() || p.target.0 <= 0.0 {
+                    return Err(ModelError::validation("TargetValue must be greater than 0"));
+                }
+                if !matches!(p.mode.as_str(), "ForecastOnly" | "ForecastAndScale") {
+                    return Err(ModelError::validation(format!(
+                        "Invalid predictive scaling mode {}: ForecastOnly or ForecastAndScale",
+                        p.mode
+                    )));
+                }
+                if p.scheduling_buffer_secs > 3600 {
+                    return Err(ModelError::validation(
+                        "SchedulingBufferTime must be between 0 and 3600 seconds",
+                    ));
+                }
+                if !matches!(
+                    p.max_capacity_breach.as_str(),
+                    "HonorMaxCapacity" | "IncreaseMaxCapacity"
+                ) {
+                    return Err(ModelError::validation(format!(
+                        "Invalid MaxCapacityBreachBehavior {}",
+                        p.max_capacity_breach
+                    )));
+                }
+                if p.max_capacity_buffer.is_some_and(|b| b > 100) {
+                    return Err(ModelError::validation(
+                        "MaxCapacityBuffer must be between 0 and 100",
+                    ));
                 }
             }
             other => {
@@ -792,23 +853,50 @@ impl crate::State {
                 step_adjustments: spec.step_adjustments,
                 estimated_instance_warmup: spec.estimated_instance_warmup,
                 target_tracking: spec.target_tracking,
+                predictive: spec.predictive,
                 enabled: spec.enabled.unwrap_or(true),
             },
         );
         Ok(arn)
     }
 
-    /// `DeletePolicy` by name (with the group) or ARN.
-    pub fn delete_scaling_policy(&mut self, group: Option<&str>, name_or_arn: &str) -> Result<()> {
-        let key = self
-            .auto_scaling
+    /// The ARN of the target group of `group` that a policy's `ResourceLabel`
+    /// (`app/LB/ID/targetgroup/TG/ID`) names.
+    pub fn tracked_target_group(&self, group: &str, label: Option<&str>) -> Result<String> {
+        let label = label.unwrap_or_default();
+        let g = self.auto_scaling_group(group)?;
+        g.target_group_arns
+            .iter()
+            .find(|arn| {
+                !label.is_empty()
+                    && self.target_groups.get(*arn).is_some_and(|tg| label.ends_with(&tg.full_name()))
+            })
+            .cloned()
+            .ok_or_else(|| {
+                ModelError::validation(format!(
+                    "Invalid ResourceLabel '{label}': it must name a target group of the Auto Scaling group, as app/LB/ID/targetgroup/TG/ID"
+                ))
+            })
+    }
+
+    /// The policy `name_or_arn`: its ARN, or its name with its group.
+    pub fn find_scaling_policy(
+        &self,
+        group: Option<&str>,
+        name_or_arn: &str,
+    ) -> Result<&ScalingPolicy> {
+        self.auto_scaling
             .policies
             .values()
             .find(|p| {
                 p.arn == name_or_arn || (Some(p.group.as_str()) == group && p.name == name_or_arn)
             })
-            .map(|p| p.arn.clone())
-            .ok_or_else(|| ModelError::validation(format!("Policy {name_or_arn} not found")))?;
+            .ok_or_else(|| ModelError::validation(format!("Policy {name_or_arn} not found")))
+    }
+
+    /// `DeletePolicy` by name (with the group) or ARN.
+    pub fn delete_scaling_policy(&mut self, group: Option<&str>, name_or_arn: &str) -> Result<()> {
+        let key = self.find_scaling_policy(group, name_or_arn)?.arn.clone();
         self.auto_scaling.policies.remove(&key);
         Ok(())
     }
@@ -822,9 +910,9 @@ impl crate::State {
             ));
         }
         if let Some(z) = &a.time_zone {
-            if z != "UTC" && z != "Etc/UTC" && z != "GMT" {
+            if crate::time::zone_offset(z, 0).is_none() {
                 return Err(ModelError::validation(format!(
-                    "Time zone '{z}' is not supported by Weir (UTC only)"
+                    "Invalid time zone '{z}': expected an IANA time zone name such as America/New_York"
                 )));
             }
         }
@@ -1014,6 +1102,10 @@ impl PolicySpec {
             None => None,
         };
         Ok(Self {
+            predictive: match p.get("PredictiveScalingConfiguration") {
+                Some(c) => Some(Predictive::from_shape(c)?),
+                None => None,
+            },
             policy_type: get_str(p, "PolicyType"),
             adjustment_type: get_str(p, "AdjustmentType"),
             scaling_adjustment: get_i64(p, "ScalingAdjustment")?,
@@ -1024,5 +1116,105 @@ impl PolicySpec {
             target_tracking: tt,
             enabled: get_bool(p, "Enabled")?,
         })
+    }
+}
+
+impl Predictive {
+    /// From `PredictiveScalingConfiguration`: one metric specification, as a metric pair or as
+    /// a predefined load metric with its matching scaling metric.
+    pub fn from_shape(c: &Value) -> Result<Self> {
+        let specs = match c.get("MetricSpecifications") {
+            Some(Value::Array(items)) => items.as_slice(),
+            _ => &[],
+        };
+        let [spec] = specs else {
+            return Err(ModelError::validation(
+                "MetricSpecifications must hold exactly one metric specification",
+            ));
+        };
+        let (metric, label) = if let Some(pair) = spec.get("PredefinedMetricPairSpecification") {
+            let t = get_str(pair, "PredefinedMetricType")
+                .ok_or_else(|| missing("predefinedMetricType"))?;
+            if !PREDICTIVE_METRICS.iter().any(|(p, _, _)| *p == t) {
+                return Err(ModelError::validation(format!(
+                    "Unsupported predefined metric pair {t}: Weir forecasts ALBRequestCount and ASGCPUUtilization"
+                )));
+            }
+            (t, get_str(pair, "ResourceLabel"))
+        } else if let Some(load) = spec.get("PredefinedLoadMetricSpecification") {
+            let t = get_str(load, "PredefinedMetricType")
+                .ok_or_else(|| missing("predefinedMetricType"))?;
+            let Some((pair, _, scaling)) = PREDICTIVE_METRICS.iter().find(|(_, l, _)| *l == t)
+            else {
+                return Err(ModelError::validation(format!(
+                    "Unsupported predefined load metric {t}: Weir forecasts ALBTargetGroupRequestCount and ASGTotalCPUUtilization"
+                )));
+            };
+            let given = spec
+                .get("PredefinedScalingMetricSpecification")
+                .and_then(|s| get_str(s, "PredefinedMetricType"));
+            if given.as_deref() != Some(*scaling) {
+                return Err(ModelError::validation(format!(
+                    "The load metric {t} needs the scaling metric {scaling} (PredefinedScalingMetricSpecification)"
+                )));
+            }
+            ((*pair).to_string(), get_str(load, "ResourceLabel"))
+        } else {
+            return Err(ModelError::validation(
+                "Weir supports predictive scaling on predefined metrics (PredefinedMetricPairSpecification or PredefinedLoadMetricSpecification)",
+            ));
+        };
+        Ok(Self {
+            metric,
+            resource_label: label,
+            target: crate::alarm::Threshold(
+                get_f64(spec, "TargetValue")?.ok_or_else(|| missing("targetValue"))?,
+            ),
+            mode: get_str(c, "Mode").unwrap_or_else(|| "ForecastOnly".into()),
+            scheduling_buffer_secs: get_u32(c, "SchedulingBufferTime")?.unwrap_or(300),
+            max_capacity_breach: get_str(c, "MaxCapacityBreachBehavior")
+                .unwrap_or_else(|| "HonorMaxCapacity".into()),
+            max_capacity_buffer: get_u32(c, "MaxCapacityBuffer")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn predictive_configurations_reduce_to_a_metric_pair() {
+        let pair = json!({"MetricSpecifications": [{"TargetValue": 50,
+            "PredefinedMetricPairSpecification": {"PredefinedMetricType": "ASGCPUUtilization"}}]});
+        let p = Predictive::from_shape(&pair).unwrap();
+        assert_eq!((p.metric.as_str(), p.target.0), ("ASGCPUUtilization", 50.0));
+        assert_eq!((p.mode.as_str(), p.scheduling_buffer_secs), ("ForecastOnly", 300));
+        assert_eq!(p.max_capacity_breach, "HonorMaxCapacity");
+        let separate = json!({"Mode": "ForecastAndScale", "SchedulingBufferTime": "600",
+            "MetricSpecifications": [{"TargetValue": "1000",
+                "PredefinedLoadMetricSpecification": {"PredefinedMetricType": "ALBTargetGroupRequestCount",
+                    "ResourceLabel": "app/a/1/targetgroup/t/2"},
+                "PredefinedScalingMetricSpecification": {"PredefinedMetricType": "ALBRequestCountPerTarget",
+                    "ResourceLabel": "app/a/1/targetgroup/t/2"}}]});
+        let p = Predictive::from_shape(&separate).unwrap();
+        assert_eq!(p.metric, "ALBRequestCount");
+        assert_eq!(p.resource_label.as_deref(), Some("app/a/1/targetgroup/t/2"));
+        assert_eq!((p.mode.as_str(), p.scheduling_buffer_secs), ("ForecastAndScale", 600));
+        for bad in [
+            json!({}),
+            json!({"MetricSpecifications": [{"TargetValue": 1}]}),
+            json!({"MetricSpecifications": [{"TargetValue": 1,
+                "PredefinedMetricPairSpecification": {"PredefinedMetricType": "ASGNetworkIn"}}]}),
+            json!({"MetricSpecifications": [{"TargetValue": 1,
+                "PredefinedLoadMetricSpecification": {"PredefinedMetricType": "ASGTotalCPUUtilization"},
+                "PredefinedScalingMetricSpecification": {"PredefinedMetricType": "ALBRequestCountPerTarget"}}]}),
+            json!({"MetricSpecifications": [
+                {"TargetValue": 1, "PredefinedMetricPairSpecification": {"PredefinedMetricType": "ASGCPUUtilization"}},
+                {"TargetValue": 2, "PredefinedMetricPairSpecification": {"PredefinedMetricType": "ASGCPUUtilization"}}]}),
+        ] {
+            assert!(Predictive::from_shape(&bad).is_err(), "{bad}");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Unix cron expressions as Auto Scaling's `Recurrence` takes them: five fields — minute, hour,
 //! day of month, month, day of week — each `*`, a number, a name (`JAN`, `MON`), a range `a-b`,
 //! a step `*/n` or `a-b/n`, or a list of those. When both day fields are restricted, a day
-//! matching either runs (as cron does). Times are UTC.
+//! matching either runs (as cron does). `matches` reads calendar fields of the seconds it is given: UTC, or wall-clock
+//! time in a zone after `time::local_secs`.
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq, Eq)]

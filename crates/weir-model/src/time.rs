@@ -1,5 +1,6 @@
 //! Calendar arithmetic for the timestamps AWS formats use (ISO 8601 in APIs and logs, compact
-//! `YYYYMMDDTHHMMZ` in log file names). No time zone database: everything is UTC.
+//! `YYYYMMDDTHHMMZ` in log file names), and IANA time zones for schedules (the system's
+//! `/usr/share/zoneinfo`, or the copy of the database built into the binary when it is missing).
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
 pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -74,6 +75,20 @@ pub fn parse_iso8601(s: &str) -> Option<u64> {
     u64::try_from(secs).ok()
 }
 
+/// The offset from UTC, in seconds, of IANA time zone `zone` (`Europe/Paris`, `UTC`) at `secs`
+/// since the epoch; `None` for a zone the database does not know.
+pub fn zone_offset(zone: &str, secs: u64) -> Option<i64> {
+    let tz = jiff::tz::db().get(zone).ok()?;
+    let at = jiff::Timestamp::from_second(i64::try_from(secs).ok()?).ok()?;
+    Some(i64::from(tz.to_offset(at).seconds()))
+}
+
+/// Seconds since the epoch of the local wall-clock time in `zone` at `secs` (UTC), for matching
+/// calendar fields in that zone; `None` for an unknown zone.
+pub fn local_secs(zone: &str, secs: u64) -> Option<u64> {
+    u64::try_from(secs as i64 + zone_offset(zone, secs)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +102,17 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, i64::from(m), i64::from(d)), days);
         }
+    }
+
+    #[test]
+    fn zone_offsets_follow_daylight_saving() {
+        // 2026-01-15 12:00 UTC and 2026-07-15 12:00 UTC.
+        let (winter, summer) = (1_768_478_400, 1_784_116_800);
+        assert_eq!(zone_offset("UTC", winter), Some(0));
+        assert_eq!(zone_offset("Europe/Paris", winter), Some(3600));
+        assert_eq!(zone_offset("Europe/Paris", summer), Some(7200));
+        assert_eq!(zone_offset("America/New_York", summer), Some(-4 * 3600));
+        assert_eq!(zone_offset("Mars/Olympus_Mons", winter), None);
+        assert_eq!(parts(local_secs("Asia/Tokyo", winter).unwrap()).3, 21);
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod local;
 pub mod policy;
+pub mod predict;
 
 use std::collections::BTreeMap;
 

@@ -91,8 +91,20 @@ pub fn scheduled_due(a: &ScheduledAction, now_ms: u64) -> bool {
     }
     match &a.recurrence {
         Some(r) => {
+            // The cron fields are wall-clock time in the action's zone. When clocks go back, a
+            // local minute comes twice: it runs the first time only.
+            let local = |ms: u64| match &a.time_zone {
+                Some(z) => weir_model::time::local_secs(z, ms / 1000).map(|s| s / 60),
+                None => Some(ms / 60_000),
+            };
+            let Some(now_local) = local(now_ms) else { return false };
+            if a.last_run_ms.is_some_and(|l| {
+                now_ms.saturating_sub(l) < 3 * 3_600_000 && local(l) == Some(now_local)
+            }) {
+                return false;
+            }
             a.start_ms.is_none_or(|s| now_ms >= s)
-                && Cron::parse(r).is_ok_and(|c| c.matches(now_ms / 1000))
+                && Cron::parse(r).is_ok_and(|c| c.matches(now_local * 60))
         }
         None => a.start_ms.is_some_and(|s| now_ms >= s) && a.last_run_ms.is_none(),
     }
@@ -170,6 +182,7 @@ mod tests {
             ],
             estimated_instance_warmup: None,
             target_tracking: None,
+            predictive: None,
             enabled: true,
         };
         assert_eq!(step_for(&p, 0.0), Some(1));
@@ -211,5 +224,37 @@ mod tests {
         };
         assert!(!scheduled_due(&once, t - 1));
         assert!(scheduled_due(&once, t + 90_000));
+    }
+
+    #[test]
+    fn recurrences_are_read_in_their_time_zone_across_daylight_saving() {
+        let at = |recurrence: &str, zone: &str, last: Option<u64>| ScheduledAction {
+            name: "s".into(),
+            arn: String::new(),
+            group: "g".into(),
+            recurrence: Some(recurrence.into()),
+            start_ms: None,
+            end_ms: None,
+            time_zone: Some(zone.into()),
+            min_size: None,
+            max_size: None,
+            desired_capacity: Some(1),
+            last_run_ms: last,
+        };
+        // 2026-11-23 09:30 UTC is 10:30 in Paris (winter, UTC+1) and 04:30 in New York.
+        let t = 1_795_426_200_000;
+        assert!(scheduled_due(&at("30 10 * * MON", "Europe/Paris", None), t));
+        assert!(!scheduled_due(&at("30 9 * * MON", "Europe/Paris", None), t));
+        assert!(scheduled_due(&at("30 4 * * *", "America/New_York", None), t));
+        // 2026-07-15 12:00 UTC is 14:00 in Paris (summer, UTC+2).
+        assert!(scheduled_due(&at("0 14 15 JUL *", "Europe/Paris", None), 1_784_116_800_000));
+        // Paris clocks went back at 01:00 UTC on 2026-10-25: 02:30 local came at 00:30 and
+        // again at 01:30 UTC. The action runs the first time only.
+        let first = 1_792_888_200_000;
+        let second = first + 3_600_000;
+        let a = at("30 2 * * *", "Europe/Paris", None);
+        assert!(scheduled_due(&a, first) && scheduled_due(&a, second));
+        assert!(!scheduled_due(&at("30 2 * * *", "Europe/Paris", Some(first)), second));
+        assert!(!scheduled_due(&at("* * * * *", "Nowhere/Special", None), t), "unknown zone");
     }
 }

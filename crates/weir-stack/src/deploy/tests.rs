@@ -129,13 +129,21 @@ fn auto_scaling_resources_deploy_from_the_example() {
         ud,
         "ZXhlYyB7d2Vpcn0gZGVtby1iYWNrZW5kIC0tcG9ydCB7cG9ydH0gLS1uYW1lIHtpbnN0YW5jZV9pZH0="
     );
-    let p = state.auto_scaling.policies.values().next().unwrap();
-    let tt = p.target_tracking.as_ref().unwrap();
+    let policy =
+        |kind: &str| state.auto_scaling.policies.values().find(|p| p.policy_type == kind).unwrap();
+    let tt = policy("TargetTrackingScaling").target_tracking.as_ref().unwrap();
     assert_eq!(tt.metric, "ALBRequestCountPerTarget");
     assert!(tt.resource_label.as_deref().unwrap().contains("/targetgroup/asg-web/"));
     assert_eq!(tt.target.0, 600.0);
+    let forecast = policy("PredictiveScaling").predictive.as_ref().unwrap();
+    assert_eq!(
+        (forecast.metric.as_str(), forecast.mode.as_str()),
+        ("ALBRequestCount", "ForecastOnly")
+    );
+    assert!(forecast.resource_label.as_deref().unwrap().contains("/targetgroup/asg-web/"));
     let a = state.auto_scaling.scheduled.values().next().unwrap();
     assert_eq!(a.recurrence.as_deref(), Some("0 8 * * MON-FRI"));
+    assert_eq!(a.time_zone.as_deref(), Some("America/New_York"));
     assert_eq!(d.outputs["GroupName"], "web");
 
     // A group naming a launch template that does not exist fails with AWS's message, and the
