@@ -19,6 +19,7 @@ mod compile_l4;
 pub mod dns;
 mod metrics;
 
+pub use weir_balance::{HealthState, Reason};
 pub use weir_l7::tls;
 
 use std::collections::{HashMap, HashSet};
@@ -30,7 +31,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
-use weir_balance::{HealthState, Reason, TargetCell, TargetKey};
+use weir_balance::{TargetCell, TargetKey};
 use weir_health::CheckSpec;
 use weir_l7::tls::{CertificateStore, TlsError};
 use weir_l7::{ListenerHandle, ListenerStats, SnapshotCell};

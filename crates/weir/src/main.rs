@@ -213,6 +213,67 @@ fn start_scaling(api: &Arc<weir_api::Api>, scaling: weir_api::Scaling) -> Arc<we
     scaling
 }
 
+/// Waits (at most `limit`) until every Auto Scaling group has its desired capacity in service
+/// and healthy in its target groups, so what `weir up` prints as up answers at once; prints each
+/// group's instances.
+async fn wait_for_groups(api: &Arc<weir_api::Api>, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let state = api.store.lock().await.state().clone();
+        let mut waiting = Vec::new();
+        for g in state.auto_scaling.groups.values() {
+            let ready: Vec<&str> = g
+                .instances
+                .values()
+                .filter(|i| {
+                    i.lifecycle == weir_model::autoscaling::Lifecycle::InService && i.healthy
+                })
+                .map(|i| i.id.as_str())
+                .collect();
+            let mut healthy_everywhere = true;
+            for arn in &g.target_group_arns {
+                let health = api.dataplane.describe_target_health(arn, &state).await;
+                // Instance targets by id, ip targets by address and port.
+                let is_target = |id: &str, h: &weir_dataplane::TargetHealthInfo| {
+                    h.id == id
+                        || g.instances
+                            .get(id)
+                            .is_some_and(|i| i.address.to_string() == h.id && i.port == h.port)
+                };
+                let healthy = ready
+                    .iter()
+                    .filter(|id| {
+                        health.iter().any(|h| {
+                            is_target(id, h) && h.state == weir_dataplane::HealthState::Healthy
+                        })
+                    })
+                    .count();
+                healthy_everywhere &= healthy as u32 >= g.desired_capacity;
+            }
+            if (ready.len() as u32) < g.desired_capacity || !healthy_everywhere {
+                waiting.push(g.name.clone());
+            }
+        }
+        if waiting.is_empty() {
+            for g in state.auto_scaling.groups.values() {
+                let ids: Vec<&str> = g.instances.keys().map(String::as_str).collect();
+                println!(
+                    "  Auto Scaling group {}: {} instances in service ({})",
+                    g.name,
+                    ids.len(),
+                    ids.join(", ")
+                );
+            }
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            println!("  Auto Scaling groups still launching: {}", waiting.join(", "));
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// Starts the DNS responder; a busy port is reported, not fatal (the load balancers still serve).
 async fn start_dns(dns: DnsAddress, dp: &Arc<Dataplane>) -> Option<tokio::task::JoinHandle<()>> {
     let addr = dns.0?;
@@ -307,8 +368,16 @@ fn print_summary(state: &State, d: &weir_stack::Deployment, stack: &str) {
         }
     }
     for tg in state.target_groups.values() {
-        let targets: Vec<String> =
+        let mut targets: Vec<String> =
             tg.targets.iter().map(|t| format!("{}:{}", t.id, t.port)).collect();
+        targets.extend(
+            state
+                .auto_scaling
+                .groups
+                .values()
+                .filter(|g| g.target_group_arns.contains(&tg.arn))
+                .map(|g| format!("the instances of Auto Scaling group {}", g.name)),
+        );
         println!(
             "  target group {} ({}:{}, {}) targets: {}",
             tg.name,
@@ -522,6 +591,7 @@ async fn main() -> Result<()> {
                 std::env::temp_dir().join(format!("weir-instances-{}", std::process::id()));
             let scaling = start_scaling(&api, weir_api::Scaling::new(instances));
             start_metrics(&dp, &api, every, None, scaling.clone());
+            wait_for_groups(&api, std::time::Duration::from_secs(60)).await;
             println!("  AWS API on http://{addr}/ (state in memory)");
             let _dns = start_dns(dns_address, &dp).await;
             println!("weir is up; press Ctrl-C to stop");

@@ -37,7 +37,8 @@ fn weir_up(args: &[&str]) -> (Kill, String, u32) {
     let stdout = child.stdout.take().unwrap();
     let guard = Kill(child);
     let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Auto Scaling groups launch and pass health checks before `weir up` says it is up.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = String::new();
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
@@ -83,19 +84,31 @@ fn quickstart_serves_what_the_readme_shows() {
     assert!(seen.contains("DNS name: quickstart-"), "{seen}");
     let base = format!("http://127.0.0.1:{port}");
 
+    // `weir up` reported the two groups' instances in service before saying it is up, and
+    // the first requests reach both web instances (round robin), each named by its instance id.
+    for group in ["web", "api"] {
+        assert!(
+            seen.contains(&format!("Auto Scaling group {group}: 2 instances in service")),
+            "{seen}"
+        );
+    }
     let mut web = Vec::new();
     for _ in 0..4 {
         web.push(curl(&[&format!("{base}/")]).lines().next().unwrap_or_default().to_string());
     }
     web.sort();
-    assert_eq!(web, vec!["web-1", "web-1", "web-2", "web-2"]);
-    assert!(curl(&[&format!("{base}/api/users")]).starts_with("api-"));
+    assert!(web.iter().all(|w| w.starts_with("web-i-")), "{web:?}");
+    assert!(
+        web[0] == web[1] && web[2] == web[3] && web[1] != web[2],
+        "round robin over two: {web:?}"
+    );
+    assert!(curl(&[&format!("{base}/api/users")]).starts_with("api-i-"));
     let head = curl(&["-i", &format!("{base}/old/page?x=1")]);
     assert!(head.starts_with("HTTP/1.1 301"), "{head}");
     assert!(head.contains(&format!("location: http://127.0.0.1:{port}/new/page?x=1")), "{head}");
     assert_eq!(curl(&[&format!("{base}/ping")]), "pong");
     assert!(
-        curl(&["-X", "POST", &format!("{base}/ping")]).starts_with("web-"),
+        curl(&["-X", "POST", &format!("{base}/ping")]).starts_with("web-i-"),
         "POST /ping is not matched by the GET/HEAD rule"
     );
     // HTTPS with the demo certificate weir up created, over HTTP/2, sticky to one target.
@@ -139,7 +152,7 @@ fn validate_reports_errors_with_resource_names() {
     );
     let ok = weir().args(["validate", &repo_file("examples/quickstart.yaml")]).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("8 resources created"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("13 resources created"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
