@@ -324,3 +324,117 @@ async fn predictive_scaling_forecasts_from_history_and_scales_ahead_of_the_hour(
     scaling.provider.stop_all().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A launch provider other than local processes: each instance is a demo backend served by
+/// this test's runtime on a loopback port.
+#[derive(Debug, Default)]
+struct InProcess {
+    running: std::sync::Mutex<
+        std::collections::HashMap<String, (std::net::SocketAddr, Option<weir_demo::DemoBackend>)>,
+    >,
+}
+
+impl weir_scale::LaunchProvider for InProcess {
+    fn launch(
+        &self,
+        id: &str,
+        _zone: &str,
+        _script: &str,
+    ) -> Result<weir_scale::Launched, weir_scale::LaunchError> {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        self.running.lock().unwrap().insert(id.to_string(), (addr, None));
+        Ok(weir_scale::Launched { address: addr.ip(), port: addr.port() })
+    }
+
+    fn status<'a>(&'a self, id: &'a str) -> weir_scale::BoxFuture<'a, weir_scale::ProcessStatus> {
+        Box::pin(async move {
+            let Some((addr, started)) =
+                self.running.lock().unwrap().get(id).map(|(a, b)| (*a, b.is_some()))
+            else {
+                return weir_scale::ProcessStatus::Gone;
+            };
+            if !started {
+                // Started on the first look, as a process comes up a moment after its launch.
+                let b = weir_demo::DemoBackend::start(addr, id).await.unwrap();
+                if let Some(r) = self.running.lock().unwrap().get_mut(id) {
+                    r.1 = Some(b);
+                }
+                return weir_scale::ProcessStatus::Starting;
+            }
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => weir_scale::ProcessStatus::Ready,
+                Err(_) => weir_scale::ProcessStatus::Starting,
+            }
+        })
+    }
+
+    fn cpu_seconds(&self, _id: &str) -> Option<f64> {
+        None
+    }
+
+    fn stop<'a>(&'a self, id: &'a str) -> weir_scale::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.running.lock().unwrap().remove(id);
+        })
+    }
+
+    fn stop_all(&self) -> weir_scale::BoxFuture<'_, ()> {
+        Box::pin(async move { self.running.lock().unwrap().clear() })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_run_on_any_launch_provider() {
+    let mut state = State::default();
+    let t = state
+        .ec2
+        .create_launch_template("tpl", serde_json::json!({"UserData": "c2VydmU="}), 0)
+        .unwrap();
+    let spec = GroupSpec {
+        launch_template: Some((Some(t.id), None, None)),
+        min_size: Some(0),
+        max_size: Some(3),
+        desired_capacity: Some(2),
+        availability_zones: Some(vec!["us-east-1a".into(), "us-east-1b".into()]),
+        ..Default::default()
+    };
+    state.create_auto_scaling_group("g", &spec, 0).unwrap();
+    let api = api_over(state);
+    let provider = Arc::new(InProcess::default());
+    let scaling = weir_api::Scaling::with_provider(provider.clone(), 60_000, 300_000);
+    let in_service = |api: &weir_api::Api| {
+        let store = api.store.try_lock().unwrap();
+        let g = store.state().auto_scaling_group("g").unwrap();
+        g.instances
+            .values()
+            .filter(|i| i.lifecycle == weir_model::autoscaling::Lifecycle::InService)
+            .map(|i| (i.id.clone(), i.port))
+            .collect::<Vec<_>>()
+    };
+    let mut now = T0930;
+    for _ in 0..5 {
+        scaling.run_once(&api, now).await;
+        now += 1000;
+    }
+    let up = in_service(&api);
+    assert_eq!(up.len(), 2, "two instances in service");
+    // They are real servers on the ports the group recorded, answering with their ids.
+    for (id, port) in &up {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").await.unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        assert!(body.contains(id.as_str()), "{body}");
+    }
+    // Scaled in to one: the provider is told to stop the other.
+    api.store.lock().await.apply("test", "", 0, |s| s.set_desired_capacity("g", 1)).unwrap();
+    for _ in 0..3 {
+        scaling.run_once(&api, now).await;
+        now += 1000;
+    }
+    assert_eq!(in_service(&api).len(), 1);
+    assert_eq!(provider.running.lock().unwrap().len(), 1, "one stopped");
+    scaling.provider.stop_all().await;
+    assert!(provider.running.lock().unwrap().is_empty());
+}

@@ -20,6 +20,7 @@ use weir_model::target_group::TargetType;
 use weir_model::State;
 use weir_scale::local::{command_of, LocalProcesses};
 use weir_scale::policy::{self, GroupLoad};
+use weir_scale::LaunchProvider;
 use weir_scale::{Observed, Step};
 use weir_telemetry::MetricId;
 
@@ -539,7 +540,7 @@ fn started(group: &str, description: String, cause: &str, now: u64, id: &str) ->
 #[derive(Debug)]
 pub struct Scaling {
     /// The launch provider.
-    pub provider: LocalProcesses,
+    pub provider: std::sync::Arc<dyn LaunchProvider>,
     /// Groups whose last launch failed, and when (launches back off for 10 s).
     failed: Mutex<HashMap<String, u64>>,
     /// How far back target tracking measures load (ms).
@@ -576,14 +577,6 @@ fn trim<T>(q: &mut std::collections::VecDeque<(u64, T)>, now: u64, window: u64) 
     }
 }
 
-/// CPU seconds a process has used (user + system), from `/proc`.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
 impl Scaling {
     /// Auto Scaling with instances as processes whose output goes under `dir`; target tracking
     /// measures over 60 s and scales in after 5 minutes of asking for less.
@@ -597,8 +590,19 @@ impl Scaling {
         window_ms: u64,
         scale_in_after_ms: u64,
     ) -> Self {
+        let provider = std::sync::Arc::new(LocalProcesses::new(dir));
+        Self::with_provider(provider, window_ms, scale_in_after_ms)
+    }
+
+    /// Auto Scaling with instances run by `provider`, target tracking measuring over
+    /// `window_ms` and scaling in after `scale_in_after_ms`.
+    pub fn with_provider(
+        provider: std::sync::Arc<dyn LaunchProvider>,
+        window_ms: u64,
+        scale_in_after_ms: u64,
+    ) -> Self {
         Self {
-            provider: LocalProcesses::new(dir),
+            provider,
             failed: Mutex::new(HashMap::new()),
             window_ms: window_ms.max(1000),
             scale_in_after_ms,
@@ -655,7 +659,7 @@ impl Scaling {
                     let mut sum = 0.0;
                     let mut seen = 0.0;
                     for i in &in_service {
-                        let Some(cpu) = self.provider.pid(&i.id).and_then(cpu_seconds) else {
+                        let Some(cpu) = self.provider.cpu_seconds(&i.id) else {
                             continue;
                         };
                         let q = t.cpu.entry(i.id.clone()).or_default();
@@ -694,7 +698,7 @@ impl Scaling {
                 if last.is_some_and(|(at, _)| now.saturating_sub(at) < 60_000) {
                     continue;
                 }
-                let Some(cpu) = self.provider.pid(&i.id).and_then(cpu_seconds) else { continue };
+                let Some(cpu) = self.provider.cpu_seconds(&i.id) else { continue };
                 if let Some((at, before)) = last {
                     let percent = (cpu - before).max(0.0) * 100_000.0 / (now - at) as f64;
                     let kind = weir_telemetry::Kind::Gauge;

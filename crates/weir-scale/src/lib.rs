@@ -1,6 +1,7 @@
 //! EC2 Auto Scaling on Weir: what each group should do next, decided from the desired state and
-//! what is observed of its instances ([`plan`], sans-I/O), and the provider that runs instances
-//! as local processes ([`local::LocalProcesses`]).
+//! what is observed of its instances ([`plan`], sans-I/O), the [`LaunchProvider`] trait for
+//! where instances run and its local-process implementation ([`local::LocalProcesses`]),
+//! scaling policies ([`policy`]) and predictive forecasts ([`predict`]).
 //!
 //! One reconciliation: instances whose process exited (EC2 health) or whose targets are
 //! unhealthy after the grace period (ELB health) are marked unhealthy and replaced; a `Pending`
@@ -18,6 +19,29 @@ use std::collections::BTreeMap;
 
 use weir_model::autoscaling::{AutoScalingGroup, GroupInstance, Lifecycle};
 use weir_model::State;
+
+pub use local::{LaunchError, Launched};
+
+/// A boxed future, as [`LaunchProvider`]'s asynchronous calls return.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Where instances run. Weir's default is [`local::LocalProcesses`] (processes on this
+/// machine); a provider for containers, VMs or other hosts implements the same calls, and the
+/// reconciliation loop uses nothing else.
+pub trait LaunchProvider: Send + Sync + std::fmt::Debug {
+    /// Starts instance `id` in `zone` running `script` (the launch template's user data,
+    /// decoded); returns the address and port it serves on.
+    fn launch(&self, id: &str, zone: &str, script: &str) -> Result<Launched, LaunchError>;
+    /// What is observed of instance `id`.
+    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ProcessStatus>;
+    /// CPU seconds instance `id` has used so far (user + system), when the provider can tell;
+    /// CPU target tracking and the `CPUUtilization` metric read it.
+    fn cpu_seconds(&self, id: &str) -> Option<f64>;
+    /// Stops instance `id`, gracefully first.
+    fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()>;
+    /// Stops every instance it started (at shutdown).
+    fn stop_all(&self) -> BoxFuture<'_, ()>;
+}
 
 /// What is observed of an instance's process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::process::{Child, Command};
 
-use crate::ProcessStatus;
+use crate::{BoxFuture, LaunchProvider, ProcessStatus};
 
 /// How long a stopped instance has between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -196,6 +196,37 @@ impl LocalProcesses {
     /// Ids of the running instances.
     pub fn ids(&self) -> Vec<String> {
         self.lock().keys().cloned().collect()
+    }
+}
+
+/// CPU seconds process `pid` has used (user + system), from `/proc/PID/stat`.
+fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // Linux reports in USER_HZ, 100 on every architecture it supports.
+    Some(ticks / 100.0)
+}
+
+impl LaunchProvider for LocalProcesses {
+    fn launch(&self, id: &str, zone: &str, script: &str) -> Result<Launched, LaunchError> {
+        LocalProcesses::launch(self, id, zone, script)
+    }
+
+    fn status<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ProcessStatus> {
+        Box::pin(LocalProcesses::status(self, id))
+    }
+
+    fn cpu_seconds(&self, id: &str) -> Option<f64> {
+        self.pid(id).and_then(process_cpu_seconds)
+    }
+
+    fn stop<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(LocalProcesses::stop(self, id))
+    }
+
+    fn stop_all(&self) -> BoxFuture<'_, ()> {
+        Box::pin(LocalProcesses::stop_all(self))
     }
 }
 
