@@ -4,7 +4,8 @@
 //! `DescribeScalingActivities`, `Attach/DetachLoadBalancerTargetGroups` — policies
 //! (`PutScalingPolicy`, `DescribePolicies`, `DeletePolicy`, `ExecutePolicy`,
 //! `GetPredictiveScalingForecast`), scheduled actions, and [`Scaling`], the loop that runs
-//! schedules and policies and carries out `weir_scale::plan` with instances as local processes.
+//! schedules and policies and carries out `weir_scale::plan` with instances run by a launch
+//! provider (local processes by default).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -204,7 +205,8 @@ fn forecast(api: &Api, g: &AutoScalingGroup, c: &Predictive, now_ms: u64) -> For
     use weir_scale::predict::{capacity, forecast_load, HISTORY_DAYS, HORIZON_HOURS, HOUR};
     let now = now_ms / 1000;
     let this_hour = now - now % HOUR;
-    let history = load_history(api, &g.name, c, this_hour - HISTORY_DAYS * 24 * HOUR, this_hour);
+    let oldest = this_hour.saturating_sub(HISTORY_DAYS * 24 * HOUR);
+    let history = load_history(api, &g.name, c, oldest, this_hour);
     forecast_load(&history, this_hour, HORIZON_HOURS)
         .into_iter()
         .map(|(h, load)| (h, load, capacity(c, g, load)))
