@@ -229,7 +229,7 @@ pub struct ScalingPolicy {
     pub arn: String,
     /// Its group.
     pub group: String,
-    /// `SimpleScaling`, `StepScaling` or `TargetTrackingScaling`.
+    /// `SimpleScaling`, `StepScaling`, `TargetTrackingScaling` or `PredictiveScaling`.
     pub policy_type: String,
     /// `ChangeInCapacity`, `ExactCapacity` or `PercentChangeInCapacity`.
     pub adjustment_type: Option<String>,
