@@ -6,11 +6,12 @@
 //! `ErrorResponse/Error/{Type,Code,Message}` with a `RequestId`.
 //!
 //! Implemented now: the ELBv2 (2015-12-01) operations the data plane supports, CloudWatch
-//! (2010-08-01) metrics and alarms, the EC2 calls tools need, and Auto Scaling (2011-01-01)
-//! groups (see `docs/api.md`). Requests are verified with SigV4 ([`sigv4`]) unless authentication is off.
+//! (2010-08-01) metrics and alarms, the EC2 calls tools need, Auto Scaling (2011-01-01)
+//! groups, and CloudFormation (2010-05-15) stacks and change sets (see `docs/api.md`). Requests are verified with SigV4 ([`sigv4`]) unless authentication is off.
 #![forbid(unsafe_code)]
 
 mod autoscaling;
+mod cloudformation;
 mod cloudwatch;
 mod ec2;
 mod elbv2;
@@ -229,6 +230,9 @@ async fn handle(
         "2011-01-01" => {
             autoscaling::dispatch(&api, &action, &params).await.map(|body| (autoscaling::NS, body))
         }
+        "2010-05-15" => cloudformation::dispatch(&api, &action, &params)
+            .await
+            .map(|body| (cloudformation::NS, body)),
         "2010-08-01" => cloudwatch::dispatch(&api, &action, &params).await.map(|v| {
             let mut body = String::new();
             cloudwatch::to_xml(&v, &mut body);

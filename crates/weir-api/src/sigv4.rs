@@ -160,6 +160,41 @@ fn parse_amz_date(s: &str) -> Option<i64> {
     Some(days * 86400 + hh * 3600 + mm * 60 + ss)
 }
 
+/// Signs a `POST /` Query request with form `body` to `host` (SigV4, the headers `host` and
+/// `x-amz-date` signed); returns the `x-amz-date` and `authorization` header values. `now` is
+/// seconds since the epoch.
+pub fn sign(
+    access_key: &str,
+    secret: &str,
+    region: &str,
+    service: &str,
+    host: &str,
+    body: &[u8],
+    now: u64,
+) -> (String, String) {
+    let (y, mo, d, h, mi, s) = weir_model::time::parts(now);
+    let date = format!("{y:04}{mo:02}{d:02}");
+    let amz_date = format!("{date}T{h:02}{mi:02}{s:02}Z");
+    let canonical_request = format!(
+        "POST\n/\n\nhost:{host}\nx-amz-date:{amz_date}\n\nhost;x-amz-date\n{}",
+        sha256_hex(body)
+    );
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        sha256_hex(canonical_request.as_bytes())
+    );
+    let k_date = hmac_sha256(format!("AWS4{secret}").as_bytes(), date.as_bytes());
+    let k_region = hmac_sha256(&k_date, region.as_bytes());
+    let k_service = hmac_sha256(&k_region, service.as_bytes());
+    let k_signing = hmac_sha256(&k_service, b"aws4_request");
+    let signature = hex(&hmac_sha256(&k_signing, to_sign.as_bytes()));
+    let auth = format!(
+        "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders=host;x-amz-date, Signature={signature}"
+    );
+    (amz_date, auth)
+}
+
 /// Verifies a request signed in the `Authorization` header. `now` is seconds since the epoch.
 pub fn verify(
     creds: &Credentials,

@@ -222,6 +222,11 @@ impl Attributes {
         Self { table, set: BTreeMap::new() }
     }
 
+    /// The same table with every value back at its default.
+    pub fn defaults(&self) -> Self {
+        Self::new(self.table)
+    }
+
     /// The supported keys.
     pub fn specs(&self) -> &'static [AttributeSpec] {
         self.table.specs()

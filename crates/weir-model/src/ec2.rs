@@ -291,6 +291,21 @@ impl Ec2 {
         Ok(t)
     }
 
+    /// Replaces a launch template's data (instances launched from now on use it).
+    pub fn set_launch_template_data(
+        &mut self,
+        id_or_name: &str,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        let t = self
+            .launch_templates
+            .values_mut()
+            .find(|t| t.id == id_or_name || t.name == id_or_name)
+            .ok_or_else(|| ModelError::new(ErrorCode::InvalidLaunchTemplateIdNotFound, format!("The specified launch template, with template ID or name {id_or_name}, does not exist.")))?;
+        t.data = data;
+        Ok(())
+    }
+
     /// Deletes a launch template by id or name.
     pub fn delete_launch_template(&mut self, id_or_name: &str) -> Result<LaunchTemplate> {
         let id = self

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod listener;
 pub mod load_balancer;
 pub mod shape;
+pub mod stack;
 pub mod state;
 pub mod target_group;
 pub mod time;

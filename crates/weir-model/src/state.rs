@@ -77,6 +77,9 @@ pub struct State {
     /// Auto Scaling groups and their activities.
     #[serde(default)]
     pub auto_scaling: crate::autoscaling::AutoScaling,
+    /// CloudFormation stacks by name.
+    #[serde(default)]
+    pub stacks: BTreeMap<String, crate::stack::Stack>,
 }
 
 impl Default for State {
@@ -104,6 +107,7 @@ impl State {
             ec2: crate::ec2::Ec2::default(),
             alarms: BTreeMap::new(),
             auto_scaling: Default::default(),
+            stacks: BTreeMap::new(),
         }
     }
 

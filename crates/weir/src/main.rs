@@ -14,6 +14,8 @@ use weir_dataplane::{Dataplane, DataplaneConfig};
 use weir_demo::DemoBackend;
 use weir_model::State;
 
+mod stack_cli;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "weir",
@@ -27,7 +29,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Deploy a CloudFormation template of ELBv2 resources and serve it until interrupted.
+    /// Create (or update) a stack from a CloudFormation template and serve it until interrupted.
     Up {
         /// Template file (YAML or JSON).
         file: PathBuf,
@@ -43,9 +45,13 @@ enum Command {
         /// Do not start the demo backends the template's `Metadata.Weir.DemoBackends` declares.
         #[arg(long)]
         no_demo_backends: bool,
-        /// Where the AWS Query API listens (its state is in memory for `up`).
+        /// Where the AWS Query API listens.
         #[arg(long, default_value = "127.0.0.1:9400")]
         api_address: SocketAddr,
+        /// Keep the state in this directory (as `weir serve` does): the stack is updated when it
+        /// exists there already. Without it the state lives in memory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Directory certificate ARNs are looked up in (default: `certs/` beside the template).
         #[arg(long)]
         certificate_dir: Option<PathBuf>,
@@ -110,6 +116,14 @@ enum Command {
         #[arg(long, default_value = "certs")]
         certificate_dir: PathBuf,
     },
+    /// Deploy, delete and inspect stacks of a running Weir through its CloudFormation API.
+    Stack {
+        #[command(subcommand)]
+        command: StackCommand,
+        /// The Weir API to talk to.
+        #[arg(long, global = true, default_value = "127.0.0.1:9400")]
+        api_address: SocketAddr,
+    },
     /// Parse and deploy a template into an empty state without serving, and print the result.
     Validate {
         /// Template file (YAML or JSON).
@@ -136,6 +150,44 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         delay_ms: u64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum StackCommand {
+    /// Create the stack from FILE, or update it if it exists; print its events. Exits non-zero
+    /// when the stack rolled back.
+    Deploy {
+        /// Template file (YAML or JSON).
+        file: PathBuf,
+        /// Stack name (default: the file's stem).
+        #[arg(long)]
+        stack_name: Option<String>,
+        /// Template parameter, `Key=Value` (repeatable).
+        #[arg(long = "parameter", short = 'p', value_name = "KEY=VALUE")]
+        parameters: Vec<String>,
+    },
+    /// Delete a stack and every resource it created; print the events.
+    Delete {
+        /// Stack name.
+        stack_name: String,
+    },
+    /// Print a stack's events, oldest first.
+    Events {
+        /// Stack name or id.
+        stack_name: String,
+    },
+}
+
+/// A stack name from a file name: CloudFormation names are letters, digits and hyphens.
+fn stack_name_of(file: &std::path::Path) -> String {
+    let stem = file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned());
+    let name: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    if name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name
+    } else {
+        format!("stack-{name}")
+    }
 }
 
 /// `--dns-address`: a socket address, or `off`.
@@ -340,21 +392,39 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
+/// Creates stack `stack` from `file` in `state`, or updates it when `state` holds it already.
+/// Fails (with `state` as it was) when the template is invalid or the stack rolled back.
 fn load(
     file: &PathBuf,
     stack: &str,
     params: &BTreeMap<String, String>,
-) -> Result<(weir_stack::Template, State, weir_stack::Deployment)> {
+    state: &mut State,
+) -> Result<(weir_stack::Template, weir_stack::Deployment)> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let template = weir_stack::parse_template(&text)?;
-    let mut state = State::default();
-    let deployment = weir_stack::deploy(&template, stack, params, &mut state, now_ms())?;
-    Ok((template, state, deployment))
+    let req = weir_stack::Request {
+        stack_name: stack.to_string(),
+        template: text,
+        parameters: params.clone(),
+        now_ms: now_ms(),
+        ..Default::default()
+    };
+    let mut next = state.clone();
+    match weir_stack::deploy_stack(&mut next, &req)? {
+        weir_stack::Outcome::Complete => {}
+        weir_stack::Outcome::RolledBack(e) => {
+            bail!("stack {stack} rolled back: {e}")
+        }
+    }
+    *state = next;
+    let deployment = weir_stack::deployment(state, stack).unwrap_or_default();
+    Ok((template, deployment))
 }
 
 fn print_summary(state: &State, d: &weir_stack::Deployment, stack: &str) {
-    println!("stack {stack}: {} resources created", d.resources.len());
+    let status = state.stacks.get(stack).map_or("", |s| s.status.as_str());
+    println!("stack {stack}: {status}, {} resources", d.resources.len());
     for lb in state.load_balancers.values() {
         println!("  load balancer {} ({}, {})", lb.name, lb.lb_type.as_str(), lb.scheme.as_str());
         println!("    DNS name: {}", lb.dns_name());
@@ -548,15 +618,37 @@ async fn main() -> Result<()> {
             public_addresses,
             no_demo_backends,
             api_address,
+            data_dir,
             certificate_dir,
             dns_address,
             metrics_interval_seconds,
             access_log_dir,
         } => {
-            let stack = stack_name.unwrap_or_else(|| {
-                file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned())
-            });
-            let (template, state, deployment) = load(&file, &stack, &parse_params(&parameters)?)?;
+            let stack = stack_name.unwrap_or_else(|| stack_name_of(&file));
+            let mut store = match &data_dir {
+                Some(dir) => weir_store::Store::open(dir)
+                    .with_context(|| format!("opening state in {}", dir.display()))?,
+                None => weir_store::Store::in_memory(State::default())?,
+            };
+            let params = parse_params(&parameters)?;
+            let (template, deployment) = {
+                let mut out = None;
+                let detail = format!("{stack} from {}", file.display());
+                let mut failure = None;
+                store.apply("DeployStack", &detail, now_ms(), |state| {
+                    match load(&file, &stack, &params, state) {
+                        Ok(r) => out = Some(r),
+                        Err(e) => failure = Some(e),
+                    }
+                    Ok(())
+                })?;
+                match (out, failure) {
+                    (Some(r), _) => r,
+                    (None, Some(e)) => return Err(e),
+                    (None, None) => bail!("stack {stack} was not deployed"),
+                }
+            };
+            let state = store.state().clone();
             let _backends =
                 if no_demo_backends { Vec::new() } else { start_demo_backends(&template).await? };
             let certificate_dir = certificate_dir.unwrap_or_else(|| {
@@ -580,7 +672,6 @@ async fn main() -> Result<()> {
                     .collect();
                 println!("  serving listener port {} on {}", l.port, addrs.join(" "));
             }
-            let store = weir_store::Store::in_memory(state.clone())?;
             // The quickstart needs no set-up: `up` verifies signatures only when keys are configured.
             let creds = weir_api::sigv4::Credentials::default().with_env();
             let auth = (!creds.is_empty()).then_some(creds);
@@ -592,7 +683,10 @@ async fn main() -> Result<()> {
             let scaling = start_scaling(&api, weir_api::Scaling::new(instances));
             start_metrics(&dp, &api, every, None, scaling.clone());
             wait_for_groups(&api, std::time::Duration::from_secs(60)).await;
-            println!("  AWS API on http://{addr}/ (state in memory)");
+            match &data_dir {
+                Some(d) => println!("  AWS API on http://{addr}/ (state in {})", d.display()),
+                None => println!("  AWS API on http://{addr}/ (state in memory)"),
+            }
             let _dns = start_dns(dns_address, &dp).await;
             println!("weir is up; press Ctrl-C to stop");
             shutdown_signal().await;
@@ -601,10 +695,27 @@ async fn main() -> Result<()> {
             dp.shutdown().await;
         }
         Command::Validate { file, parameters } => {
-            let stack =
-                file.file_stem().map_or("stack".into(), |s| s.to_string_lossy().into_owned());
-            let (_, state, deployment) = load(&file, &stack, &parse_params(&parameters)?)?;
+            let stack = stack_name_of(&file);
+            let mut state = State::default();
+            let (_, deployment) = load(&file, &stack, &parse_params(&parameters)?, &mut state)?;
             print_summary(&state, &deployment, &stack);
+        }
+        Command::Stack { command, api_address } => {
+            let client = stack_cli::Client::new(api_address);
+            match command {
+                StackCommand::Deploy { file, stack_name, parameters } => {
+                    let stack = stack_name.unwrap_or_else(|| stack_name_of(&file));
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    stack_cli::deploy(&client, &stack, &text, &parse_params(&parameters)?).await?;
+                }
+                StackCommand::Delete { stack_name } => {
+                    stack_cli::delete(&client, &stack_name).await?
+                }
+                StackCommand::Events { stack_name } => {
+                    stack_cli::print_events(&client.events(&stack_name).await?);
+                }
+            }
         }
         Command::Certificate { name, dns_names, certificate_dir } => {
             let arn = create_certificate(&certificate_dir, &name, dns_names)?;

@@ -157,3 +157,257 @@ fn auto_scaling_resources_deploy_from_the_example() {
     assert!(e.to_string().contains("does not exist"), "{e}");
     assert!(s.auto_scaling.groups.is_empty());
 }
+
+fn req(name: &str, template: &str, params: &[(&str, &str)], now_ms: u64) -> Request {
+    Request {
+        stack_name: name.into(),
+        template: template.into(),
+        parameters: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        now_ms,
+        ..Default::default()
+    }
+}
+
+/// The resources of `s` other than its stack records.
+fn without_stacks(s: &State) -> State {
+    let mut s = s.clone();
+    s.stacks.clear();
+    s
+}
+
+fn statuses(s: &State, stack: &str, from: usize) -> Vec<String> {
+    s.stacks[stack].events[from..]
+        .iter()
+        .map(|e| format!("{} {}", e.logical_id, e.status))
+        .collect()
+}
+
+const STACK: &str = r#"
+Parameters:
+  BackendPort: { Type: Number, Default: 9001 }
+  Body: { Type: String, Default: nope }
+Resources:
+  Web:
+    Type: AWS::ElasticLoadBalancingV2::TargetGroup
+    Properties:
+      Protocol: HTTP
+      Port: !Ref BackendPort
+      TargetType: ip
+      HealthCheckPath: /health
+      Targets: [{ Id: 127.0.0.1, Port: !Ref BackendPort }]
+  LB:
+    Type: AWS::ElasticLoadBalancingV2::LoadBalancer
+    Properties: { Name: stacked }
+  Http:
+    Type: AWS::ElasticLoadBalancingV2::Listener
+    Properties:
+      LoadBalancerArn: !Ref LB
+      Port: 8080
+      Protocol: HTTP
+      DefaultActions:
+        - Type: fixed-response
+          FixedResponseConfig: { StatusCode: "404", MessageBody: !Ref Body }
+  Api:
+    Type: AWS::ElasticLoadBalancingV2::ListenerRule
+    Properties:
+      ListenerArn: !Ref Http
+      Priority: 10
+      Conditions: [{ Field: path-pattern, Values: ["/api/*"] }]
+      Actions: [{ Type: forward, TargetGroupArn: !Ref Web }]
+Outputs:
+  Group: { Value: !GetAtt Web.TargetGroupFullName }
+"#;
+
+#[test]
+fn updates_in_place_replace_and_remove_in_dependency_order() {
+    let mut s = State::default();
+    let (id, o) = create_stack(&mut s, &req("app", STACK, &[], 1)).unwrap();
+    assert_eq!(o, Outcome::Complete);
+    assert!(id.starts_with("arn:aws:cloudformation:us-east-1:123456789012:stack/app/"));
+    let st = &s.stacks["app"];
+    assert_eq!(st.status, "CREATE_COMPLETE");
+    assert_eq!(statuses(&s, "app", 0).first().unwrap(), "app CREATE_IN_PROGRESS");
+    assert_eq!(statuses(&s, "app", 0).last().unwrap(), "app CREATE_COMPLETE");
+    let tg = st.resource("Web").unwrap().physical_id.clone();
+    let lb = st.resource("LB").unwrap().physical_id.clone();
+    let listener = st.resource("Http").unwrap().physical_id.clone();
+    assert_eq!(s.tags[&lb]["aws:cloudformation:logical-id"], "LB");
+
+    // Nothing changed: AWS's error, and nothing recorded.
+    let before = s.clone();
+    let e = update_stack(&mut s, &req("app", STACK, &[], 2)).unwrap_err();
+    assert_eq!(e.to_string(), "No updates are to be performed.");
+    assert_eq!(s, before);
+
+    // In place: the listener's body. The listener keeps its ARN; nothing else is touched.
+    let n = s.stacks["app"].events.len();
+    assert_eq!(
+        update_stack(&mut s, &req("app", STACK, &[("Body", "gone")], 3)).unwrap(),
+        Outcome::Complete
+    );
+    let l = &s.listeners[&listener];
+    match &l.default_actions[0].kind {
+        weir_model::ActionKind::FixedResponse(f) => {
+            assert_eq!(f.message_body.as_deref(), Some("gone"))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        statuses(&s, "app", n),
+        [
+            "app UPDATE_IN_PROGRESS",
+            "Http UPDATE_IN_PROGRESS",
+            "Http UPDATE_COMPLETE",
+            "app UPDATE_COMPLETE"
+        ]
+    );
+    assert_eq!(s.stacks["app"].parameters["Body"], "gone");
+
+    // Replacement: the target group's port. A new group is created, the rule that forwards to it
+    // is updated in place, and the old group is deleted in the cleanup phase.
+    let n = s.stacks["app"].events.len();
+    update_stack(&mut s, &req("app", STACK, &[("Body", "gone"), ("BackendPort", "9002")], 4))
+        .unwrap();
+    let new_tg = s.stacks["app"].resource("Web").unwrap().physical_id.clone();
+    assert_ne!(new_tg, tg);
+    assert!(!s.target_groups.contains_key(&tg));
+    assert_eq!(s.target_groups[&new_tg].port, 9002);
+    assert_eq!(s.target_groups[&new_tg].targets[0].port, 9002);
+    let rule = &s.rules[&s.stacks["app"].resource("Api").unwrap().physical_id];
+    assert!(format!("{:?}", rule.actions).contains(&new_tg));
+    assert_eq!(
+        statuses(&s, "app", n),
+        [
+            "app UPDATE_IN_PROGRESS",
+            "Web UPDATE_IN_PROGRESS",
+            "Web UPDATE_COMPLETE",
+            "Api UPDATE_IN_PROGRESS",
+            "Api UPDATE_COMPLETE",
+            "app UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+            "Web DELETE_IN_PROGRESS",
+            "Web DELETE_COMPLETE",
+            "app UPDATE_COMPLETE",
+        ]
+    );
+    assert!(s.stacks["app"].outputs[0].value.contains(&new_tg.rsplit(':').next().unwrap()[12..]));
+    assert_eq!(s.listeners[&listener].load_balancer_arn, lb);
+
+    // Removal: the rule goes from the template, so from the state.
+    let no_rule =
+        STACK.replace("  Api:\n", "  Gone:\n    Type: AWS::EC2::InternetGateway\n  Unused:\n");
+    let no_rule = no_rule[..no_rule.find("  Unused:").unwrap()].to_string()
+        + &no_rule[no_rule.find("Outputs:").unwrap()..];
+    update_stack(&mut s, &req("app", &no_rule, &[("Body", "gone"), ("BackendPort", "9002")], 5))
+        .unwrap();
+    assert!(s.rules.is_empty());
+    assert!(s.stacks["app"].resource("Api").is_none());
+    assert!(s.stacks["app"].resource("Gone").unwrap().physical_id.starts_with("igw-"));
+
+    // Delete: everything goes, newest first; the stack stays visible as DELETE_COMPLETE.
+    let n = s.stacks["app"].events.len();
+    assert!(delete_stack(&mut s, "app", 6).unwrap());
+    assert!(s.load_balancers.is_empty() && s.target_groups.is_empty() && s.listeners.is_empty());
+    assert_eq!(s.stacks["app"].status, "DELETE_COMPLETE");
+    let ev = statuses(&s, "app", n);
+    let pos = |x: &str| ev.iter().position(|e| e == x).unwrap();
+    assert!(pos("Http DELETE_COMPLETE") < pos("LB DELETE_COMPLETE"));
+    assert_eq!(ev.last().unwrap(), "app DELETE_COMPLETE");
+    assert!(update_stack(&mut s, &req("app", STACK, &[], 7))
+        .unwrap_err()
+        .to_string()
+        .contains("does not exist"));
+    // The name can be used again.
+    create_stack(&mut s, &req("app", STACK, &[], 8)).unwrap();
+    assert_eq!(s.stacks["app"].status, "CREATE_COMPLETE");
+}
+
+#[test]
+fn failed_updates_roll_back_and_leave_the_resources_as_they_were() {
+    let mut s = State::default();
+    create_stack(&mut s, &req("app", STACK, &[], 1)).unwrap();
+    let resources = without_stacks(&s);
+    let n = s.stacks["app"].events.len();
+    // The listener updates, then the rule fails (priority 0): everything is put back.
+    let bad = STACK.replace("Priority: 10", "Priority: 0");
+    let o =
+        update_stack(&mut s, &req("app", &bad, &[("Body", "changed"), ("BackendPort", "9005")], 2))
+            .unwrap();
+    match o {
+        Outcome::RolledBack(StackError::Resource { logical_id, .. }) => {
+            assert_eq!(logical_id, "Api")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(without_stacks(&s), resources);
+    let st = &s.stacks["app"];
+    assert_eq!(st.status, "UPDATE_ROLLBACK_COMPLETE");
+    assert_eq!(
+        st.status_reason.as_deref(),
+        Some("The following resource(s) failed to update: [Api].")
+    );
+    assert_eq!(st.parameters["Body"], "nope");
+    let ev = statuses(&s, "app", n);
+    assert!(ev.contains(&"Api UPDATE_FAILED".to_string()), "{ev:?}");
+    assert!(ev.contains(&"app UPDATE_ROLLBACK_IN_PROGRESS".to_string()));
+    assert!(
+        ev.contains(&"Web DELETE_COMPLETE".to_string()),
+        "the replacement group is removed: {ev:?}"
+    );
+    assert_eq!(ev.last().unwrap(), "app UPDATE_ROLLBACK_COMPLETE");
+    let failed = st.events.iter().find(|e| e.status == "UPDATE_FAILED").unwrap();
+    assert!(failed.reason.as_deref().unwrap().contains("Priority"), "{failed:?}");
+
+    // The stack can be updated again after a rollback.
+    update_stack(&mut s, &req("app", STACK, &[("Body", "fine")], 3)).unwrap();
+    assert_eq!(s.stacks["app"].status, "UPDATE_COMPLETE");
+
+    // A custom-named resource cannot be replaced: AWS's error, and a rollback.
+    let renamed = STACK.replace(
+        "Properties: { Name: stacked }",
+        "Properties: { Name: stacked, Scheme: internal }",
+    );
+    let o = update_stack(&mut s, &req("app", &renamed, &[("Body", "fine")], 4)).unwrap();
+    assert!(
+        matches!(o, Outcome::RolledBack(ref e) if e.to_string().contains("custom-named resource requires replacing")),
+        "{o:?}"
+    );
+    assert_eq!(s.stacks["app"].status, "UPDATE_ROLLBACK_COMPLETE");
+}
+
+#[test]
+fn failed_creations_roll_back_and_template_errors_record_nothing() {
+    let mut s = State::default();
+    let bad = STACK.replace("Priority: 10", "Priority: 0");
+    let (_, o) = create_stack(&mut s, &req("app", &bad, &[], 1)).unwrap();
+    assert!(matches!(o, Outcome::RolledBack(_)));
+    assert_eq!(without_stacks(&s), State::default());
+    let st = &s.stacks["app"];
+    assert_eq!(st.status, "ROLLBACK_COMPLETE");
+    assert!(st.resources.is_empty());
+    assert!(!st.updatable());
+    assert!(update_stack(&mut s, &req("app", STACK, &[], 2))
+        .unwrap_err()
+        .to_string()
+        .contains("ROLLBACK_COMPLETE state and can not be updated"));
+    // Creating over it is refused; deploying replaces the failed stack.
+    assert_eq!(
+        create_stack(&mut s, &req("app", STACK, &[], 3)).unwrap_err().code(),
+        "AlreadyExistsException"
+    );
+    assert_eq!(deploy_stack(&mut s, &req("app", STACK, &[], 4)).unwrap(), Outcome::Complete);
+    assert_eq!(s.stacks["app"].status, "CREATE_COMPLETE");
+
+    // Template and parameter errors: nothing recorded at all.
+    let before = s.clone();
+    for (t, p) in [
+        ("Resources:\n  T:\n    Type: AWS::SNS::Topic\n", vec![]),
+        (STACK, vec![("BackendPort", "many")]),
+        (STACK, vec![("Nope", "1")]),
+        ("{not json", vec![]),
+    ] {
+        assert!(create_stack(&mut s, &req("other", t, &p, 5)).is_err());
+        assert!(update_stack(&mut s, &req("app", t, &p, 5)).is_err());
+    }
+    assert!(create_stack(&mut s, &req("9bad_name", STACK, &[], 5)).is_err());
+    assert_eq!(s, before);
+}
