@@ -968,11 +968,6 @@ fn resolve_parameters(
             return Err(terr(format!("Parameter '{name}' must be one of AllowedValues")));
         }
         let ty = get_str(p, "Type").unwrap_or_else(|| "String".into());
-        if ty.starts_with("AWS::SSM::") {
-            return Err(terr(format!(
-                "Parameter '{name}' has type {ty}: SSM parameter types are not supported by Weir"
-            )));
-        }
         let len = value.chars().count() as f64;
         let bound = |k: &str| get_str(p, k).and_then(|v| v.parse::<f64>().ok());
         if bound("MinLength").is_some_and(|m| len < m)

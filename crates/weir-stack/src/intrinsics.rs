@@ -63,8 +63,16 @@ pub fn references(v: &Value, out: &mut BTreeSet<String>) {
                     Value::Array(a) => a.first().and_then(Value::as_str),
                     _ => None,
                 };
+                // Variables the second argument defines are local, not references.
+                let local = match s {
+                    Value::Array(a) => a.get(1).and_then(Value::as_object),
+                    _ => None,
+                };
                 if let Some(t) = text {
                     for var in sub_vars(t) {
+                        if local.is_some_and(|l| l.contains_key(&var)) {
+                            continue;
+                        }
                         out.insert(var.split('.').next().unwrap_or_default().to_string());
                     }
                 }

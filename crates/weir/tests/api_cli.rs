@@ -2025,3 +2025,203 @@ fn auto_scaling_policies_and_schedules_through_the_aws_cli() {
     });
     drop(server);
 }
+
+fn cloudformation(api: u16, args: &[&str]) -> Result<Value, String> {
+    aws_cli(api, "cloudformation", args, KEY_ID, SECRET)
+}
+
+/// `aws cloudformation deploy` (prints text, not JSON): Ok(stdout) or Err(stdout + stderr).
+fn cfn_deploy(api: u16, file: &Path, stack: &str, params: &[String]) -> Result<String, String> {
+    let out = Command::new("aws")
+        .args(["--endpoint-url", &format!("http://127.0.0.1:{api}"), "--region", "us-east-1"])
+        .args(["cloudformation", "deploy", "--no-fail-on-empty-changeset", "--stack-name", stack])
+        .arg("--template-file")
+        .arg(file)
+        .arg("--parameter-overrides")
+        .args(params)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
+}
+
+/// The AWS-shaped ALB + Auto Scaling template (examples/aws/web-asg-alb.yaml) through
+/// `aws cloudformation deploy`: created with real instances serving, updated with a
+/// replacement, a failing update rolled back while traffic keeps flowing, deleted.
+#[test]
+fn cloudformation_stacks_through_the_aws_cli() {
+    let dir = data_dir("stacks");
+    let (api, listen) = (free_port(), free_port());
+    let server = serve(&dir, api);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/aws/web-asg-alb.yaml");
+    let base = [
+        "Subnets=subnet-0000000000000000a,subnet-0000000000000000b".to_string(),
+        "VPC=vpc-00000000000000001".to_string(),
+        format!("ListenerPort={listen}"),
+    ];
+    let out = cfn_deploy(api, &file, "web", &base).unwrap();
+    assert!(out.contains("Successfully created/updated stack - web"), "{out}");
+    let stack = cloudformation(api, &["describe-stacks", "--stack-name", "web"]).unwrap();
+    assert_eq!(s(&stack, "/Stacks/0/StackStatus"), "CREATE_COMPLETE");
+    let outputs = stack.pointer("/Stacks/0/Outputs").unwrap().to_string();
+    assert!(outputs.contains(&format!(":{listen}/")), "{outputs}");
+    // The group's instances (demo backends named by instance id) answer through the ALB.
+    let body = eventually(60, "an instance answering through the stack's ALB", || {
+        let (status, body) = http_get(listen, "/");
+        (status == 200 && body.contains("i-")).then_some(body)
+    });
+    assert!(body.contains("i-"), "{body}");
+    let resources = cloudformation(api, &["list-stack-resources", "--stack-name", "web"]).unwrap();
+    assert_eq!(resources["StackResourceSummaries"].as_array().unwrap().len(), 11);
+    let tg_of = || {
+        let r = cloudformation(
+            api,
+            &[
+                "describe-stack-resources",
+                "--stack-name",
+                "web",
+                "--logical-resource-id",
+                "TargetGroup",
+            ],
+        )
+        .unwrap();
+        s(&r, "/StackResources/0/PhysicalResourceId")
+    };
+    let tg = tg_of();
+
+    // Update with a replacement: a new instance port replaces the target group; the listener and
+    // the group move to the new one, the old one is deleted, traffic flows again.
+    let mut replaced = base.to_vec();
+    replaced.push("InstancePort=81".into());
+    cfn_deploy(api, &file, "web", &replaced).unwrap();
+    let new_tg = tg_of();
+    assert_ne!(new_tg, tg);
+    err(api, &["describe-target-groups", "--target-group-arns", &tg], "TargetGroupNotFound");
+    let events = cloudformation(api, &["describe-stack-events", "--stack-name", "web"]).unwrap();
+    let text = events.to_string();
+    assert!(text.contains("Requested update requires the creation of a new physical resource"));
+    assert_eq!(s(&events, "/StackEvents/0/ResourceStatus"), "UPDATE_COMPLETE");
+    eventually(60, "traffic through the replacement target group", || {
+        (http_get(listen, "/").0 == 200).then_some(())
+    });
+    // Nothing to change: the CLI says so and succeeds.
+    let out = cfn_deploy(api, &file, "web", &replaced).unwrap();
+    assert!(out.contains("No changes to deploy"), "{out}");
+
+    // A failing update (a listener port no listener can have) rolls back; requests sent all the
+    // while are all served.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut sent, mut failed) = (0, 0);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                sent += 1;
+                if http_get(listen, "/").0 != 200 {
+                    failed += 1;
+                }
+            }
+            (sent, failed)
+        })
+    };
+    let mut bad = replaced.clone();
+    bad[2] = "ListenerPort=70000".into();
+    let out = cfn_deploy(api, &file, "web", &bad).unwrap_err();
+    assert!(out.contains("Failed to create/update the stack"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sent, failed) = load.join().unwrap();
+    assert!(sent > 0 && failed == 0, "{failed} of {sent} requests failed during the rollback");
+    let stack = cloudformation(api, &["describe-stacks", "--stack-name", "web"]).unwrap();
+    assert_eq!(s(&stack, "/Stacks/0/StackStatus"), "UPDATE_ROLLBACK_COMPLETE");
+    assert!(s(&stack, "/Stacks/0/StackStatusReason").contains("LoadBalancerListener"));
+    let events = cloudformation(api, &["describe-stack-events", "--stack-name", "web"]).unwrap();
+    let failed_event = events["StackEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["ResourceStatus"] == "UPDATE_FAILED")
+        .unwrap()
+        .clone();
+    assert_eq!(failed_event["LogicalResourceId"], "LoadBalancerListener");
+    assert_eq!(tg_of(), new_tg);
+    assert_eq!(http_get(listen, "/").0, 200);
+
+    // Templates: what was deployed, and validation naming what Weir does not support.
+    let t = cloudformation(api, &["get-template", "--stack-name", "web"]).unwrap();
+    assert!(t["TemplateBody"].to_string().contains("WebServerScaleUpPolicy"));
+    let e = cloudformation(
+        api,
+        &[
+            "validate-template",
+            "--template-body",
+            "Resources:\n  Topic:\n    Type: AWS::SNS::Topic\n",
+        ],
+    )
+    .unwrap_err();
+    assert!(e.contains("(ValidationError)") && e.contains("AWS::SNS::Topic"), "{e}");
+    let v = cloudformation(
+        api,
+        &["validate-template", "--template-body", &std::fs::read_to_string(&file).unwrap()],
+    )
+    .unwrap();
+    assert!(v["Parameters"].as_array().unwrap().iter().any(|p| p["ParameterKey"] == "Subnets"));
+
+    // Delete: every resource goes, instances stop, the listener closes.
+    cloudformation(api, &["delete-stack", "--stack-name", "web"]).unwrap();
+    cloudformation(api, &["wait", "stack-delete-complete", "--stack-name", "web"]).unwrap();
+    let e = cloudformation(api, &["describe-stacks", "--stack-name", "web"]).unwrap_err();
+    assert!(e.contains("Stack with id web does not exist"), "{e}");
+    assert_eq!(ok(api, &["describe-load-balancers"])["LoadBalancers"], serde_json::json!([]));
+    eventually(30, "the listener to close", || {
+        TcpStream::connect(("127.0.0.1", listen)).is_err().then_some(())
+    });
+    let groups = autoscaling(api, &["describe-auto-scaling-groups"]).unwrap();
+    eventually(60, "the group's instances to stop", || {
+        let g = autoscaling(api, &["describe-auto-scaling-groups"]).unwrap();
+        g["AutoScalingGroups"].as_array().unwrap().is_empty().then_some(())
+    });
+    assert!(groups.is_object());
+
+    // `weir stack deploy|events|delete` against the same server.
+    let simple = dir.join("simple.yaml");
+    let port = free_port();
+    std::fs::write(&simple, format!("Resources:\n  LB:\n    Type: AWS::ElasticLoadBalancingV2::LoadBalancer\n  L:\n    Type: AWS::ElasticLoadBalancingV2::Listener\n    Properties:\n      LoadBalancerArn: !Ref LB\n      Port: {port}\n      DefaultActions: [{{ Type: fixed-response, FixedResponseConfig: {{ StatusCode: \"200\", MessageBody: from-weir-stack }} }}]\n")).unwrap();
+    let weir = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["stack", "--api-address", &format!("127.0.0.1:{api}")])
+            .args(args)
+            .env("WEIR_ACCESS_KEY_ID", KEY_ID)
+            .env("WEIR_SECRET_ACCESS_KEY", SECRET)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (done, out) = weir(&["deploy", simple.to_str().unwrap()]);
+    assert!(
+        done && out.contains("stack simple: CREATE_COMPLETE") && out.contains("CREATE_COMPLETE"),
+        "{out}"
+    );
+    assert_eq!(http_get(port, "/"), (200, "from-weir-stack".into()));
+    let (done, out) = weir(&["events", "simple"]);
+    assert!(
+        done && out.lines().count() >= 4 && out.contains("AWS::ElasticLoadBalancingV2::Listener"),
+        "{out}"
+    );
+    let (done, out) = weir(&["delete", "simple"]);
+    assert!(done && out.contains("DELETE_COMPLETE"), "{out}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -152,7 +152,8 @@ fn validate_reports_errors_with_resource_names() {
     );
     let ok = weir().args(["validate", &repo_file("examples/quickstart.yaml")]).output().unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("13 resources created"));
+    assert!(String::from_utf8_lossy(&ok.stdout)
+        .contains("stack quickstart: CREATE_COMPLETE, 13 resources"));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -240,4 +241,44 @@ fn autoscaling_example_serves_from_launched_instances_and_stops_them() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(!ids.iter().any(|id| running(id)), "instances outlived weir");
+}
+
+/// `weir up --data-dir`: the first run creates the stack, a later run with another parameter
+/// updates it in place (the state persisted between them), a failing one rolls back and exits.
+#[test]
+fn up_creates_then_updates_the_stack_in_its_data_dir() {
+    let dir = std::env::temp_dir().join(format!("weir-up-update-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let file = dir.join("site.yaml");
+    std::fs::write(&file, format!("Parameters:\n  Body: {{ Type: String, Default: one }}\n  Priority: {{ Type: Number, Default: 5 }}\nResources:\n  LB:\n    Type: AWS::ElasticLoadBalancingV2::LoadBalancer\n  L:\n    Type: AWS::ElasticLoadBalancingV2::Listener\n    Properties:\n      LoadBalancerArn: !Ref LB\n      Port: {port}\n      DefaultActions: [{{ Type: fixed-response, FixedResponseConfig: {{ StatusCode: \"200\", MessageBody: !Ref Body }} }}]\n  R:\n    Type: AWS::ElasticLoadBalancingV2::ListenerRule\n    Properties:\n      ListenerArn: !Ref L\n      Priority: !Ref Priority\n      Conditions: [{{ Field: path-pattern, Values: [/x] }}]\n      Actions: [{{ Type: fixed-response, FixedResponseConfig: {{ StatusCode: \"204\" }} }}]\n")).unwrap();
+    let data = dir.join("data");
+    let base = [
+        "up",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--api-address",
+        "127.0.0.1:0",
+        "--dns-address",
+        "off",
+    ];
+    let (guard, seen, _) = weir_up(&base);
+    assert!(seen.contains("stack site: CREATE_COMPLETE, 3 resources"), "{seen}");
+    assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/")]), "one");
+    drop(guard);
+    let mut args = base.to_vec();
+    args.extend(["--parameter", "Body=two"]);
+    let (guard, seen, _) = weir_up(&args);
+    assert!(seen.contains("stack site: UPDATE_COMPLETE, 3 resources"), "{seen}");
+    assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/")]), "two");
+    drop(guard);
+    let mut args = base.to_vec();
+    args.extend(["--parameter", "Body=three", "--parameter", "Priority=0"]);
+    let out = weir().args(&args).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rolled back") && err.contains("Priority"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
 }

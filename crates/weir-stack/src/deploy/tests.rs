@@ -411,3 +411,107 @@ fn failed_creations_roll_back_and_template_errors_record_nothing() {
     assert!(create_stack(&mut s, &req("9bad_name", STACK, &[], 5)).is_err());
     assert_eq!(s, before);
 }
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/../../examples/aws/{name}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap()
+}
+
+fn default_subnets() -> String {
+    (0..2).map(weir_model::zones::default_subnet_id).collect::<Vec<_>>().join(",")
+}
+
+#[test]
+fn aws_shaped_alb_and_auto_scaling_stacks_deploy_update_and_delete() {
+    let mut s = State::default();
+    let subnets = default_subnets();
+    let vpc = weir_model::zones::DEFAULT_VPC_ID;
+    let p = [("Subnets", subnets.as_str()), ("VPC", vpc)];
+    let (_, o) = create_stack(&mut s, &req("web", &example("web-asg-alb.yaml"), &p, 1)).unwrap();
+    assert_eq!(o, Outcome::Complete);
+    let st = s.stacks["web"].clone();
+    assert_eq!(st.resources.len(), 11);
+    let group = st.resource("WebServerGroup").unwrap().physical_id.clone();
+    assert!(group.starts_with("web-WebServe-"), "{group}");
+    let g = s.auto_scaling_group(&group).unwrap();
+    assert_eq!((g.min_size, g.max_size), (1, 3));
+    assert_eq!(g.launch_template.version, "1");
+    let alarm = &s.alarms[&st.resource("CPUAlarmHigh").unwrap().physical_id];
+    assert_eq!(
+        alarm.alarm_actions,
+        [st.resource("WebServerScaleUpPolicy").unwrap().physical_id.clone()]
+    );
+    assert_eq!(alarm.dimensions, [("AutoScalingGroupName".to_string(), group.clone())]);
+    assert_eq!(
+        st.outputs.iter().find(|o| o.key == "GroupName").unwrap().export_name.as_deref(),
+        Some("web-GroupName")
+    );
+    assert!(st.outputs.iter().any(|o| o.key == "URL" && o.value.ends_with(":8080/")));
+    assert_eq!(
+        st.parameters["LatestAmiId"],
+        "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-6.1-arm64"
+    );
+
+    // A new instance type is a new launch template version; the group follows it in place.
+    let p2 = [
+        ("Subnets", subnets.as_str()),
+        ("VPC", vpc),
+        ("InstanceType", "t4g.small"),
+        ("MaxInstances", "5"),
+    ];
+    update_stack(&mut s, &req("web", &example("web-asg-alb.yaml"), &p2, 2)).unwrap();
+    let st = &s.stacks["web"];
+    assert_eq!(st.status, "UPDATE_COMPLETE");
+    assert_eq!(st.resource("WebServerGroup").unwrap().physical_id, group);
+    let g = s.auto_scaling_group(&group).unwrap();
+    assert_eq!((g.max_size, g.launch_template.version.as_str()), (5, "2"));
+    assert_eq!(s.ec2.launch_templates[&g.launch_template.id].data["InstanceType"], "t4g.small");
+    // Out-of-range parameters are refused before anything changes.
+    let p3 = [("Subnets", subnets.as_str()), ("VPC", vpc), ("MaxInstances", "11")];
+    let e = update_stack(&mut s, &req("web", &example("web-asg-alb.yaml"), &p3, 3)).unwrap_err();
+    assert!(e.to_string().contains("MaxInstances"), "{e}");
+
+    // The launch-configuration stack: mappings, conditions, a target-tracking policy.
+    let p = [("Subnets", subnets.as_str()), ("VpcId", vpc)];
+    create_stack(&mut s, &req("lc", &example("launch-config-asg-alb.yaml"), &p, 4)).unwrap();
+    let st = s.stacks["lc"].clone();
+    assert_eq!(st.status, "CREATE_COMPLETE", "{:?}", st.events.last());
+    let group = st.resource("WebServerGroup").unwrap().physical_id.clone();
+    let lc = st.resource("LaunchConfig").unwrap().physical_id.clone();
+    let g = s.auto_scaling_group(&group).unwrap();
+    assert_eq!((g.desired_capacity, g.launch_template.name.as_str()), (2, lc.as_str()));
+    assert_eq!(
+        s.ec2.launch_templates[&g.launch_template.id].data["ImageId"],
+        "ami-0ff8a91507f77f867"
+    );
+    let lb = &s.load_balancers[&st.resource("ApplicationLoadBalancer").unwrap().physical_id];
+    assert_eq!(lb.attributes.get("idle_timeout.timeout_seconds"), Some("60"));
+    // Launch configurations are immutable: a new instance type replaces it, the group moves to
+    // the new one, the old one is deleted; the condition flips the load balancer's attribute.
+    let p = [
+        ("Subnets", subnets.as_str()),
+        ("VpcId", vpc),
+        ("InstanceType", "t3.small"),
+        ("Environment", "prod"),
+    ];
+    update_stack(&mut s, &req("lc", &example("launch-config-asg-alb.yaml"), &p, 5)).unwrap();
+    let st = s.stacks["lc"].clone();
+    let new_lc = st.resource("LaunchConfig").unwrap().physical_id.clone();
+    assert_ne!(new_lc, lc);
+    assert_eq!(s.auto_scaling_group(&group).unwrap().launch_template.name, new_lc);
+    assert!(!s.ec2.launch_templates.values().any(|t| t.name == lc));
+    let lb = &s.load_balancers[&st.resource("ApplicationLoadBalancer").unwrap().physical_id];
+    assert_eq!(lb.attributes.get("idle_timeout.timeout_seconds"), Some("120"));
+    let bad = [("Subnets", subnets.as_str()), ("VpcId", vpc), ("InstanceType", "m5.24xlarge")];
+    assert!(
+        update_stack(&mut s, &req("lc", &example("launch-config-asg-alb.yaml"), &bad, 6)).is_err()
+    );
+
+    // Deleting both leaves nothing behind but groups marked for deletion (their instances stop
+    // first) and the deleted stacks' records.
+    assert!(delete_stack(&mut s, "web", 7).unwrap());
+    assert!(delete_stack(&mut s, "lc", 8).unwrap());
+    assert!(s.load_balancers.is_empty() && s.target_groups.is_empty() && s.alarms.is_empty());
+    assert!(s.ec2.launch_templates.is_empty() && s.ec2.security_groups.is_empty());
+    assert!(s.auto_scaling.policies.is_empty());
+}
