@@ -132,7 +132,7 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
                 Some(n) => vec![stack_or_err(&state, &n)?],
                 None => state.stacks.values().filter(|s| s.is_live()).collect(),
             };
-            x.list("Stacks", stacks, |x, s| stack_xml(x, s));
+            x.list("Stacks", stacks, stack_xml);
         }
         "ListStacks" => {
             let state = api.store.lock().await.state().clone();

@@ -335,7 +335,7 @@ fn converge(
     p: &mut Prepared,
     ev: &mut Events<'_>,
     update: bool,
-) -> Result<Converged, Failed> {
+) -> Result<Converged, Box<Failed>> {
     let mut touched = Touched::default();
     let mut out: Vec<StackResource> = Vec::new();
     let mut changes = Vec::new();
@@ -349,10 +349,10 @@ fn converge(
                 Some(true) => {}
                 Some(false) => continue,
                 None => {
-                    return Err(Failed {
+                    return Err(Box::new(Failed {
                         error: terr(format!("Template error: unknown condition {c}")),
                         touched,
-                    })
+                    }))
                 }
             }
         }
@@ -367,7 +367,7 @@ fn converge(
             Err(error) => {
                 let status = if update { "UPDATE_FAILED" } else { "CREATE_FAILED" };
                 ev.resource(&id, "", &ty, status, Some(error.to_string()));
-                return Err(Failed { error, touched });
+                return Err(Box::new(Failed { error, touched }));
             }
         };
         let previous = old.iter().find(|o| o.logical_id == id);
@@ -405,7 +405,7 @@ fn converge(
                     }
                     Err(e) => {
                         ev.resource(&id, &o.physical_id, &ty, "UPDATE_FAILED", Some(e.to_string()));
-                        return Err(Failed { error: fail(e), touched });
+                        return Err(Box::new(Failed { error: fail(e), touched }));
                     }
                 }
             }
@@ -418,7 +418,10 @@ fn converge(
                 if let Some(name) = kept_name.filter(|_| o.resource_type == ty) {
                     let msg = format!("CloudFormation cannot update a stack when a custom-named resource requires replacing. Rename {name} and update the stack again.");
                     ev.resource(&id, &o.physical_id, &ty, "UPDATE_FAILED", Some(msg.clone()));
-                    return Err(Failed { error: fail(ModelError::validation(msg)), touched });
+                    return Err(Box::new(Failed {
+                        error: fail(ModelError::validation(msg)),
+                        touched,
+                    }));
                 }
                 ev.resource(&id, &o.physical_id, &ty, "UPDATE_IN_PROGRESS", Some("Requested update requires the creation of a new physical resource; hence creating one.".into()));
                 match resources::create(next, &ty, owner, &props) {
@@ -438,7 +441,7 @@ fn converge(
                     }
                     Err(e) => {
                         ev.resource(&id, &o.physical_id, &ty, "UPDATE_FAILED", Some(e.to_string()));
-                        return Err(Failed { error: fail(e), touched });
+                        return Err(Box::new(Failed { error: fail(e), touched }));
                     }
                 }
             }
@@ -467,7 +470,7 @@ fn converge(
                     }
                     Err(e) => {
                         ev.resource(&id, "", &ty, "CREATE_FAILED", Some(e.to_string()));
-                        return Err(Failed { error: fail(e), touched });
+                        return Err(Box::new(Failed { error: fail(e), touched }));
                     }
                 }
             }
@@ -492,7 +495,7 @@ fn converge(
     }
     let outputs = match outputs(&p.template, &p.ctx) {
         Ok(o) => o,
-        Err(error) => return Err(Failed { error, touched }),
+        Err(error) => return Err(Box::new(Failed { error, touched })),
     };
     // Cleanup: replaced resources and resources gone from the template, newest first.
     let gone: Vec<&StackResource> = old
@@ -521,7 +524,7 @@ fn converge(
                 resource_type: o.resource_type.clone(),
                 error: e,
             };
-            return Err(Failed { error, touched });
+            return Err(Box::new(Failed { error, touched }));
         }
         ev.resource(&o.logical_id, &o.physical_id, &o.resource_type, "DELETE_COMPLETE", None);
         if !replaced.iter().any(|r| r.logical_id == o.logical_id) {

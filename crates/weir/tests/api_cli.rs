@@ -2184,12 +2184,10 @@ fn cloudformation_stacks_through_the_aws_cli() {
     eventually(30, "the listener to close", || {
         TcpStream::connect(("127.0.0.1", listen)).is_err().then_some(())
     });
-    let groups = autoscaling(api, &["describe-auto-scaling-groups"]).unwrap();
     eventually(60, "the group's instances to stop", || {
         let g = autoscaling(api, &["describe-auto-scaling-groups"]).unwrap();
         g["AutoScalingGroups"].as_array().unwrap().is_empty().then_some(())
     });
-    assert!(groups.is_object());
 
     // `weir stack deploy|events|delete` against the same server.
     let simple = dir.join("simple.yaml");
