@@ -345,6 +345,41 @@ mod tests {
         );
     }
 
+    /// What `sign` produces, `verify` accepts; a changed body or key does not pass.
+    #[test]
+    fn signed_requests_verify() {
+        let creds = Credentials::single("AKIDEXAMPLE", "secret");
+        let now = parse_amz_date("20261123T101500Z").unwrap() as u64;
+        let body = b"Action=DescribeStacks&Version=2010-05-15";
+        let (date, auth) = sign(
+            "AKIDEXAMPLE",
+            "secret",
+            "us-east-1",
+            "cloudformation",
+            "127.0.0.1:9400",
+            body,
+            now,
+        );
+        assert_eq!(date, "20261123T101500Z");
+        let mut h = HeaderMap::new();
+        h.insert("host", "127.0.0.1:9400".parse().unwrap());
+        h.insert("x-amz-date", date.parse().unwrap());
+        h.insert("authorization", auth.parse().unwrap());
+        assert_eq!(verify(&creds, "POST", "/", "", &h, body, now as i64), Ok(()));
+        assert!(verify(&creds, "POST", "/", "", &h, b"Action=DeleteStack", now as i64).is_err());
+        let (_, forged) = sign(
+            "AKIDEXAMPLE",
+            "guess",
+            "us-east-1",
+            "cloudformation",
+            "127.0.0.1:9400",
+            body,
+            now,
+        );
+        h.insert("authorization", forged.parse().unwrap());
+        assert!(verify(&creds, "POST", "/", "", &h, body, now as i64).is_err());
+    }
+
     #[test]
     fn dates_and_queries() {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
