@@ -398,27 +398,11 @@ async fn create_change_set(api: &Api, p: &Value) -> Result<String> {
                     format!("Stack [{name}] already exists and cannot be created again with the changeSet [{cs_name}]."),
                 ));
             }
-            existing.cloned().unwrap_or_else(|| Stack {
-                id: format!(
-                    "arn:aws:cloudformation:{}:{}:stack/{name}/{}",
-                    state.region,
-                    state.account,
-                    weir_model::ids::uuid()
-                ),
-                name: name.clone(),
-                template: String::new(),
-                description: None,
-                parameters: BTreeMap::new(),
-                status: "REVIEW_IN_PROGRESS".into(),
-                status_reason: Some("User Initiated".into()),
-                created_ms: crate::now_ms(),
-                updated_ms: None,
-                capabilities: Vec::new(),
-                tags: BTreeMap::new(),
-                outputs: Vec::new(),
-                resources: Vec::new(),
-                events: Vec::new(),
-                change_sets: Vec::new(),
+            existing.cloned().unwrap_or_else(|| {
+                let id = weir_stack::deploy::new_stack_id(&state, &name);
+                let mut s = Stack::new(&id, &name, "REVIEW_IN_PROGRESS", crate::now_ms());
+                s.status_reason = Some("User Initiated".into());
+                s
             })
         }
         "UPDATE" => existing

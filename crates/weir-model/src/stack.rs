@@ -48,6 +48,27 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// An empty stack record: no template, resources or events yet.
+    pub fn new(id: &str, name: &str, status: &str, created_ms: u64) -> Self {
+        Self {
+            id: id.into(),
+            name: name.into(),
+            template: String::new(),
+            description: None,
+            parameters: BTreeMap::new(),
+            status: status.into(),
+            status_reason: None,
+            created_ms,
+            updated_ms: None,
+            capabilities: Vec::new(),
+            tags: BTreeMap::new(),
+            outputs: Vec::new(),
+            resources: Vec::new(),
+            events: Vec::new(),
+            change_sets: Vec::new(),
+        }
+    }
+
     /// Appends an event, dropping the oldest beyond [`MAX_EVENTS_PER_STACK`].
     pub fn push_event(&mut self, e: StackEvent) {
         self.events.push(e);

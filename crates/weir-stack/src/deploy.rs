@@ -168,8 +168,8 @@ fn terr(m: impl Into<String>) -> StackError {
     StackError::Template(m.into())
 }
 
-/// The stack id CloudFormation would give `name` in `state`'s region and account.
-fn new_stack_id(state: &State, name: &str) -> String {
+/// A new stack id for `name` in `state`'s region and account, as CloudFormation forms them.
+pub fn new_stack_id(state: &State, name: &str) -> String {
     format!(
         "arn:aws:cloudformation:{}:{}:stack/{name}/{}",
         state.region,
@@ -393,14 +393,13 @@ fn converge(
                     Ok(attrs) => {
                         ev.resource(&id, &o.physical_id, &ty, "UPDATE_COMPLETE", None);
                         touched.updated.push((id.clone(), o.physical_id.clone(), ty.clone()));
-                        changes.push(ResourceChange {
-                            action: "Modify".into(),
-                            logical_id: id.clone(),
-                            physical_id: Some(o.physical_id.clone()),
-                            resource_type: ty.clone(),
-                            replacement: Some("False".into()),
-                            properties: resources::changed_properties(&o.properties, &props),
-                        });
+                        changes.push(change(
+                            &id,
+                            &ty,
+                            Some(&o.physical_id),
+                            Some("False"),
+                            resources::changed_properties(&o.properties, &props),
+                        ));
                         (o.physical_id.clone(), attrs, "UPDATE_COMPLETE".to_string())
                     }
                     Err(e) => {
@@ -428,14 +427,13 @@ fn converge(
                     Ok((physical, attrs)) => {
                         ev.resource(&id, &physical, &ty, "UPDATE_COMPLETE", None);
                         touched.created.push((id.clone(), physical.clone(), ty.clone()));
-                        changes.push(ResourceChange {
-                            action: "Modify".into(),
-                            logical_id: id.clone(),
-                            physical_id: Some(o.physical_id.clone()),
-                            resource_type: ty.clone(),
-                            replacement: Some("True".into()),
-                            properties: resources::changed_properties(&o.properties, &props),
-                        });
+                        changes.push(change(
+                            &id,
+                            &ty,
+                            Some(&o.physical_id),
+                            Some("True"),
+                            resources::changed_properties(&o.properties, &props),
+                        ));
                         replaced.push(o.clone());
                         (physical, attrs, "UPDATE_COMPLETE".to_string())
                     }
@@ -458,14 +456,7 @@ fn converge(
                         );
                         ev.resource(&id, &physical, &ty, "CREATE_COMPLETE", None);
                         touched.created.push((id.clone(), physical.clone(), ty.clone()));
-                        changes.push(ResourceChange {
-                            action: "Add".into(),
-                            logical_id: id.clone(),
-                            physical_id: None,
-                            resource_type: ty.clone(),
-                            replacement: None,
-                            properties: Vec::new(),
-                        });
+                        changes.push(change(&id, &ty, None, None, Vec::new()));
                         (physical, attrs, "CREATE_COMPLETE".to_string())
                     }
                     Err(e) => {
@@ -528,17 +519,40 @@ fn converge(
         }
         ev.resource(&o.logical_id, &o.physical_id, &o.resource_type, "DELETE_COMPLETE", None);
         if !replaced.iter().any(|r| r.logical_id == o.logical_id) {
-            changes.push(ResourceChange {
-                action: "Remove".into(),
-                logical_id: o.logical_id.clone(),
-                physical_id: Some(o.physical_id.clone()),
-                resource_type: o.resource_type.clone(),
-                replacement: None,
-                properties: Vec::new(),
-            });
+            changes.push(change(
+                &o.logical_id,
+                &o.resource_type,
+                Some(&o.physical_id),
+                None,
+                Vec::new(),
+            ));
         }
     }
     Ok(Converged { resources: out, outputs, changes })
+}
+
+/// One planned change. The action follows from the rest: no existing resource is `Add`, a
+/// replacement verdict is `Modify`, an existing resource without one is `Remove`.
+fn change(
+    id: &str,
+    ty: &str,
+    existing: Option<&str>,
+    replacement: Option<&str>,
+    properties: Vec<String>,
+) -> ResourceChange {
+    let action = match (existing, replacement) {
+        (None, _) => "Add",
+        (Some(_), Some(_)) => "Modify",
+        (Some(_), None) => "Remove",
+    };
+    ResourceChange {
+        action: action.into(),
+        logical_id: id.into(),
+        physical_id: existing.map(str::to_string),
+        resource_type: ty.into(),
+        replacement: replacement.map(str::to_string),
+        properties,
+    }
 }
 
 fn outputs(t: &Template, ctx: &Context) -> Result<Vec<StackOutput>, StackError> {
@@ -615,23 +629,8 @@ pub fn create_stack(state: &mut State, req: &Request) -> Result<(String, Outcome
     }
     let stack_id = existing.map_or_else(|| new_stack_id(state, &req.stack_name), |s| s.id.clone());
     let mut p = prepare(&req.template, state, &req.stack_name, &stack_id, &req.parameters)?;
-    let mut stack = existing.cloned().unwrap_or_else(|| Stack {
-        id: stack_id.clone(),
-        name: req.stack_name.clone(),
-        template: String::new(),
-        description: None,
-        parameters: BTreeMap::new(),
-        status: String::new(),
-        status_reason: None,
-        created_ms: req.now_ms,
-        updated_ms: None,
-        capabilities: Vec::new(),
-        tags: BTreeMap::new(),
-        outputs: Vec::new(),
-        resources: Vec::new(),
-        events: Vec::new(),
-        change_sets: Vec::new(),
-    });
+    let mut stack =
+        existing.cloned().unwrap_or_else(|| Stack::new(&stack_id, &req.stack_name, "", req.now_ms));
     stack.template = req.template.clone();
     stack.description = get_str(&p.template.body, "Description");
     stack.parameters = p.parameters.clone();
@@ -767,35 +766,22 @@ fn plan(state: &State, stack: &Stack, p: &Prepared) -> Result<Vec<ResourceChange
         Err(f) => {
             let mut changes: Vec<ResourceChange> = Vec::new();
             for (id, physical, ty) in &f.touched.updated {
-                changes.push(ResourceChange {
-                    action: "Modify".into(),
-                    logical_id: id.clone(),
-                    physical_id: Some(physical.clone()),
-                    resource_type: ty.clone(),
-                    replacement: Some("False".into()),
-                    properties: Vec::new(),
-                });
+                changes.push(change(id, ty, Some(physical), Some("False"), Vec::new()));
             }
             for (id, _, ty) in &f.touched.created {
-                changes.push(ResourceChange {
-                    action: if stack.resource(id).is_some() { "Modify" } else { "Add" }.into(),
-                    logical_id: id.clone(),
-                    physical_id: stack.resource(id).map(|r| r.physical_id.clone()),
-                    resource_type: ty.clone(),
-                    replacement: stack.resource(id).map(|_| "True".into()),
-                    properties: Vec::new(),
-                });
+                let old = stack.resource(id).map(|r| r.physical_id.as_str());
+                changes.push(change(id, ty, old, old.map(|_| "True"), Vec::new()));
             }
             if let StackError::Resource { logical_id, resource_type, .. } = &f.error {
                 let old = stack.resource(logical_id);
-                changes.push(ResourceChange {
-                    action: if old.is_some() { "Modify" } else { "Add" }.into(),
-                    logical_id: logical_id.clone(),
-                    physical_id: old.map(|r| r.physical_id.clone()),
-                    resource_type: resource_type.clone(),
-                    replacement: old.map(|_| "Conditional".into()),
-                    properties: Vec::new(),
-                });
+                let old = old.map(|r| r.physical_id.as_str());
+                changes.push(change(
+                    logical_id,
+                    resource_type,
+                    old,
+                    old.map(|_| "Conditional"),
+                    Vec::new(),
+                ));
             } else {
                 return Err(f.error);
             }
