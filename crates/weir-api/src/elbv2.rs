@@ -242,16 +242,19 @@ pub(crate) async fn dispatch(api: &Api, action: &str, p: &Value) -> Result<Strin
         }
         "CreateListener" => {
             let lb = required(p, "LoadBalancerArn")?;
-            let port = get_u32(p, "Port")?.ok_or_else(|| ApiError::missing("Port"))?;
-            let port = u16::try_from(port)
-                .map_err(|_| ApiError::validation("Port must be between 1 and 65535"))?;
-            let protocol =
-                Protocol::parse(&get_str(p, "Protocol").unwrap_or_else(|| "HTTP".into()))?;
+            let port = get_u32(p, "Port")?
+                .map(|port| {
+                    u16::try_from(port)
+                        .map_err(|_| ApiError::validation("Port must be between 1 and 65535"))
+                })
+                .transpose()?;
+            let protocol = get_str(p, "Protocol").map(|s| Protocol::parse(&s)).transpose()?;
             let actions = shape::actions(p.get("DefaultActions"))?;
             let tls = shape::listener_tls(p);
             let new_certs = tls.certificates.clone();
             let arn = api
                 .mutate(action, &lb, |s| {
+                    let (port, protocol) = s.listener_port_protocol(&lb, port, protocol)?;
                     let arn = s.create_listener(&lb, port, protocol, actions, tls)?;
                     check_certificates(api, &new_certs)?;
                     create_tags(s, &arn, p)?;

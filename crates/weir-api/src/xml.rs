@@ -204,10 +204,11 @@ fn actions(x: &mut Xml, tag: &str, list: &[Action]) {
 
 /// A listener `member` body.
 pub fn listener(x: &mut Xml, l: &Listener) {
-    x.leaf("ListenerArn", &l.arn)
-        .leaf("LoadBalancerArn", &l.load_balancer_arn)
-        .leaf("Port", l.port)
-        .leaf("Protocol", l.protocol.as_str());
+    x.leaf("ListenerArn", &l.arn).leaf("LoadBalancerArn", &l.load_balancer_arn);
+    // A Gateway Load Balancer's listener has no port or protocol.
+    if l.protocol != weir_model::Protocol::Geneve {
+        x.leaf("Port", l.port).leaf("Protocol", l.protocol.as_str());
+    }
     // As AWS does, DescribeListeners shows only the default certificate.
     if let Some(c) = l.certificates.first() {
         x.list("Certificates", [c], |x, c| {

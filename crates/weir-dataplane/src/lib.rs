@@ -15,10 +15,12 @@
 #![forbid(unsafe_code)]
 
 mod compile;
+mod compile_l3;
 mod compile_l4;
 pub mod dns;
 mod metrics;
 
+pub use compile_l3::ENDPOINT_TAG as GATEWAY_ENDPOINT_TAG;
 pub use weir_balance::{HealthState, Reason};
 pub use weir_l7::tls;
 
@@ -49,6 +51,8 @@ pub struct DataplaneConfig {
     /// Where access logs are written: `DIR/BUCKET/PREFIX/AWSLogs/...` (the `access_logs.s3.*`
     /// attributes name the bucket and prefix).
     pub access_log_dir: PathBuf,
+    /// Where Gateway Load Balancers send and receive GENEVE (bound only while one exists).
+    pub geneve_address: SocketAddr,
 }
 
 impl Default for DataplaneConfig {
@@ -58,6 +62,7 @@ impl Default for DataplaneConfig {
             bind_zone_nodes: true,
             certificate_dir: PathBuf::from("certs"),
             access_log_dir: PathBuf::from("access-logs"),
+            geneve_address: SocketAddr::from(([0, 0, 0, 0], weir_model::GENEVE_PORT)),
         }
     }
 }
@@ -73,6 +78,9 @@ pub enum DataplaneError {
         /// The bind error.
         source: std::io::Error,
     },
+    /// The GENEVE socket or a gateway endpoint's TUN device could not be opened.
+    #[error("gateway: {0}")]
+    Gateway(String),
     /// An HTTPS listener's certificates or policy could not be loaded; it keeps serving with
     /// its previous TLS configuration, if it had one.
     #[error("listener {listener}: {source}")]
@@ -134,6 +142,8 @@ struct Inner {
     group_stats: HashMap<String, Arc<weir_l7::GroupStats>>,
     access_logs: HashMap<String, (PathBuf, Arc<weir_l7::access_log::AccessLog>)>,
     metrics: metrics::Collected,
+    gateway: Option<weir_l3::GatewayHandle>,
+    gateway_stats: HashMap<String, Arc<weir_l3::GatewayStats>>,
 }
 
 /// The running data plane of one Weir process.
@@ -271,6 +281,9 @@ impl Dataplane {
         if let Err(e) = self.apply_l4(inner, state).await {
             first_error.get_or_insert(e);
         }
+        if let Err(e) = self.apply_gateway(inner, state).await {
+            first_error.get_or_insert(e);
+        }
         self.dns.store(Arc::new(dns::DnsTable::build(state, &inner.cells)));
         inner.metrics.names = metrics::Names::of(state);
         first_error.map_or(Ok(()), Err)
@@ -382,6 +395,53 @@ impl Dataplane {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Starts, updates or stops the GWLB data plane: it runs while some Gateway Load Balancer
+    /// has a listener.
+    async fn apply_gateway(&self, inner: &mut Inner, state: &State) -> Result<(), DataplaneError> {
+        let snapshot = compile_l3::snapshot(state, &inner.cells, &mut inner.gateway_stats);
+        if snapshot.lbs.is_empty() {
+            if let Some(g) = inner.gateway.take() {
+                g.stop();
+            }
+            return Ok(());
+        }
+        let errors = match &mut inner.gateway {
+            Some(g) => g.update(snapshot),
+            None => {
+                let (g, errors) =
+                    weir_l3::GatewayHandle::start(self.config.geneve_address, snapshot)
+                        .await
+                        .map_err(|e| {
+                            DataplaneError::Gateway(format!(
+                                "GENEVE socket {}: {e}",
+                                self.config.geneve_address
+                            ))
+                        })?;
+                tracing::info!(address = %g.local_addr(), "gateway load balancing on");
+                inner.gateway = Some(g);
+                errors
+            }
+        };
+        for e in &errors {
+            tracing::error!(error = %e, "gateway endpoint failed");
+        }
+        match errors.into_iter().next() {
+            Some(e) => Err(DataplaneError::Gateway(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// The GENEVE socket's address and the number of flows, while GWLBs run.
+    pub async fn gateway_status(&self) -> Option<(SocketAddr, usize)> {
+        let inner = self.inner.lock().await;
+        inner.gateway.as_ref().map(|g| (g.local_addr(), g.flow_count()))
+    }
+
+    /// Counters of a running Gateway Load Balancer.
+    pub async fn gateway_stats(&self, lb_arn: &str) -> Option<Arc<weir_l3::GatewayStats>> {
+        self.inner.lock().await.gateway_stats.get(lb_arn).cloned()
     }
 
     /// The addresses of `lb`'s nodes (with their zones) and public addresses, on `port`.
@@ -573,6 +633,9 @@ impl Dataplane {
         }
         for (_, l) in inner.l4.drain() {
             l.handle.stop().await;
+        }
+        if let Some(g) = inner.gateway.take() {
+            g.stop();
         }
         inner.checkers.clear();
     }

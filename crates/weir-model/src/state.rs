@@ -485,6 +485,29 @@ impl State {
         Ok(())
     }
 
+    /// The port and protocol a new listener of `lb_arn` gets from what the request named: a
+    /// Gateway Load Balancer's listener takes neither (it receives all IP traffic; Weir records
+    /// it as GENEVE on 6081), every other listener needs a port and defaults to HTTP.
+    pub fn listener_port_protocol(
+        &self,
+        lb_arn: &str,
+        port: Option<u16>,
+        protocol: Option<Protocol>,
+    ) -> Result<(u16, Protocol)> {
+        let lb = self.load_balancer(lb_arn)?;
+        if lb.lb_type == LoadBalancerType::Gateway {
+            if port.is_some() || protocol.is_some_and(|p| p != Protocol::Geneve) {
+                return Err(ModelError::validation(
+                    "A listener for a Gateway Load Balancer cannot specify a port or protocol",
+                ));
+            }
+            return Ok((crate::GENEVE_PORT, Protocol::Geneve));
+        }
+        let port =
+            port.ok_or_else(|| ModelError::validation("A listener port must be specified"))?;
+        Ok((port, protocol.unwrap_or(Protocol::Http)))
+    }
+
     /// Creates a listener. Returns its ARN.
     pub fn create_listener(
         &mut self,
@@ -508,7 +531,6 @@ impl State {
                 ),
             ));
         }
-        check_listener_protocol(protocol)?;
         let (certificates, ssl_policy, alpn_policy) = check_tls(protocol, &tls, &[], None, None)?;
         if self.listeners_of(lb_arn).iter().any(|l| l.port == port) {
             return Err(ModelError::new(
@@ -688,7 +710,6 @@ impl State {
                     ),
                 ));
             }
-            check_listener_protocol(p)?;
         }
         let new_protocol = protocol.unwrap_or(l.protocol);
         let (certificates, ssl_policy, alpn_policy) = check_tls(
@@ -919,16 +940,6 @@ fn lb_takes_protocol(t: LoadBalancerType, p: Protocol) -> bool {
         LoadBalancerType::Network => p.is_l4(),
         LoadBalancerType::Gateway => p == Protocol::Geneve,
     }
-}
-
-fn check_listener_protocol(p: Protocol) -> Result<()> {
-    if p == Protocol::Geneve {
-        return Err(ModelError::new(
-            ErrorCode::UnsupportedProtocol,
-            format!("Listener protocol '{}' is not supported by Weir yet", p.as_str()),
-        ));
-    }
-    Ok(())
 }
 
 /// The certificate list, security policy and ALPN policy a listener ends up with: HTTPS and

@@ -361,6 +361,9 @@ impl TargetGroup {
         if port == 0 {
             return Err(ModelError::validation("Port must be between 1 and 65535"));
         }
+        if protocol == Protocol::Geneve && port != crate::GENEVE_PORT {
+            return Err(ModelError::validation("Port must be 6081 for the GENEVE protocol"));
+        }
         if target_type == TargetType::Lambda || target_type == TargetType::Alb {
             return Err(ModelError::new(
                 ErrorCode::UnsupportedProtocol,

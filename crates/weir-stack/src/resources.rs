@@ -170,8 +170,7 @@ pub fn create(
             let lb = get_str(p, "LoadBalancerArn")
                 .ok_or_else(|| ModelError::validation("Listener needs a LoadBalancerArn"))?;
             let (port, protocol) = listener_port_protocol(p)?;
-            let port = port.ok_or_else(|| ModelError::validation("Listener needs a Port"))?;
-            let protocol = protocol.unwrap_or(Protocol::Http);
+            let (port, protocol) = state.listener_port_protocol(&lb, port, protocol)?;
             let actions = convert::actions(p.get("DefaultActions"))?;
             let tls = convert::listener_tls(p);
             let arn = state.create_listener(&lb, port, protocol, actions, tls)?;

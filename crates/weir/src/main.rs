@@ -65,6 +65,10 @@ enum Command {
         /// directory in it).
         #[arg(long)]
         access_log_dir: Option<PathBuf>,
+        /// Where Gateway Load Balancers send and receive GENEVE (UDP; bound only while a
+        /// gateway load balancer has a listener).
+        #[arg(long, default_value = "0.0.0.0:6081")]
+        geneve_address: SocketAddr,
     },
     /// Serve the AWS Query API and the data plane, with state persisted under --data-dir.
     Serve {
@@ -103,6 +107,10 @@ enum Command {
         /// Seconds target tracking must ask for less before it scales in.
         #[arg(long, default_value_t = 300, hide = true)]
         scale_in_after_seconds: u64,
+        /// Where Gateway Load Balancers send and receive GENEVE (UDP; bound only while a
+        /// gateway load balancer has a listener).
+        #[arg(long, default_value = "0.0.0.0:6081")]
+        geneve_address: SocketAddr,
     },
     /// Create a self-signed certificate (and key) in a certificate directory and print the ARN
     /// that HTTPS listeners use to name it.
@@ -131,6 +139,20 @@ enum Command {
         /// Template parameter, `Key=Value` (repeatable).
         #[arg(long = "parameter", short = 'p', value_name = "KEY=VALUE")]
         parameters: Vec<String>,
+    },
+    /// Run a GENEVE bounce appliance for a Gateway Load Balancer: returns every packet to the
+    /// load balancer unchanged except those a drop rule matches.
+    Appliance {
+        /// Where GENEVE arrives.
+        #[arg(long, default_value = "0.0.0.0:6081")]
+        listen: SocketAddr,
+        /// Where health checks are answered (HTTP 200; `/flows` lists the flows seen).
+        #[arg(long)]
+        health_address: Option<SocketAddr>,
+        /// Drop inner packets of `tcp:PORT`, `udp:PORT`, `tcp`, `udp`, `icmp` or a protocol
+        /// number (repeatable).
+        #[arg(long = "drop", value_name = "RULE")]
+        drop_rules: Vec<weir_l3::appliance::DropRule>,
     },
     /// Run a demo HTTP backend: answers with its name, has /health, can fail health or be slow.
     DemoBackend {
@@ -557,6 +579,7 @@ async fn main() -> Result<()> {
             access_log_dir,
             scaling_window_seconds,
             scale_in_after_seconds,
+            geneve_address,
         } => {
             let auth = if no_auth {
                 None
@@ -580,6 +603,7 @@ async fn main() -> Result<()> {
                 bind_zone_nodes: true,
                 certificate_dir,
                 access_log_dir: access_log_dir.unwrap_or_else(|| data_dir.join("access-logs")),
+                geneve_address,
             });
             if let Err(e) = dp.apply(store.state()).await {
                 eprintln!("weir: some listeners could not start: {e}");
@@ -623,6 +647,7 @@ async fn main() -> Result<()> {
             dns_address,
             metrics_interval_seconds,
             access_log_dir,
+            geneve_address,
         } => {
             let stack = stack_name.unwrap_or_else(|| stack_name_of(&file));
             let mut store = match &data_dir {
@@ -660,6 +685,7 @@ async fn main() -> Result<()> {
                 bind_zone_nodes: true,
                 certificate_dir,
                 access_log_dir: access_log_dir.unwrap_or_else(|| PathBuf::from("weir-access-logs")),
+                geneve_address,
             });
             dp.apply(&state).await.context("starting listeners")?;
             print_summary(&state, &deployment, &stack);
@@ -720,6 +746,23 @@ async fn main() -> Result<()> {
         Command::Certificate { name, dns_names, certificate_dir } => {
             let arn = create_certificate(&certificate_dir, &name, dns_names)?;
             println!("{arn}");
+        }
+        Command::Appliance { listen, health_address, drop_rules } => {
+            println!(
+                "weir appliance: GENEVE on {listen}{}{}",
+                health_address.map(|h| format!(", health on http://{h}/")).unwrap_or_default(),
+                if drop_rules.is_empty() {
+                    String::new()
+                } else {
+                    format!(", dropping {drop_rules:?}")
+                }
+            );
+            tokio::select! {
+                r = weir_l3::appliance::run(listen, health_address, drop_rules) => {
+                    r.with_context(|| format!("appliance on {listen}"))?
+                }
+                _ = shutdown_signal() => {}
+            }
         }
         Command::DemoBackend { port, name, address, health_status, delay_ms } => {
             let b = DemoBackend::start(SocketAddr::new(address, port), &name).await?;
