@@ -195,3 +195,59 @@ pub fn dns_query(data: &[u8]) {
         assert_eq!(resp[2] & 0x80, 0x80, "QR bit not set");
     }
 }
+
+/// GENEVE datagrams and inner IP packets (network input on the GWLB's socket and endpoints):
+/// the first byte picks how the rest is used — as a datagram from an appliance, or as a packet
+/// from a gateway endpoint, which must then encapsulate into GENEVE that parses back to it.
+pub fn geneve(data: &[u8]) {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+    use weir_balance::{FlowKeyMode, FlowPool, HealthState, Reason, TargetCell, TargetKey};
+    use weir_l3::geneve::Geneve;
+    use weir_l3::{Endpoint, Gateway, GatewayLb, GatewaySnapshot};
+
+    let Some((&mode, rest)) = data.split_first() else { return };
+    if let Ok(g) = Geneve::parse(rest) {
+        let _ = g.gwlb();
+        let _ = g.options().count();
+        assert_eq!(rest.len(), 8 + g.options.len() + g.payload.len());
+    }
+    let _ = weir_l3::packet::FlowTuple::parse(rest);
+    let appliance = SocketAddr::from(([10, 3, 0, 2], 6081));
+    let cell = TargetCell::new(TargetKey { id: "10.3.0.2".into(), port: 6081 }, appliance, "z".into());
+    cell.set_health(HealthState::Healthy, Reason::None);
+    let targets = vec![Arc::new(cell)];
+    let modes = [FlowKeyMode::FiveTuple, FlowKeyMode::ThreeTuple, FlowKeyMode::TwoTuple];
+    let snap = GatewaySnapshot {
+        lbs: vec![GatewayLb {
+            arn: "gwlb".into(),
+            attachment_id: 1,
+            endpoints: vec![Endpoint { id: 7, device: "gwe0".into(), zone: None }],
+            all: FlowPool::new(targets.clone()),
+            zones: Default::default(),
+            cross_zone: mode & 4 != 0,
+            mode: modes[usize::from(mode % 3)],
+            rebalance_unhealthy: mode & 8 != 0,
+            rebalance_deregistered: mode & 8 != 0,
+            stats: Arc::default(),
+        }],
+    };
+    let mut gw = Gateway::default();
+    let now = Instant::now();
+    if mode & 0x80 != 0 {
+        if let Ok((endpoint, offset)) = gw.from_appliance(&snap, appliance, rest, now) {
+            assert_eq!(endpoint, 7);
+            assert!(offset <= rest.len());
+        }
+    } else {
+        let mut out = Vec::new();
+        if let Ok(to) = gw.from_endpoint(&snap, 7, rest, now, &mut out) {
+            assert_eq!(to, appliance);
+            let g = Geneve::parse(&out).expect("own encapsulation parses");
+            assert_eq!(g.payload, rest);
+            assert_eq!(g.gwlb().endpoint_id, Some(7));
+            // And the appliance's return of it is delivered back to the endpoint.
+            assert_eq!(gw.from_appliance(&snap, appliance, &out, now).map(|r| r.0), Ok(7));
+        }
+    }
+}

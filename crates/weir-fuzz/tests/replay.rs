@@ -44,6 +44,11 @@ fn dns_query_corpus() {
     assert!(replay("dns_query", weir_fuzz::dns_query) >= 5);
 }
 
+#[test]
+fn geneve_corpus() {
+    assert!(replay("geneve", weir_fuzz::geneve) >= 6);
+}
+
 mod random {
     use proptest::prelude::*;
 
@@ -54,6 +59,11 @@ mod random {
             weir_fuzz::request_head(&bytes);
             let head = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
             weir_fuzz::request_head(head.as_bytes());
+        }
+
+        #[test]
+        fn geneve_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
+            weir_fuzz::geneve(&bytes);
         }
 
         #[test]
