@@ -4,7 +4,7 @@
 //! directly). Counters are monotonic in the data plane; each collection records the increase
 //! since the previous one, so a metric's `Sum` over a period is the count in that period. Gauges
 //! (healthy hosts, active connections and flows) are sampled. Names, dimensions and units are
-//! CloudWatch's (`AWS/ApplicationELB`, `AWS/NetworkELB`).
+//! CloudWatch's (`AWS/ApplicationELB`, `AWS/NetworkELB`, `AWS/GatewayELB`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use weir_balance::{HealthState, TargetCell, TargetKey};
 use weir_model::{LoadBalancerType, State};
-use weir_telemetry::{Kind, MetricId, Registry, Stat, ALB, NLB};
+use weir_telemetry::{Kind, MetricId, Registry, Stat, ALB, GWLB, NLB};
 
 use crate::{CellKey, Dataplane};
 
@@ -24,6 +24,8 @@ pub(crate) struct Names {
     /// Target group ARN → (`TargetGroup` dimension, its load balancers' (namespace, dimension,
     /// zones), registered targets).
     groups: HashMap<String, GroupNames>,
+    /// Gateway Load Balancer ARN → `LoadBalancer` dimension.
+    gateways: HashMap<String, String>,
 }
 
 #[derive(Debug, Default)]
@@ -36,7 +38,8 @@ struct GroupNames {
 fn namespace(t: LoadBalancerType) -> &'static str {
     match t {
         LoadBalancerType::Network => NLB,
-        _ => ALB,
+        LoadBalancerType::Gateway => GWLB,
+        LoadBalancerType::Application => ALB,
     }
 }
 
@@ -71,7 +74,13 @@ impl Names {
                 (tg.arn.clone(), GroupNames { full_name: tg.full_name(), lbs, targets })
             })
             .collect();
-        Self { listeners, groups }
+        let gateways = state
+            .load_balancers
+            .values()
+            .filter(|lb| lb.lb_type == LoadBalancerType::Gateway)
+            .map(|lb| (lb.arn.clone(), lb.full_name()))
+            .collect();
+        Self { listeners, groups, gateways }
     }
 }
 
@@ -218,6 +227,19 @@ impl Dataplane {
                 out.gauge(ns, &format!("ActiveFlowCount_{p}"), &dims, v as f64);
             }
             out.gauge(ns, "ActiveFlowCount", &dims, active.iter().map(|x| x.1).sum::<u64>() as f64);
+        }
+        // Gateway Load Balancers.
+        let active =
+            inner.gateway.as_ref().map(|g| g.flows_per_load_balancer()).unwrap_or_default();
+        for (arn, s) in &inner.gateway_stats {
+            let Some(lb) = names.gateways.get(arn) else { continue };
+            let dims = [("LoadBalancer", lb.as_str())];
+            let new = delta(last, format!("{arn}|NewFlowCount"), get(&s.new_flows));
+            out.count(GWLB, "NewFlowCount", &dims, new);
+            let bytes = delta(last, format!("{arn}|ProcessedBytes"), get(&s.processed_bytes));
+            out.bytes(GWLB, "ProcessedBytes", &dims, bytes);
+            let flows = active.get(arn).copied().unwrap_or(0);
+            out.gauge(GWLB, "ActiveFlowCount", &dims, flows as f64);
         }
         // Target groups: health per zone, and ALB request counters.
         for (tg_arn, g) in &names.groups {

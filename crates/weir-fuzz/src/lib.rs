@@ -214,7 +214,8 @@ pub fn geneve(data: &[u8]) {
     }
     let _ = weir_l3::packet::FlowTuple::parse(rest);
     let appliance = SocketAddr::from(([10, 3, 0, 2], 6081));
-    let cell = TargetCell::new(TargetKey { id: "10.3.0.2".into(), port: 6081 }, appliance, "z".into());
+    let cell =
+        TargetCell::new(TargetKey { id: "10.3.0.2".into(), port: 6081 }, appliance, "z".into());
     cell.set_health(HealthState::Healthy, Reason::None);
     let targets = vec![Arc::new(cell)];
     let modes = [FlowKeyMode::FiveTuple, FlowKeyMode::ThreeTuple, FlowKeyMode::TwoTuple];

@@ -94,6 +94,24 @@ impl GatewayHandle {
         self.core.lock().map(|g| g.flows().len()).unwrap_or(0)
     }
 
+    /// Flows remembered now, per load balancer ARN.
+    pub fn flows_per_load_balancer(&self) -> HashMap<String, usize> {
+        let snap = self.cell.load();
+        let mut per_endpoint: HashMap<u64, usize> = HashMap::new();
+        if let Ok(g) = self.core.lock() {
+            for (_, f) in g.flows().iter() {
+                *per_endpoint.entry(f.endpoint).or_default() += 1;
+            }
+        }
+        snap.lbs
+            .iter()
+            .map(|l| {
+                let n = l.endpoints.iter().filter_map(|e| per_endpoint.get(&e.id)).sum();
+                (l.arn.clone(), n)
+            })
+            .collect()
+    }
+
     /// Serves `snapshot` from the next packet on: opens TUN devices of new endpoints and
     /// closes those of endpoints that are gone. Flows are kept.
     pub fn update(&mut self, snapshot: GatewaySnapshot) -> Vec<EndpointError> {

@@ -20,6 +20,8 @@ use std::sync::RwLock;
 pub const ALB: &str = "AWS/ApplicationELB";
 /// Namespace of NLB metrics.
 pub const NLB: &str = "AWS/NetworkELB";
+/// Namespace of GWLB metrics.
+pub const GWLB: &str = "AWS/GatewayELB";
 /// Default retention: 15 days of 1-minute points.
 pub const RETENTION_MINUTES: usize = 15 * 24 * 60;
 

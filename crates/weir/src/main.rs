@@ -689,7 +689,19 @@ async fn main() -> Result<()> {
             });
             dp.apply(&state).await.context("starting listeners")?;
             print_summary(&state, &deployment, &stack);
-            for l in state.listeners.values() {
+            if let Some((addr, _)) = dp.gateway_status().await {
+                for lb in state.load_balancers.values() {
+                    if let Some(t) = state
+                        .tags
+                        .get(&lb.arn)
+                        .and_then(|t| t.get(weir_dataplane::GATEWAY_ENDPOINT_TAG))
+                    {
+                        println!("  gateway {}: endpoints {t}, GENEVE on {addr}", lb.name);
+                    }
+                }
+            }
+            for l in state.listeners.values().filter(|l| l.protocol != weir_model::Protocol::Geneve)
+            {
                 let addrs: Vec<String> = dp
                     .listener_addrs(&l.arn)
                     .await

@@ -191,6 +191,10 @@ impl Net {
     }
 
     fn aws(&self, args: &[&str]) -> String {
+        self.aws_service("elbv2", args)
+    }
+
+    fn aws_service(&self, service: &str, args: &[&str]) -> String {
         let out = self
             .cmd(
                 "gw",
@@ -202,7 +206,7 @@ impl Net {
                     "us-east-1",
                     "--output",
                     "text",
-                    "elbv2",
+                    service,
                 ],
             )
             .args(args)
@@ -218,8 +222,17 @@ impl Net {
     /// Starts `weir up examples/gwlb.yaml` in the gateway namespace and waits until it serves.
     fn weir(&self, params: &[&str]) -> Kill {
         let template = format!("{}/../../examples/gwlb.yaml", env!("CARGO_MANIFEST_DIR"));
-        let mut args =
-            vec![WEIR, "up", &template, "--api-address", "127.0.0.1:9400", "--dns-address", "off"];
+        let mut args = vec![
+            WEIR,
+            "up",
+            &template,
+            "--api-address",
+            "127.0.0.1:9400",
+            "--dns-address",
+            "off",
+            "--metrics-interval-seconds",
+            "1",
+        ];
         for p in params {
             args.extend(["-p", p]);
         }
@@ -443,6 +456,58 @@ fn gwlb_flows_through_appliances_with_stickiness_drop_rules_and_failover() {
     assert!(s2.contains_key(&(17, format!("10.1.0.2:{port}"), format!("{SERVER}:5000"))));
     let lines: Vec<String> = (47000..47010).map(|p| line("udp", "10.1.0.2", p, 5000, 2)).collect();
     assert!(net.flows(&lines).iter().all(|&n| n == 2), "new flows go to the survivor");
+
+    // CloudWatch: AWS/GatewayELB counted every flow the client opened (29 + 2 x 120 + 30).
+    std::thread::sleep(Duration::from_secs(2));
+    let lb_arn = net.aws(&[
+        "describe-load-balancers",
+        "--names",
+        "gwlb",
+        "--query",
+        "LoadBalancers[0].LoadBalancerArn",
+    ]);
+    // The listener has no port or protocol, as AWS shows a GWLB's.
+    let shown = net.aws(&[
+        "describe-listeners",
+        "--load-balancer-arn",
+        &lb_arn,
+        "--query",
+        "Listeners[0].[Port, Protocol]",
+    ]);
+    assert_eq!(shown.split_whitespace().collect::<Vec<_>>(), ["None", "None"]);
+    let dim = format!("Name=LoadBalancer,Value={}", lb_arn.split("loadbalancer/").nth(1).unwrap());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let (start, end) = ((now - 600).to_string(), (now + 60).to_string());
+    let stat = |metric: &str, statistic: &str| -> f64 {
+        net.aws_service(
+            "cloudwatch",
+            &[
+                "get-metric-statistics",
+                "--namespace",
+                "AWS/GatewayELB",
+                "--metric-name",
+                metric,
+                "--dimensions",
+                &dim,
+                "--start-time",
+                &start,
+                "--end-time",
+                &end,
+                "--period",
+                "60",
+                "--statistics",
+                statistic,
+                "--query",
+                &format!("Datapoints[].{statistic}"),
+            ],
+        )
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().unwrap())
+        .fold(0.0, |a, b| if statistic == "Maximum" { a.max(b) } else { a + b })
+    };
+    assert!(stat("NewFlowCount", "Sum") >= 299.0, "NewFlowCount {}", stat("NewFlowCount", "Sum"));
+    assert!(stat("ActiveFlowCount", "Maximum") >= 299.0);
+    assert!(stat("ProcessedBytes", "Sum") > 0.0);
 }
 
 #[test]

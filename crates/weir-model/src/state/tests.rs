@@ -248,3 +248,34 @@ fn nlb_listeners_match_their_target_group_protocols() {
     let e = s.modify_listener(&l, None, Some(Protocol::Udp), None, none()).unwrap_err();
     assert_eq!(e.code, ErrorCode::IncompatibleProtocols);
 }
+
+#[test]
+fn gateway_listeners_take_no_port_or_protocol_and_forward_to_geneve() {
+    let mut s = State::default();
+    let gw =
+        s.create_load_balancer("gw", LoadBalancerType::Gateway, Scheme::Internal, &[], 0).unwrap();
+    let geneve = |port| {
+        TargetGroup::new("us-east-1", "123456789012", "fw", Protocol::Geneve, port, TargetType::Ip)
+    };
+    assert_eq!(geneve(6080).unwrap_err().code, ErrorCode::ValidationError);
+    let tg = s.add_target_group(geneve(crate::GENEVE_PORT).unwrap()).unwrap();
+    assert_eq!(s.listener_port_protocol(&gw, None, None).unwrap(), (6081, Protocol::Geneve));
+    for (port, protocol) in [(Some(80), None), (None, Some(Protocol::Tcp))] {
+        let e = s.listener_port_protocol(&gw, port, protocol).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError);
+    }
+    let l = s.create_listener(&gw, 6081, Protocol::Geneve, forward(&tg), Default::default());
+    assert!(l.is_ok());
+    // One listener per GWLB.
+    let again = s.create_listener(&gw, 6081, Protocol::Geneve, forward(&tg), Default::default());
+    assert_eq!(again.unwrap_err().code, ErrorCode::DuplicateListener);
+    // Other load balancers need a port and cannot take GENEVE.
+    let (mut s2, alb, http_tg) = setup();
+    assert_eq!(s2.listener_port_protocol(&alb, Some(80), None).unwrap(), (80, Protocol::Http));
+    assert_eq!(
+        s2.listener_port_protocol(&alb, None, None).unwrap_err().code,
+        ErrorCode::ValidationError
+    );
+    let e = s2.create_listener(&alb, 6081, Protocol::Geneve, forward(&http_tg), Default::default());
+    assert_eq!(e.unwrap_err().code, ErrorCode::IncompatibleProtocols);
+}
