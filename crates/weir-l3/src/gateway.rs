@@ -229,31 +229,42 @@ impl Gateway {
         datagram: &[u8],
         now: Instant,
     ) -> Result<(u64, usize), Drop> {
-        let lb = snap.lbs.iter().find(|l| l.is_target_address(src.ip()));
-        let result = lb.ok_or(Drop::UnknownSource).and_then(|lb| self.deliver(lb, datagram, now));
-        if let Some(lb) = lb {
-            match result {
-                Ok((_, offset)) => {
-                    lb.stats.from_appliances.fetch_add(1, Ordering::Relaxed);
-                    lb.stats
-                        .processed_bytes
-                        .fetch_add((datagram.len() - offset) as u64, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    lb.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                }
+        let parsed = Geneve::parse(datagram).map_err(|_| Drop::Malformed);
+        let wanted = parsed.as_ref().ok().and_then(|g| g.gwlb().endpoint_id);
+        // The load balancer whose appliance sent it; when appliances serve several, the one
+        // owning the endpoint the packet names.
+        let mut owners = snap.lbs.iter().filter(|l| l.is_target_address(src.ip()));
+        let first = owners.next();
+        let lb = match wanted {
+            Some(id) => std::iter::once(first)
+                .flatten()
+                .chain(owners)
+                .find(|l| l.endpoints.iter().any(|e| e.id == id))
+                .or(first),
+            None => first,
+        };
+        let Some(lb) = lb else { return Err(Drop::UnknownSource) };
+        let result = parsed.and_then(|g| self.deliver(lb, &g, now));
+        match result {
+            Ok((endpoint, offset)) => {
+                lb.stats.from_appliances.fetch_add(1, Ordering::Relaxed);
+                let inner = (datagram.len() - offset) as u64;
+                lb.stats.processed_bytes.fetch_add(inner, Ordering::Relaxed);
+                Ok((endpoint, offset))
+            }
+            Err(e) => {
+                lb.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                Err(e)
             }
         }
-        result
     }
 
     fn deliver(
         &mut self,
         lb: &GatewayLb,
-        datagram: &[u8],
+        g: &Geneve<'_>,
         now: Instant,
     ) -> Result<(u64, usize), Drop> {
-        let g = Geneve::parse(datagram).map_err(|_| Drop::Malformed)?;
         if g.oam {
             return Err(Drop::Control);
         }
@@ -274,7 +285,8 @@ impl Gateway {
         // Returned traffic keeps the flow alive too.
         let ms = self.ms(now);
         let _ = self.flows.touch(endpoint, &key, ms);
-        Ok((endpoint, datagram.len() - g.payload.len()))
+        let offset = g.options.len() + geneve::BASE_LEN;
+        Ok((endpoint, offset))
     }
 }
 

@@ -34,10 +34,10 @@ pub use error::{ErrorCode, ModelError};
 pub use listener::{alpn_protocols, Listener, ListenerTls, Rule, RulePriority, ALPN_POLICIES};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerType, Scheme};
 pub use state::State;
-
-/// The port of GENEVE, which Gateway Load Balancers and their target groups use.
-pub const GENEVE_PORT: u16 = 6081;
 pub use target_group::{
     HealthCheck, HealthCheckPort, Matcher, Protocol, ProtocolVersion, Target, TargetGroup,
     TargetType,
 };
+
+/// The port of GENEVE, which Gateway Load Balancers and their target groups use.
+pub const GENEVE_PORT: u16 = 6081;

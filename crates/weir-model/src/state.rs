@@ -688,6 +688,11 @@ impl State {
     ) -> Result<()> {
         let l = self.listener(arn)?.clone();
         let lb = self.load_balancer(&l.load_balancer_arn)?;
+        if lb.lb_type == LoadBalancerType::Gateway && (port.is_some() || protocol.is_some()) {
+            return Err(ModelError::validation(
+                "A listener for a Gateway Load Balancer cannot specify a port or protocol",
+            ));
+        }
         if let Some(p) = port {
             if p == 0 {
                 return Err(ModelError::validation("Port must be between 1 and 65535"));

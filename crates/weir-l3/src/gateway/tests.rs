@@ -176,3 +176,21 @@ fn all_appliances_unhealthy_fails_open_and_none_registered_drops() {
     let q = packet(17, [10, 1, 0, 2], 4001, [10, 2, 0, 2], 53);
     assert_eq!(send(&mut g, &empty, &q, Instant::now()), Err(Drop::NoTarget));
 }
+
+#[test]
+fn an_appliance_shared_by_two_load_balancers_returns_to_the_right_one() {
+    let a = cell([10, 3, 0, 2]);
+    let mut s = lb(vec![a.clone()], FlowKeyMode::FiveTuple, false);
+    let mut second = lb(vec![a.clone()], FlowKeyMode::FiveTuple, false).lbs.remove(0);
+    second.arn = "gwlb-2".into();
+    second.endpoints = vec![Endpoint { id: 6, device: "gwe1".into(), zone: None }];
+    s.lbs.push(second);
+    let mut g = Gateway::default();
+    let now = Instant::now();
+    let p = packet(17, [10, 1, 0, 2], 4000, [10, 2, 0, 2], 53);
+    let mut out = Vec::new();
+    assert_eq!(g.from_endpoint(&s, 6, &p, now, &mut out), Ok(a.addr));
+    assert_eq!(g.from_appliance(&s, a.addr, &out, now).map(|r| r.0), Ok(6));
+    assert_eq!(s.lbs[1].stats.from_appliances.load(Ordering::Relaxed), 1);
+    assert_eq!(s.lbs[0].stats.from_appliances.load(Ordering::Relaxed), 0);
+}
