@@ -16,37 +16,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{run, sh, Kill};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
 fn helper() -> String {
     format!("{}/tests/gwlb_traffic.py", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn sh(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("command runs");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The namespaces of one test, deleted (with everything in them) when dropped.
@@ -254,6 +234,17 @@ impl Net {
         weir
     }
 
+    /// The ARN of the template's target group of appliances.
+    fn appliances_arn(&self) -> String {
+        self.aws(&[
+            "describe-target-groups",
+            "--names",
+            "appliances",
+            "--query",
+            "TargetGroups[0].TargetGroupArn",
+        ])
+    }
+
     fn wait_healthy(&self, tg: &str, want: usize) {
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
@@ -284,8 +275,7 @@ impl Drop for Net {
 fn skip_without_root(tag: &str) -> Option<Net> {
     let net = Net::create(tag);
     if net.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI must be able to create network namespaces");
-        eprintln!("skipped: cannot create network namespaces (needs root)");
+        common::netns_unavailable();
     }
     net
 }
@@ -344,13 +334,7 @@ fn gwlb_flows_through_appliances_with_stickiness_drop_rules_and_failover() {
     let mut a1 = Some(appliance("a1", "10.3.0.2"));
     let _a2 = appliance("a2", "10.4.0.2");
     let _weir = net.weir(&["Appliance1=10.3.0.2", "Appliance2=10.4.0.2"]);
-    let tg = net.aws(&[
-        "describe-target-groups",
-        "--names",
-        "appliances",
-        "--query",
-        "TargetGroups[0].TargetGroupArn",
-    ]);
+    let tg = net.appliances_arn();
     net.wait_healthy(&tg, 2);
 
     // 5-tuple (default): every flow's both directions at one appliance, flows spread over both.
@@ -554,13 +538,7 @@ fn kernel_geneve_device_as_the_appliance() {
     ];
     // Appliance 2's address has nothing behind it: unhealthy, so every flow uses the kernel.
     let _weir = net.weir(&["Appliance1=10.3.0.2", "Appliance2=10.4.0.2"]);
-    let tg = net.aws(&[
-        "describe-target-groups",
-        "--names",
-        "appliances",
-        "--query",
-        "TargetGroups[0].TargetGroupArn",
-    ]);
+    let tg = net.appliances_arn();
     net.wait_healthy(&tg, 1);
     let mut lines: Vec<String> =
         (41000..41010).map(|p| line("udp", "10.1.0.2", p, 5000, 3)).collect();

@@ -6,23 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+use common::{run, sh, Kill};
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn sh(args: &[&str]) -> bool {
-    Command::new(args[0])
-        .args(&args[1..])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("command runs");
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// The namespaces, links and routes of one test, removed when dropped.
 struct Net {
@@ -89,14 +77,6 @@ impl Drop for Net {
     }
 }
 
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn template(port_on: u16, port_off: u16) -> String {
     let group = |name: &str, preserve: &str| {
         format!(
@@ -144,8 +124,7 @@ Resources:
 #[test]
 fn backend_in_another_namespace_sees_the_preserved_client_ip() {
     let Some(net) = Net::create() else {
-        assert!(std::env::var_os("CI").is_none(), "CI must be able to create network namespaces");
-        eprintln!("skipped: cannot create network namespaces (needs root)");
+        common::netns_unavailable();
         return;
     };
     let _backend = Kill(
