@@ -11,7 +11,7 @@ use weir_balance::{FlowKeyMode, FlowPool, TargetCell};
 use weir_l3::{Endpoint, GatewayLb, GatewaySnapshot, GatewayStats};
 use weir_model::{ActionKind, LoadBalancerType, State};
 
-use crate::compile_l4::group_cells;
+use crate::compile_l4::{group_cells, zone_pools};
 use crate::CellKey;
 
 /// The tag naming a GWLB's gateway endpoints.
@@ -62,18 +62,7 @@ pub(crate) fn snapshot(
         let default_zone = lb.zones.first().map(|z| z.zone_name.as_str());
         let endpoints = tag.map(|t| endpoints(&lb.arn, t, default_zone)).unwrap_or_default();
         let all = group_cells(tg, cells);
-        let zones = lb
-            .zones
-            .iter()
-            .map(|z| {
-                let in_zone: Vec<Arc<TargetCell>> = all
-                    .iter()
-                    .filter(|c| c.zone == z.zone_name || c.zone == "all")
-                    .cloned()
-                    .collect();
-                (Arc::from(z.zone_name.as_str()), FlowPool::new(in_zone))
-            })
-            .collect();
+        let zones = zone_pools(lb, &all);
         let a = &tg.attributes;
         let mode = match (a.get_bool("stickiness.enabled"), a.get("stickiness.type")) {
             (true, Some("source_ip_dest_ip_proto")) => FlowKeyMode::ThreeTuple,

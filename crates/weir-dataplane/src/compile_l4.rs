@@ -36,6 +36,19 @@ pub(crate) fn group_cells(
         .collect()
 }
 
+/// A flow pool per zone of `lb` over the cells of `all` in it (a target in zone `all` is in
+/// every zone).
+pub(crate) fn zone_pools(lb: &LoadBalancer, all: &[Arc<TargetCell>]) -> HashMap<String, FlowPool> {
+    lb.zones
+        .iter()
+        .map(|z| {
+            let in_zone: Vec<Arc<TargetCell>> =
+                all.iter().filter(|c| c.zone == z.zone_name || c.zone == "all").cloned().collect();
+            (z.zone_name.clone(), FlowPool::new(in_zone))
+        })
+        .collect()
+}
+
 fn group(
     state: &State,
     lb: &LoadBalancer,
@@ -44,15 +57,7 @@ fn group(
 ) -> Option<L4Group> {
     let tg = state.target_groups.get(tg_arn)?;
     let all = group_cells(tg, cells);
-    let zones = lb
-        .zones
-        .iter()
-        .map(|z| {
-            let in_zone: Vec<Arc<TargetCell>> =
-                all.iter().filter(|c| c.zone == z.zone_name || c.zone == "all").cloned().collect();
-            (z.zone_name.clone(), FlowPool::new(in_zone))
-        })
-        .collect();
+    let zones = zone_pools(lb, &all);
     let a = &tg.attributes;
     let key_mode = match (a.get_bool("stickiness.enabled"), a.get("stickiness.type")) {
         (true, Some("source_ip")) => FlowKeyMode::SourceIp,

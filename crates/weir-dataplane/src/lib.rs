@@ -433,15 +433,9 @@ impl Dataplane {
         }
     }
 
-    /// The GENEVE socket's address and the number of flows, while GWLBs run.
-    pub async fn gateway_status(&self) -> Option<(SocketAddr, usize)> {
-        let inner = self.inner.lock().await;
-        inner.gateway.as_ref().map(|g| (g.local_addr(), g.flow_count()))
-    }
-
-    /// Counters of a running Gateway Load Balancer.
-    pub async fn gateway_stats(&self, lb_arn: &str) -> Option<Arc<weir_l3::GatewayStats>> {
-        self.inner.lock().await.gateway_stats.get(lb_arn).cloned()
+    /// The GENEVE socket's address, while GWLBs run.
+    pub async fn gateway_address(&self) -> Option<SocketAddr> {
+        self.inner.lock().await.gateway.as_ref().map(|g| g.local_addr())
     }
 
     /// The addresses of `lb`'s nodes (with their zones) and public addresses, on `port`.

@@ -58,8 +58,8 @@ pub struct GatewayLb {
     pub endpoints: Vec<Endpoint>,
     /// The listener's target group: every target.
     pub all: FlowPool,
-    /// The same targets by zone.
-    pub zones: HashMap<Arc<str>, FlowPool>,
+    /// The same targets by zone name.
+    pub zones: HashMap<String, FlowPool>,
     /// `load_balancing.cross_zone.enabled`.
     pub cross_zone: bool,
     /// Tuple new flows are hashed on (`stickiness.type` when stickiness is enabled).
@@ -77,7 +77,7 @@ impl GatewayLb {
         if self.cross_zone {
             return &self.all;
         }
-        match zone.and_then(|z| self.zones.get(z)) {
+        match zone.and_then(|z| self.zones.get(&**z)) {
             Some(p) if !p.targets().is_empty() => p,
             _ => &self.all,
         }

@@ -89,11 +89,6 @@ impl GatewayHandle {
         self.local
     }
 
-    /// Flows remembered now.
-    pub fn flow_count(&self) -> usize {
-        self.core.lock().map(|g| g.flows().len()).unwrap_or(0)
-    }
-
     /// Flows remembered now, per load balancer ARN.
     pub fn flows_per_load_balancer(&self) -> HashMap<String, usize> {
         let snap = self.cell.load();

@@ -689,7 +689,7 @@ async fn main() -> Result<()> {
             });
             dp.apply(&state).await.context("starting listeners")?;
             print_summary(&state, &deployment, &stack);
-            if let Some((addr, _)) = dp.gateway_status().await {
+            if let Some(addr) = dp.gateway_address().await {
                 for lb in state.load_balancers.values() {
                     if let Some(t) = state
                         .tags

@@ -19,7 +19,7 @@ fn lb(targets: Vec<Arc<TargetCell>>, mode: FlowKeyMode, rebalance: bool) -> Gate
             arn: "gwlb".into(),
             attachment_id: 99,
             endpoints: vec![Endpoint { id: 5, device: "gwe0".into(), zone: Some(Arc::from("z1")) }],
-            zones: HashMap::from([(Arc::from("z1"), FlowPool::new(targets.clone()))]),
+            zones: HashMap::from([("z1".to_string(), FlowPool::new(targets.clone()))]),
             all: FlowPool::new(targets),
             cross_zone: false,
             mode,
