@@ -127,11 +127,15 @@ async fn udp_flows_spread_and_each_flow_stays_on_one_target() {
     ];
     let lb = Lb::up(&nlb_template("UDP", "", "UDP", "", "", &b)).await;
     let mut seen = BTreeSet::new();
+    // Every client socket stays open until the end: a closed one's port could be handed out
+    // again, and the same address and port is the same flow, not a new one.
+    let mut clients = Vec::new();
     for i in 0..24 {
-        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        clients.push(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let s = &clients[i];
         let mut names = BTreeSet::new();
         for j in 0..3 {
-            let r = udp_round_trip(&s, lb.addr(), &format!("d{i}-{j}")).await;
+            let r = udp_round_trip(s, lb.addr(), &format!("d{i}-{j}")).await;
             let parts: Vec<&str> = r.split(' ').collect();
             assert_eq!(parts[2], format!("d{i}-{j}"));
             names.insert(parts[0].to_string());
