@@ -269,6 +269,27 @@ enum Wire {
     Cbor,
 }
 
+/// Decodes the body of a CloudWatch RPC call (Smithy RPC v2 CBOR when `cbor`, else AWS JSON 1.0)
+/// into the parameters the handlers read; an empty body is an empty map. Malformed input is a
+/// `SerializationException`.
+pub fn decode_rpc_body(body: &[u8], cbor: bool) -> Result<serde_json::Value, ApiError> {
+    let bad = |what: &str, e: String| ApiError {
+        status: 400,
+        kind: "Sender",
+        code: "SerializationException".into(),
+        message: format!("The request body is not valid {what}: {e}"),
+    };
+    if body.is_empty() {
+        Ok(serde_json::Value::Object(Default::default()))
+    } else if cbor {
+        ciborium::from_reader::<ciborium::Value, _>(body)
+            .map(cloudwatch::from_cbor)
+            .map_err(|e| bad("CBOR", e.to_string()))
+    } else {
+        serde_json::from_slice(body).map_err(|e| bad("JSON", e.to_string()))
+    }
+}
+
 /// A CloudWatch call over AWS JSON 1.0 or Smithy RPC v2 CBOR.
 async fn cloudwatch_rpc(
     api: &Api,
@@ -277,22 +298,7 @@ async fn cloudwatch_rpc(
     request_id: &str,
     wire: Wire,
 ) -> Response {
-    let bad = |what: &str, e: String| ApiError {
-        status: 400,
-        kind: "Sender",
-        code: "SerializationException".into(),
-        message: format!("The request body is not valid {what}: {e}"),
-    };
-    let params = if body.is_empty() {
-        Ok(serde_json::Value::Object(Default::default()))
-    } else if wire == Wire::Cbor {
-        ciborium::from_reader::<ciborium::Value, _>(body)
-            .map(cloudwatch::from_cbor)
-            .map_err(|e| bad("CBOR", e.to_string()))
-    } else {
-        serde_json::from_slice(body).map_err(|e| bad("JSON", e.to_string()))
-    };
-    let result = match params {
+    let result = match decode_rpc_body(body, wire == Wire::Cbor) {
         Ok(p) => cloudwatch::dispatch(api, op, &p).await,
         Err(e) => Err(e),
     };

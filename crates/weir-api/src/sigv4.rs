@@ -107,14 +107,21 @@ fn aws_encode(s: &[u8], keep_slash: bool) -> String {
     out
 }
 
+/// Decodes `%XX` escapes; anything else (including a `%` not followed by two hex digits) is
+/// kept as it is. Works on bytes, so multi-byte characters next to a `%` are fine.
 fn percent_decode(s: &str) -> Vec<u8> {
+    fn hex_digit(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        if b[i] == b'%' {
+            if let (Some(h), Some(l)) =
+                (b.get(i + 1).and_then(|&c| hex_digit(c)), b.get(i + 2).and_then(|&c| hex_digit(c)))
+            {
+                out.push(h << 4 | l);
                 i += 3;
                 continue;
             }
@@ -296,7 +303,13 @@ pub fn verify(
     let k_signing = signing_key(secret, date, region, service);
     let given: Option<Vec<u8>> = (signature.len() == 64)
         .then(|| {
-            (0..32).map(|i| u8::from_str_radix(signature.get(2 * i..2 * i + 2)?, 16).ok()).collect()
+            let b = signature.as_bytes();
+            (0..32)
+                .map(|i| {
+                    let d = |c: u8| (c as char).to_digit(16);
+                    u8::try_from(d(b[2 * i])? << 4 | d(b[2 * i + 1])?).ok()
+                })
+                .collect()
         })
         .flatten();
     // hmac::verify compares in constant time.

@@ -12,7 +12,10 @@ use weir_model::{
 #[derive(Debug, Default)]
 pub struct Xml(pub String);
 
-/// Escapes text for XML content.
+/// Escapes text for XML content. Whatever a user put into a name, tag or message comes back as
+/// well-formed XML 1.0: markup characters become entities, `\r` a character reference (a parser
+/// would turn a raw one into `\n`), and characters XML 1.0 cannot carry at all (C0 controls other
+/// than tab and newlines, U+FFFE, U+FFFF) become U+FFFD.
 pub fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -22,6 +25,9 @@ pub fn escape(s: &str) -> String {
             '>' => o.push_str("&gt;"),
             '"' => o.push_str("&quot;"),
             '\'' => o.push_str("&apos;"),
+            '\r' => o.push_str("&#xD;"),
+            '\t' | '\n' => o.push(c),
+            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => o.push('\u{FFFD}'),
             c => o.push(c),
         }
     }

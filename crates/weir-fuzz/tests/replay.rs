@@ -49,6 +49,21 @@ fn geneve_corpus() {
     assert!(replay("geneve", weir_fuzz::geneve) >= 6);
 }
 
+#[test]
+fn sigv4_corpus() {
+    assert!(replay("sigv4", weir_fuzz::sigv4) >= 5);
+}
+
+#[test]
+fn xml_text_corpus() {
+    assert!(replay("xml_text", weir_fuzz::xml_text) >= 4);
+}
+
+#[test]
+fn rpc_body_corpus() {
+    assert!(replay("rpc_body", weir_fuzz::rpc_body) >= 5);
+}
+
 mod random {
     use proptest::prelude::*;
 
@@ -59,6 +74,21 @@ mod random {
             weir_fuzz::request_head(&bytes);
             let head = format!("GET / HTTP/1.1\r\n{}\r\n\r\n", lines.join("\r\n"));
             weir_fuzz::request_head(head.as_bytes());
+        }
+
+        #[test]
+        fn sigv4_never_panics(auth in "(AWS4-HMAC-SHA256 )?(Credential=[A-Z/0-9a-z_]{0,40}|SignedHeaders=[a-z;-]{0,20}|Signature=[0-9a-f+%]{0,66}|, ){0,6}", date in "[0-9TZ]{0,17}", path in "[/%a-zé0-9]{0,12}", query in "[a-z%=&é0-9]{0,16}", body in "[ -~é]{0,32}") {
+            weir_fuzz::sigv4(format!("{auth}\n{date}\n{path}\n{query}\n{body}").as_bytes());
+        }
+
+        #[test]
+        fn xml_text_round_trips(text in "(\\PC|[\u{0}-\u{1f}<>&'\"\r\n]|\u{fffe}|\u{ffff}){0,24}") {
+            weir_fuzz::xml_text(text.as_bytes());
+        }
+
+        #[test]
+        fn rpc_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            weir_fuzz::rpc_body(&bytes);
         }
 
         #[test]
