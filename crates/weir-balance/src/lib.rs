@@ -9,9 +9,11 @@
 pub mod cell;
 pub mod health;
 pub mod maglev;
+pub mod rate;
 pub mod select;
 
 pub use cell::{HealthState, Reason, TargetCell, TargetKey};
 pub use health::{HealthMachine, ProbeOutcome, Thresholds};
 pub use maglev::{flow_hash, FlowKeyMode, FlowPool, Maglev};
+pub use rate::SourceRates;
 pub use select::{pick_weighted, Algorithm, OutstandingGuard, Selector};

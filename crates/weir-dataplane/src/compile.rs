@@ -147,6 +147,7 @@ pub(crate) fn listener(
     groups: &HashMap<String, Arc<TargetGroupRuntime>>,
     tls: Option<TlsSnapshot>,
     access_log: Option<Arc<weir_l7::access_log::AccessLog>>,
+    limits: &Arc<weir_model::Limits>,
 ) -> ListenerSnapshot {
     let rules = state
         .rules_of(&l.arn)
@@ -163,5 +164,6 @@ pub(crate) fn listener(
         server_header: l.attributes.get("routing.http.response.server.enabled") != Some("false"),
         tls,
         access_log,
+        limits: limits.clone(),
     }
 }

@@ -110,6 +110,7 @@ pub(crate) fn listener(
     cells: &HashMap<CellKey, Arc<TargetCell>>,
     store: &CertificateStore,
     access_log: Option<Arc<weir_l4::conn_log::AccessLog>>,
+    limits: &Arc<weir_model::Limits>,
 ) -> Result<L4Snapshot, TlsError> {
     let protocol = match l.protocol {
         Protocol::Udp => L4Protocol::Udp,
@@ -135,5 +136,6 @@ pub(crate) fn listener(
         ),
         udp_idle_timeout: UDP_IDLE_TIMEOUT,
         group: tg.and_then(|arn| group(state, lb, &arn, cells)).map(Arc::new),
+        limits: limits.clone(),
     })
 }

@@ -53,6 +53,8 @@ pub struct DataplaneConfig {
     pub access_log_dir: PathBuf,
     /// Where Gateway Load Balancers send and receive GENEVE (bound only while one exists).
     pub geneve_address: SocketAddr,
+    /// Protective limits every ALB and NLB listener applies.
+    pub limits: weir_model::Limits,
 }
 
 impl Default for DataplaneConfig {
@@ -63,6 +65,7 @@ impl Default for DataplaneConfig {
             certificate_dir: PathBuf::from("certs"),
             access_log_dir: PathBuf::from("access-logs"),
             geneve_address: SocketAddr::from(([0, 0, 0, 0], weir_model::GENEVE_PORT)),
+            limits: weir_model::Limits::default(),
         }
     }
 }
@@ -149,6 +152,7 @@ struct Inner {
 /// The running data plane of one Weir process.
 pub struct Dataplane {
     config: DataplaneConfig,
+    limits: Arc<weir_model::Limits>,
     certificates: CertificateStore,
     inner: Mutex<Inner>,
     dns: dns::DnsTableCell,
@@ -165,6 +169,7 @@ impl Dataplane {
     pub fn new(config: DataplaneConfig) -> Arc<Self> {
         let certificates = CertificateStore::new(&config.certificate_dir);
         let dp = Arc::new(Self {
+            limits: Arc::new(config.limits.clone()),
             config,
             certificates,
             inner: Mutex::new(Inner::default()),
@@ -246,7 +251,8 @@ impl Dataplane {
                 }
             };
             let log = inner.access_logs.get(&lb.arn).map(|(_, l)| l.clone());
-            let snapshot = Arc::new(compile::listener(state, l, lb, &groups, tls, log));
+            let snapshot =
+                Arc::new(compile::listener(state, l, lb, &groups, tls, log, &self.limits));
             let addrs = self.addresses(lb, l.port);
             let result = match inner.listeners.get_mut(&arn) {
                 Some(r) => {
@@ -370,6 +376,7 @@ impl Dataplane {
                 &inner.cells,
                 &self.certificates,
                 log,
+                &self.limits,
             ) {
                 Ok(s) => Arc::new(s),
                 Err(source) => {

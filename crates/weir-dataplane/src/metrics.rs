@@ -173,6 +173,7 @@ impl Dataplane {
             c("TargetConnectionErrorCount", &s.target_connection_errors);
             c("NewConnectionCount", &s.new_connections);
             c("ClientTLSNegotiationErrorCount", &s.tls_negotiation_errors);
+            c("RejectedConnectionCount", &s.rejected_connections);
             c("DesyncMitigationMode_NonCompliant_Request_Count", &s.desync_non_compliant);
             out.gauge(ns, "ActiveConnectionCount", &dims, get(&s.active_connections) as f64);
             let bytes = delta(last, format!("{arn}|ProcessedBytes"), get(&s.processed_bytes));
@@ -214,6 +215,7 @@ impl Dataplane {
                     "TargetTLSNegotiationErrorCount",
                     d("TargetTLSNegotiationErrorCount", &s.target_tls_negotiation_errors),
                 ),
+                ("RejectedConnectionCount", d("RejectedConnectionCount", &s.rejected_connections)),
             ];
             for (name, v) in counts {
                 out.count(ns, name, &dims, v);

@@ -93,6 +93,8 @@ pub struct L4Snapshot {
     pub udp_idle_timeout: Duration,
     /// The forward target group.
     pub group: Option<Arc<L4Group>>,
+    /// Protective limits (connection count, handshake timeout).
+    pub limits: Arc<weir_model::Limits>,
 }
 
 /// Where a listener's current snapshot lives.

@@ -9,6 +9,9 @@ pub struct L4Stats {
     pub active_flows_tcp: AtomicU64,
     /// `NewFlowCount_TCP`.
     pub new_flows_tcp: AtomicU64,
+    /// Connections closed unserved because the listener was at its connection limit (Weir's
+    /// addition, exported as `RejectedConnectionCount`).
+    pub rejected_connections: AtomicU64,
     /// `ActiveFlowCount_TLS`.
     pub active_flows_tls: AtomicU64,
     /// `NewFlowCount_TLS`.

@@ -21,6 +21,7 @@ use crate::{proxy_v2, socket};
 /// How long a target has to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a client has to complete a TLS handshake.
+/// How long a target has to complete the TLS handshake of a TLS target group.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a connection's watchdog looks at idle time and target state.
 const WATCH_PERIOD: Duration = Duration::from_millis(250);
@@ -44,6 +45,14 @@ pub(crate) async fn accept_loop(
             }
         };
         let snap = cell.load_full();
+        let open = L4Stats::get(&stats.active_flows_tcp) + L4Stats::get(&stats.active_flows_tls);
+        if open >= snap.limits.max_connections as u64 {
+            // Shed: closing at once keeps a flood from costing more than an accept.
+            L4Stats::inc(&stats.rejected_connections);
+            tracing::debug!(%peer, open, "connection limit reached; connection closed");
+            drop(stream);
+            continue;
+        }
         let stats = stats.clone();
         let zone = zone.clone();
         let shutdown = shutdown.clone();
@@ -102,7 +111,7 @@ async fn handle(
     let client = match &snap.tls {
         Some(cfg) => {
             let handshake = tls_accept(client, cfg.clone(), entry.as_mut());
-            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake).await {
+            match tokio::time::timeout(snap.limits.handshake_timeout, handshake).await {
                 Ok(Ok(s)) => {
                     if let Some(rec) = entry.as_mut() {
                         describe(rec, s.get_ref().1, snap, accepted);

@@ -59,6 +59,7 @@ fn snapshot(backend: std::net::SocketAddr, idle: Duration) -> L4Snapshot {
         tcp_idle_timeout: idle,
         udp_idle_timeout: Duration::from_secs(120),
         group: Some(Arc::new(group)),
+        limits: Arc::default(),
     }
 }
 

@@ -37,6 +37,19 @@ impl ProxyError {
         Self { side: ErrorSide::Client, status: 431, reason: "HeaderTooLarge", retry_safe: false }
     }
 
+    /// 413: the request body is larger than the configured limit.
+    pub fn body_too_large() -> Self {
+        Self {
+            side: ErrorSide::Client,
+            status: 413,
+            reason: "RequestBodyTooLarge",
+            retry_safe: false,
+        }
+    }
+    /// 429: the client's source is over its request-rate limit.
+    pub fn rate_limited() -> Self {
+        Self { side: ErrorSide::Client, status: 429, reason: "RateLimited", retry_safe: false }
+    }
     /// More than 30 X-Forwarded-For addresses (463).
     pub fn too_many_forwarded() -> Self {
         Self {

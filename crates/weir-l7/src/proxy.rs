@@ -26,7 +26,7 @@ use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use weir_balance::pick_weighted;
+use weir_balance::{pick_weighted, SourceRates};
 
 use crate::access_log::{AccessLog, LogRecord};
 use crate::client_io::{ClientIo, HeadCapture};
@@ -41,16 +41,14 @@ use crate::sticky;
 use crate::tls::{self, TlsInfo};
 use crate::upstream::{TargetProtocol, UpstreamBody, Upstreams};
 
-/// ALB's limit on a whole request head; beyond it hyper answers 431.
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 /// ALB's limit on the request line and on any single header line; beyond it the answer is 400.
+/// (The whole head's limit, 64 KiB by default, is [`weir_model::Limits::max_header_bytes`].)
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 /// Most header fields in one HTTP/1.1 request head.
 pub const MAX_HEADERS: usize = 200;
-/// Concurrent HTTP/2 streams per client connection (ALB: 128).
-pub const MAX_CONCURRENT_STREAMS: u32 = 128;
-/// How long a client has to complete the TLS handshake.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most connections being shed with a 503 at once; beyond it shed connections are closed
+/// without one, so a flood costs no more than its accepts.
+const MAX_SHEDDING: usize = 256;
 
 /// One bound address of a listener and the task accepting on it.
 #[derive(Debug)]
@@ -133,6 +131,39 @@ struct Proxy {
     cell: SnapshotCell,
     upstreams: Upstreams,
     stats: Arc<ListenerStats>,
+    /// New connections per source (`max_connection_rate_per_source`).
+    conn_rates: RateCell,
+    /// Requests per source (`max_request_rate_per_source`).
+    req_rates: RateCell,
+    /// Connections being answered with a 503 while shed.
+    shedding: Arc<tokio::sync::Semaphore>,
+}
+
+/// A per-source limiter that follows the configured limit: replaced (counts reset) only when
+/// the limit changes.
+#[derive(Default)]
+struct RateCell(arc_swap::ArcSwapOption<SourceRates>);
+
+impl RateCell {
+    /// Whether one more event from `ip` is within `limit` per second (0: always).
+    fn allow(&self, limit: u32, ip: std::net::IpAddr) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        let current = self.0.load_full().filter(|r| r.limit() == limit);
+        let rates = current.unwrap_or_else(|| {
+            let r = Arc::new(SourceRates::new(limit));
+            self.0.store(Some(r.clone()));
+            r
+        });
+        rates.allow(ip, monotonic_ms())
+    }
+}
+
+/// Milliseconds since the first call: the clock of the per-source rate limits.
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }
 
 /// Binds every address in `addrs` and serves the listener whose configuration is in `cell`.
@@ -141,7 +172,14 @@ pub async fn serve_listener(
     cell: SnapshotCell,
 ) -> io::Result<ListenerHandle> {
     let stats = Arc::new(ListenerStats::default());
-    let proxy = Arc::new(Proxy { cell, upstreams: Upstreams::new(), stats: stats.clone() });
+    let proxy = Arc::new(Proxy {
+        cell,
+        upstreams: Upstreams::new(),
+        stats: stats.clone(),
+        conn_rates: RateCell::default(),
+        req_rates: RateCell::default(),
+        shedding: Arc::new(tokio::sync::Semaphore::new(MAX_SHEDDING)),
+    });
     let (shutdown, _) = watch::channel(false);
     let mut handle = ListenerHandle { proxy, bound: Vec::new(), shutdown, stats };
     if let Err(e) = handle.set_addresses(addrs).await {
@@ -162,18 +200,34 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                 continue;
             }
         };
+        let snap = proxy.cell.load_full();
+        let limits = &snap.limits;
+        if !proxy.conn_rates.allow(limits.max_connection_rate_per_source, peer.ip()) {
+            proxy.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "source over its connection rate; connection closed");
+            continue;
+        }
+        let open = proxy.stats.active_connections.load(Ordering::Relaxed);
+        if open >= limits.max_connections as u64 {
+            proxy.stats.rejected_connections.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, open, "connection limit reached; shedding");
+            if snap.tls.is_none() {
+                shed(stream, &proxy, snap.server_header);
+            }
+            continue;
+        }
         let _ = stream.set_nodelay(true);
+        // Counted before the task starts, so a burst of accepts cannot overshoot the limit.
+        proxy.stats.new_connections.fetch_add(1, Ordering::Relaxed);
+        proxy.stats.active_connections.fetch_add(1, Ordering::Relaxed);
         let proxy = proxy.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            proxy.stats.new_connections.fetch_add(1, Ordering::Relaxed);
-            proxy.stats.active_connections.fetch_add(1, Ordering::Relaxed);
-            let snap = proxy.cell.load_full();
             match &snap.tls {
                 Some(tls) => {
                     let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    {
+                    let timeout = snap.limits.handshake_timeout;
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => {
                             let (_, conn) = stream.get_ref();
                             let sni = conn.server_name().map(str::to_string);
@@ -220,6 +274,38 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
             proxy.stats.active_connections.fetch_sub(1, Ordering::Relaxed);
         });
     }
+}
+
+/// Answers a plain-HTTP connection shed at the connection limit with a 503 and closes it. The
+/// client's request is read (and thrown away) for a moment so that closing does not reset the
+/// connection before the client has read the answer. At most [`MAX_SHEDDING`] at once; beyond
+/// that the connection is closed without an answer.
+fn shed(stream: tokio::net::TcpStream, proxy: &Proxy, server_header: bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(permit) = proxy.shedding.clone().try_acquire_owned() else {
+        return;
+    };
+    proxy.stats.record_elb(503);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut stream = stream;
+        let answer = responses::raw_error(503, server_header);
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(&answer).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            let mut left = 64 * 1024usize;
+            while left > 0 {
+                let n = stream.read(&mut sink).await?;
+                if n == 0 {
+                    break;
+                }
+                left = left.saturating_sub(n);
+            }
+            Ok::<_, io::Error>(())
+        })
+        .await;
+    });
 }
 
 /// Which HTTP versions a connection may speak.
@@ -283,13 +369,14 @@ async fn serve_connection<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(snap.lb.idle_timeout)
         .keep_alive(true)
-        .max_buf_size(MAX_HEAD_BYTES + 16 * 1024)
+        .max_buf_size(snap.limits.max_header_bytes + 16 * 1024)
         .max_headers(MAX_HEADERS);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-        .max_header_list_size(MAX_HEAD_BYTES as u32)
+        .max_concurrent_streams(snap.limits.max_h2_streams)
+        .max_header_list_size(u32::try_from(snap.limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(snap.limits.max_h2_pending_resets)
         .keep_alive_interval(None);
     let builder = match mode {
         Mode::H1 => builder.http1_only(),
@@ -503,7 +590,11 @@ impl Proxy {
                 self.stats.record_elb(e.status);
                 tracing::debug!(client = %peer, status = e.status, reason = e.reason, "request failed");
                 error_reason = Some(e.reason);
-                own(responses::error_page(e.status), &snap)
+                let mut r = own(responses::error_page(e.status), &snap);
+                if e.status == 429 {
+                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                r
             }
         };
         guard.armed = false;
@@ -649,8 +740,15 @@ impl Proxy {
         if line_len > MAX_LINE_BYTES || longest_header > MAX_LINE_BYTES {
             return Err(ProxyError::bad_request("LineTooLong"));
         }
-        if head > MAX_HEAD_BYTES {
+        if head > snap.limits.max_header_bytes {
             return Err(ProxyError::head_too_large());
+        }
+        if !self.req_rates.allow(snap.limits.max_request_rate_per_source, conn.peer.ip()) {
+            return Err(ProxyError::rate_limited());
+        }
+        let max_body = snap.limits.max_body_bytes;
+        if max_body > 0 && hyper::body::Body::size_hint(req.body()).lower() > max_body {
+            return Err(ProxyError::body_too_large());
         }
         let raw = conn.capture.as_ref().and_then(|c| c.raw_head());
         let class = desync::classify(&req, raw.as_deref());
@@ -838,7 +936,8 @@ impl Proxy {
             parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
 
-        let (mut body, mut slot) = UpstreamBody::new(body);
+        let max_body = snap.limits.max_body_bytes;
+        let (mut body, mut slot) = UpstreamBody::new(body, max_body);
         let mut retried = false;
         tg.stats.requests.fetch_add(1, Ordering::Relaxed);
         let sent_at = std::time::Instant::now();
@@ -871,7 +970,7 @@ impl Proxy {
                         (Some(t), Some(b)) => {
                             retried = true;
                             target = t;
-                            (body, slot) = UpstreamBody::new(b);
+                            (body, slot) = UpstreamBody::new(b, max_body);
                             continue;
                         }
                         _ => {
@@ -883,6 +982,7 @@ impl Proxy {
                         }
                     }
                 }
+                Ok(Err(_)) if slot.too_large() => return Err(ProxyError::body_too_large()),
                 Ok(Err(e)) => {
                     tracing::debug!(target = %addr, error = ?e, "target request failed");
                     return Err(ProxyError::target_failed());
@@ -958,9 +1058,16 @@ fn append_cookie(h: &mut http::HeaderMap, name: &str, value: &str, d: Duration, 
 }
 
 /// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
+/// Whether the request asks for a WebSocket upgrade, the only upgrade ALB carries. Any other
+/// (`h2c` above all: a target that accepted it would give the client an HTTP/2 tunnel past
+/// the listener's rules, the "h2c smuggling" attack) is forwarded as a plain request, its
+/// `Upgrade` header dropped with the other hop-by-hop ones.
 fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
-        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get_all(header::UPGRADE).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket")))
+        })
         && req
             .headers()
             .get_all(header::CONNECTION)

@@ -141,6 +141,8 @@ pub struct ListenerSnapshot {
     pub tls: Option<TlsSnapshot>,
     /// Where access-log entries go (`access_logs.s3.enabled`).
     pub access_log: Option<Arc<crate::access_log::AccessLog>>,
+    /// The data plane's protective limits.
+    pub limits: Arc<weir_model::Limits>,
 }
 
 /// The TLS side of an HTTPS listener.

@@ -29,6 +29,9 @@ pub struct ListenerStats {
     pub active_connections: AtomicU64,
     /// `ClientTLSNegotiationErrorCount`.
     pub tls_negotiation_errors: AtomicU64,
+    /// `RejectedConnectionCount`: connections shed at the connection limit or refused by the
+    /// per-source connection rate limit.
+    pub rejected_connections: AtomicU64,
     /// WebSocket connections established (`ws`/`wss` in access logs).
     pub websocket_upgrades: AtomicU64,
     /// `DesyncMitigationMode_NonCompliant_Request_Count`.

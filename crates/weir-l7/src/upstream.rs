@@ -6,6 +6,7 @@
 //! self-signed ones. Health checks use the same TLS configuration ([`insecure_client_config`]).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -48,44 +49,64 @@ impl TargetProtocol {
 }
 
 /// The request body sent to a target. Until the client first polls it, the client's body stays
-/// in a shared slot that [`Self::take_back`] can empty after a failed connection.
+/// in a shared slot that [`BodySlot::take_back`] can empty after a failed connection. A body
+/// growing past its limit fails with [`BodyTooLarge`] (so the target sees an aborted request,
+/// never a truncated one that looks complete) and the slot remembers why.
 #[derive(Debug)]
 pub struct UpstreamBody {
     slot: Arc<Mutex<Option<Incoming>>>,
     taken: Option<Incoming>,
     hint: SizeHint,
     end: bool,
+    /// Most body bytes allowed (0: no limit).
+    limit: u64,
+    seen: u64,
+    too_large: Arc<AtomicBool>,
 }
+
+/// The error a request body over the size limit ends with.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("request body larger than the limit")]
+pub struct BodyTooLarge;
 
 /// The other handle on an [`UpstreamBody`]'s slot.
 #[derive(Debug, Clone)]
-pub struct BodySlot(Arc<Mutex<Option<Incoming>>>);
+pub struct BodySlot(Arc<Mutex<Option<Incoming>>>, Arc<AtomicBool>);
 
 impl BodySlot {
     /// The client's body if the target never started reading it.
     pub fn take_back(&self) -> Option<Incoming> {
         self.0.lock().ok().and_then(|mut s| s.take())
     }
+
+    /// Whether the body was cut off for growing past its limit.
+    pub fn too_large(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
+    }
 }
 
 impl UpstreamBody {
-    /// Wraps `body`; returns the body to send and the handle that can take it back.
-    pub fn new(body: Incoming) -> (Self, BodySlot) {
+    /// Wraps `body`, allowing at most `limit` bytes of it (0: any); returns the body to send
+    /// and the handle that can take it back.
+    pub fn new(body: Incoming, limit: u64) -> (Self, BodySlot) {
         let hint = body.size_hint();
         let end = body.is_end_stream();
         let slot = Arc::new(Mutex::new(Some(body)));
-        (Self { slot: slot.clone(), taken: None, hint, end }, BodySlot(slot))
+        let too_large = Arc::new(AtomicBool::new(false));
+        let me = Self { slot: slot.clone(), taken: None, hint, end, limit, seen: 0, too_large };
+        let handle = BodySlot(slot, me.too_large.clone());
+        (me, handle)
     }
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.taken.is_none() {
             let b = self.slot.lock().ok().and_then(|mut s| s.take());
             match b {
@@ -93,9 +114,25 @@ impl Body for UpstreamBody {
                 None => return Poll::Ready(None),
             }
         }
-        match self.taken.as_mut() {
+        let limit = self.limit;
+        let polled = match self.taken.as_mut() {
             Some(b) => Pin::new(b).poll_frame(cx),
-            None => Poll::Ready(None),
+            None => return Poll::Ready(None),
+        };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(d) = frame.data_ref() {
+                    self.seen += d.len() as u64;
+                    if limit > 0 && self.seen > limit {
+                        self.too_large.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod cron;
 pub mod ec2;
 pub mod error;
 pub mod ids;
+pub mod limits;
 pub mod listener;
 pub mod load_balancer;
 pub mod shape;
@@ -31,6 +32,7 @@ pub use action::{
 pub use attributes::{AttributeKind, AttributeSet, AttributeSpec, Attributes};
 pub use condition::{Condition, QueryStringPair};
 pub use error::{ErrorCode, ModelError};
+pub use limits::Limits;
 pub use listener::{alpn_protocols, Listener, ListenerTls, Rule, RulePriority, ALPN_POLICIES};
 pub use load_balancer::{IpAddressType, LoadBalancer, LoadBalancerType, Scheme};
 pub use state::State;

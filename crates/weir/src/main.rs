@@ -27,6 +27,50 @@ struct Cli {
     command: Command,
 }
 
+/// The data plane's protective limits (`docs/security.md`).
+#[derive(clap::Args, Debug, Clone)]
+struct LimitArgs {
+    /// Most open client connections per listener; beyond it new ones are shed (HTTP: 503).
+    #[arg(long, default_value_t = weir_model::Limits::default().max_connections)]
+    max_connections: usize,
+    /// Most new connections per second from one source address (IPv6: /64) per listener;
+    /// 0 = no limit.
+    #[arg(long, default_value_t = 0)]
+    max_connection_rate_per_source: u32,
+    /// Most requests per second from one source per ALB listener (beyond: 429); 0 = no limit.
+    #[arg(long, default_value_t = 0)]
+    max_request_rate_per_source: u32,
+    /// Largest request head in bytes (beyond: 431).
+    #[arg(long, default_value_t = weir_model::Limits::default().max_header_bytes)]
+    max_header_bytes: usize,
+    /// Largest request body in bytes (beyond: 413); 0 = no limit.
+    #[arg(long, default_value_t = 0)]
+    max_body_bytes: u64,
+    /// Concurrent HTTP/2 streams per client connection.
+    #[arg(long, default_value_t = weir_model::Limits::default().max_h2_streams)]
+    max_h2_streams: u32,
+    /// Seconds a client has to complete a TLS handshake.
+    #[arg(long, default_value_t = 10)]
+    handshake_timeout_seconds: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<weir_model::Limits> {
+        let l = weir_model::Limits {
+            max_connections: self.max_connections,
+            max_connection_rate_per_source: self.max_connection_rate_per_source,
+            max_request_rate_per_source: self.max_request_rate_per_source,
+            max_header_bytes: self.max_header_bytes,
+            max_body_bytes: self.max_body_bytes,
+            max_h2_streams: self.max_h2_streams,
+            handshake_timeout: std::time::Duration::from_secs(self.handshake_timeout_seconds),
+            ..weir_model::Limits::default()
+        };
+        l.validate().map_err(anyhow::Error::msg)?;
+        Ok(l)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Create (or update) a stack from a CloudFormation template and serve it until interrupted.
@@ -69,6 +113,8 @@ enum Command {
         /// gateway load balancer has a listener).
         #[arg(long, default_value = "0.0.0.0:6081")]
         geneve_address: SocketAddr,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Serve the AWS Query API and the data plane, with state persisted under --data-dir.
     Serve {
@@ -111,6 +157,8 @@ enum Command {
         /// gateway load balancer has a listener).
         #[arg(long, default_value = "0.0.0.0:6081")]
         geneve_address: SocketAddr,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Create a self-signed certificate (and key) in a certificate directory and print the ARN
     /// that HTTPS listeners use to name it.
@@ -556,8 +604,20 @@ async fn start_api(
     Ok((addr, task, api))
 }
 
+/// Raises the soft limit on open files to the hard one: every proxied connection holds two
+/// descriptors, and the default soft limit (1024) would cap a listener near 500 connections,
+/// far below `--max-connections`.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let l = getrlimit(Resource::Nofile);
+    if l.current < l.maximum {
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: l.maximum, maximum: l.maximum });
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
+    raise_open_file_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
@@ -580,7 +640,9 @@ async fn main() -> Result<()> {
             scaling_window_seconds,
             scale_in_after_seconds,
             geneve_address,
+            limits,
         } => {
+            let limits = limits.limits()?;
             let auth = if no_auth {
                 None
             } else {
@@ -604,6 +666,7 @@ async fn main() -> Result<()> {
                 certificate_dir,
                 access_log_dir: access_log_dir.unwrap_or_else(|| data_dir.join("access-logs")),
                 geneve_address,
+                limits,
             });
             if let Err(e) = dp.apply(store.state()).await {
                 eprintln!("weir: some listeners could not start: {e}");
@@ -648,7 +711,9 @@ async fn main() -> Result<()> {
             metrics_interval_seconds,
             access_log_dir,
             geneve_address,
+            limits,
         } => {
+            let limits = limits.limits()?;
             let stack = stack_name.unwrap_or_else(|| stack_name_of(&file));
             let mut store = match &data_dir {
                 Some(dir) => weir_store::Store::open(dir)
@@ -686,6 +751,7 @@ async fn main() -> Result<()> {
                 certificate_dir,
                 access_log_dir: access_log_dir.unwrap_or_else(|| PathBuf::from("weir-access-logs")),
                 geneve_address,
+                limits,
             });
             dp.apply(&state).await.context("starting listeners")?;
             print_summary(&state, &deployment, &stack);
