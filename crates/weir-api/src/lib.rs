@@ -148,9 +148,10 @@ pub async fn serve(
     api: Arc<Api>,
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let (listener, registration) = weir_sockets::tcp_listener(addr)?;
     let local = listener.local_addr()?;
     let task = tokio::spawn(async move {
+        let _registration = registration;
         if let Err(e) = axum::serve(listener, router(api)).await {
             tracing::error!(error = %e, "API server stopped");
         }

@@ -165,9 +165,10 @@ pub async fn serve(
     addr: SocketAddr,
     dp: Arc<crate::Dataplane>,
 ) -> io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let sock = tokio::net::UdpSocket::bind(addr).await?;
+    let (sock, registration) = weir_sockets::udp_socket(addr)?;
     let local = sock.local_addr()?;
     let task = tokio::spawn(async move {
+        let _registration = registration;
         let mut buf = vec![0u8; 4096];
         loop {
             let Ok((n, peer)) = sock.recv_from(&mut buf).await else {

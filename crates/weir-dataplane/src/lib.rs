@@ -625,6 +625,48 @@ impl Dataplane {
         }
     }
 
+    /// Stops accepting on every listener and lets open connections finish, for a binary
+    /// upgrade: HTTP/1 connections answer their next requests with `Connection: close`, HTTP/2
+    /// ones get GOAWAY, NLB connections run on. Returns when none is left or after `grace`,
+    /// closing whatever remains. The GENEVE socket and health checks stop at once.
+    pub async fn drain(&self, grace: Duration) {
+        self.flush_access_logs().await;
+        let mut inner = self.inner.lock().await;
+        let l7: Vec<ListenerHandle> = inner.listeners.drain().map(|(_, l)| l.handle).collect();
+        let mut l4: Vec<weir_l4::L4Handle> = inner.l4.drain().map(|(_, l)| l.handle).collect();
+        if let Some(g) = inner.gateway.take() {
+            g.stop();
+        }
+        inner.checkers.clear();
+        drop(inner);
+        let l7_stats: Vec<Arc<weir_l7::ListenerStats>> =
+            l7.iter().map(|h| h.stats.clone()).collect();
+        for h in l7 {
+            h.stop().await;
+        }
+        for h in &mut l4 {
+            h.stop_accepting().await;
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            let open: u64 = l7_stats
+                .iter()
+                .map(|s| s.active_connections.load(std::sync::atomic::Ordering::Relaxed))
+                .chain(l4.iter().map(|h| h.open_connections()))
+                .sum();
+            if open == 0 || Instant::now() >= deadline {
+                if open > 0 {
+                    tracing::info!(open, "drain grace over; closing the remaining connections");
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for h in l4 {
+            h.stop().await;
+        }
+    }
+
     /// Stops every listener and checker, and finishes the access-log files.
     pub async fn shutdown(&self) {
         self.flush_access_logs().await;

@@ -30,7 +30,6 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// Live settings and counters of one backend.
@@ -95,7 +94,7 @@ impl DemoBackend {
         name: &str,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let (listener, registration) = weir_sockets::tcp_listener(addr)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(DemoState {
             name: name.to_string(),
@@ -106,6 +105,7 @@ impl DemoBackend {
         });
         let st = state.clone();
         let task = tokio::spawn(async move {
+            let _registration = registration;
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
                     tokio::time::sleep(Duration::from_millis(20)).await;

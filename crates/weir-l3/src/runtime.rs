@@ -51,13 +51,17 @@ impl GatewayHandle {
         bind: SocketAddr,
         snapshot: GatewaySnapshot,
     ) -> io::Result<(Self, Vec<EndpointError>)> {
-        let socket = Arc::new(UdpSocket::bind(bind).await?);
+        let (socket, registration) = weir_sockets::udp_socket(bind)?;
+        let socket = Arc::new(socket);
         let local = socket.local_addr()?;
         let cell = Arc::new(ArcSwap::from_pointee(GatewaySnapshot::default()));
         let core = Arc::new(Mutex::new(Gateway::default()));
         let devices: Devices = Arc::default();
-        let recv =
-            tokio::spawn(receive(socket.clone(), cell.clone(), core.clone(), devices.clone()));
+        let receiving = receive(socket.clone(), cell.clone(), core.clone(), devices.clone());
+        let recv = tokio::spawn(async move {
+            let _registration = registration;
+            receiving.await
+        });
         let sweeper = {
             let core = Arc::downgrade(&core);
             tokio::spawn(async move {

@@ -26,7 +26,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -123,19 +122,23 @@ impl L4Handle {
             let mut tasks = Vec::new();
             let mut local = a.addr;
             if protocol.tcp() {
-                let l = TcpListener::bind(a.addr).await.map_err(err)?;
+                let (l, registration) = weir_sockets::tcp_listener(a.addr).map_err(err)?;
                 local = l.local_addr()?;
-                tasks.push(tokio::spawn(tcp::accept_loop(
+                let accept = tcp::accept_loop(
                     l,
                     a.zone.clone(),
                     self.cell.clone(),
                     self.stats.clone(),
                     self.shutdown.subscribe(),
-                )));
+                );
+                tasks.push(tokio::spawn(async move {
+                    let _registration = registration;
+                    accept.await
+                }));
             }
             if protocol.udp() {
                 // TCP_UDP binds UDP on the port TCP got (they match unless port 0 was asked).
-                let u = match UdpSocket::bind(local).await {
+                let (u, registration) = match weir_sockets::udp_socket(local) {
                     Ok(u) => u,
                     Err(e) => {
                         for t in tasks {
@@ -145,17 +148,37 @@ impl L4Handle {
                     }
                 };
                 local = u.local_addr()?;
-                tasks.push(tokio::spawn(udp::serve(
+                let serve = udp::serve(
                     u,
                     a.zone.clone(),
                     self.cell.clone(),
                     self.stats.clone(),
                     self.shutdown.subscribe(),
-                )));
+                );
+                tasks.push(tokio::spawn(async move {
+                    let _registration = registration;
+                    serve.await
+                }));
             }
             self.bound.push(Bound { requested: a.clone(), local, tasks });
         }
         Ok(())
+    }
+
+    /// Stops accepting (closes this process's listening and UDP sockets) and leaves open TCP
+    /// connections running: a drain. [`Self::stop`] (or dropping the handle) ends them.
+    pub async fn stop_accepting(&mut self) {
+        for b in std::mem::take(&mut self.bound) {
+            for t in b.tasks {
+                t.abort();
+                let _ = t.await;
+            }
+        }
+    }
+
+    /// Open TCP connections (plain and TLS).
+    pub fn open_connections(&self) -> u64 {
+        L4Stats::get(&self.stats.active_flows_tcp) + L4Stats::get(&self.stats.active_flows_tls)
     }
 
     /// Stops serving and waits until every socket is closed. Open TCP connections are reset.

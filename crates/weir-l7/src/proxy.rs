@@ -46,6 +46,8 @@ use crate::upstream::{TargetProtocol, UpstreamBody, Upstreams};
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 /// Most header fields in one HTTP/1.1 request head.
 pub const MAX_HEADERS: usize = 200;
+/// How long a draining HTTP/1 connection must have been quiet before it is closed.
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
 /// Most connections being shed with a 503 at once; beyond it shed connections are closed
 /// without one, so a flood costs no more than its accepts.
 const MAX_SHEDDING: usize = 256;
@@ -106,11 +108,14 @@ impl ListenerHandle {
             if self.bound.iter().any(|b| b.requested == *a) {
                 continue;
             }
-            let l = TcpListener::bind(a)
-                .await
+            let (l, registration) = weir_sockets::tcp_listener(*a)
                 .map_err(|e| io::Error::new(e.kind(), format!("bind {a}: {e}")))?;
             let local = l.local_addr()?;
-            let task = tokio::spawn(accept_loop(l, self.proxy.clone(), self.shutdown.subscribe()));
+            let (proxy, shutdown) = (self.proxy.clone(), self.shutdown.subscribe());
+            let task = tokio::spawn(async move {
+                let _registration = registration;
+                accept_loop(l, proxy, shutdown).await
+            });
             self.bound.push(Bound { requested: *a, local, task });
         }
         Ok(())
@@ -250,6 +255,8 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                                 tls: Some(Arc::new(info)),
                                 capture: None,
                                 inflight: Arc::default(),
+                                draining: Arc::default(),
+                                h2: Arc::new((mode == Mode::H2).into()),
                             };
                             serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
                         }
@@ -266,8 +273,14 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                 None => {
                     // h2c with prior knowledge is recognised by its preface when HTTP/2 is on.
                     let mode = if snap.lb.http2 { Mode::Auto } else { Mode::H1 };
-                    let conn =
-                        ConnInfo { peer, tls: None, capture: None, inflight: Arc::default() };
+                    let conn = ConnInfo {
+                        peer,
+                        tls: None,
+                        capture: None,
+                        inflight: Arc::default(),
+                        draining: Arc::default(),
+                        h2: Arc::default(),
+                    };
                     serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
                 }
             }
@@ -328,6 +341,10 @@ struct ConnInfo {
     capture: Option<Arc<HeadCapture>>,
     /// Requests of this connection being handled.
     inflight: Arc<AtomicUsize>,
+    /// The listener is draining: HTTP/1 responses carry `Connection: close`.
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The connection speaks HTTP/2.
+    h2: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Counts a request in flight on its connection while alive.
@@ -361,6 +378,7 @@ async fn serve_connection<I>(
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());
     let inflight = conn.inflight.clone();
+    let (draining, h2) = (conn.draining.clone(), conn.h2.clone());
     let p = proxy.clone();
     let svc = service_fn(move |req| p.clone().handle(req, conn.clone()));
     let mut builder = AutoBuilder::new(TokioExecutor::new());
@@ -389,6 +407,7 @@ async fn serve_connection<I>(
     // in flight and no request head arriving (that one gets a 408 below), closes.
     let idle = snap.lb.idle_timeout;
     let capture = handle.capture.clone();
+    let drain_inflight = inflight.clone();
     let watchdog = async move {
         loop {
             tokio::time::sleep((idle / 4).max(Duration::from_millis(100))).await;
@@ -421,8 +440,29 @@ async fn serve_connection<I>(
             }
         }
         _ = shutdown.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            // Draining (the listener stops: removed, or a binary upgrade). HTTP/2 gets GOAWAY
+            // at once. An HTTP/1 connection answers its next requests with `Connection: close`
+            // (the client closes after reading it, so no request is ever caught by a close)
+            // and is closed only after a moment with nothing in flight and nothing arriving.
+            draining.store(true, Ordering::Relaxed);
+            let mut goaway_sent = false;
+            loop {
+                if h2.load(Ordering::Relaxed) && !goaway_sent {
+                    conn.as_mut().graceful_shutdown();
+                    goaway_sent = true;
+                }
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+                let quiet = drain_inflight.load(Ordering::Relaxed) == 0
+                    && handle.capture.idle_for() >= DRAIN_QUIET;
+                if quiet && !h2.load(Ordering::Relaxed) {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                    return;
+                }
+            }
         }
     }
 }
@@ -584,6 +624,10 @@ impl Proxy {
         let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true, started, entry };
         let mut note = Note::default();
         let mut error_reason = None;
+        let http1 = req.version() < Version::HTTP_2;
+        if !http1 {
+            conn.h2.store(true, Ordering::Relaxed);
+        }
         let resp = match self.route(req, &conn, &snap, &mut note).await {
             Ok(r) => r,
             Err(e) => {
@@ -598,6 +642,10 @@ impl Proxy {
             }
         };
         guard.armed = false;
+        let mut resp = resp;
+        if http1 && conn.draining.load(Ordering::Relaxed) {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         let Some((mut rec, log)) = guard.entry.take() else {
             return Ok(resp);
         };

@@ -27,6 +27,172 @@ struct Cli {
     command: Command,
 }
 
+/// Binary upgrades (`docs/security.md`, hitless operations).
+#[derive(clap::Args, Debug, Clone)]
+struct HitlessArgs {
+    /// Unix socket on which this process hands its listening sockets to a successor started
+    /// with `--takeover` and the same socket.
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
+    /// Take the listening sockets over from the weir process serving --control-socket, then
+    /// tell it to drain and exit: a binary upgrade that refuses no connection.
+    #[arg(long, requires = "control_socket")]
+    takeover: bool,
+    /// Seconds a process that was taken over lets its open connections finish.
+    #[arg(long, default_value_t = 30)]
+    drain_seconds: u64,
+}
+
+impl HitlessArgs {
+    /// The first step of a takeover, before anything is bound or the state is read: receive
+    /// the predecessor's sockets. Returns the connection to say `READY` on.
+    async fn take_over(&self) -> Result<Option<std::os::unix::net::UnixStream>> {
+        let (true, Some(path)) = (self.takeover, self.control_socket.clone()) else {
+            return Ok(None);
+        };
+        let shown = path.display().to_string();
+        let (stream, n) =
+            tokio::task::spawn_blocking(move || weir_sockets::handoff::take_over(&path))
+                .await?
+                .with_context(|| format!("taking over from the weir process on {shown}"))?;
+        println!("weir: took over {n} listening sockets from the process on {shown}");
+        Ok(Some(stream))
+    }
+
+    /// Once this process serves: tells the predecessor to drain and exit, closes sockets the new
+    /// configuration does not use, and starts answering takeovers on the control socket.
+    /// `upgraded` is notified when a successor has taken over from this process.
+    fn serve_control(
+        &self,
+        predecessor: Option<std::os::unix::net::UnixStream>,
+        api: &Arc<weir_api::Api>,
+        upgraded: &Arc<tokio::sync::Notify>,
+    ) -> Result<()> {
+        if let Some(stream) = predecessor {
+            weir_sockets::handoff::ready(stream).context("telling the old process to stop")?;
+            let unused = weir_sockets::drop_unclaimed();
+            println!("weir: the old process is draining ({unused} of its sockets unused here)");
+        }
+        if let Some(path) = &self.control_socket {
+            let _ = std::fs::remove_file(path);
+            let listener = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("binding the control socket {}", path.display()))?;
+            tokio::spawn(control_loop(listener, api.clone(), upgraded.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Answers takeover requests on the control socket. While a successor reads the state, the
+/// store is locked (no API call changes it); once the successor says `READY`, the lock is kept
+/// for good and `upgraded` notified. A successor that fails before `READY` changes nothing.
+async fn control_loop(
+    listener: tokio::net::UnixListener,
+    api: Arc<weir_api::Api>,
+    upgraded: Arc<tokio::sync::Notify>,
+) {
+    use weir_sockets::handoff;
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok(mut s) = stream.into_std() else { continue };
+        let asked = tokio::task::spawn_blocking(move || {
+            s.set_nonblocking(false)?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+            handoff::read_request(&mut s).map(|t| (t, s))
+        })
+        .await;
+        let Ok(Ok((true, mut s))) = asked else { continue };
+        let store = api.store.lock().await;
+        let done = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+            handoff::send_sockets(&mut s, &weir_sockets::open_sockets()?)?;
+            // The successor may deploy a template and wait for its groups first.
+            s.set_read_timeout(Some(std::time::Duration::from_secs(180)))?;
+            Ok(handoff::wait_ready(&mut s))
+        })
+        .await;
+        match done {
+            Ok(Ok(true)) => {
+                upgraded.notify_one();
+                // Keep the store locked until this process exits.
+                let _store = store;
+                std::future::pending::<()>().await;
+            }
+            other => {
+                eprintln!("weir: a takeover did not complete ({other:?}); serving on");
+            }
+        }
+    }
+}
+
+/// Re-reads the template and updates the stack in place (SIGHUP on `weir up`). Listeners
+/// take the new configuration as a snapshot swap: open connections are not disturbed. A
+/// template that fails to deploy leaves everything as it was.
+async fn reload(
+    api: &weir_api::Api,
+    dp: &Dataplane,
+    file: &PathBuf,
+    stack: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<()> {
+    let state = {
+        let mut store = api.store.lock().await;
+        let mut failure = None;
+        let detail = format!("{stack} from {} (reload)", file.display());
+        store.apply("DeployStack", &detail, now_ms(), |state| {
+            if let Err(e) = load(file, stack, params, state) {
+                failure = Some(e);
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        store.state().clone()
+    };
+    dp.apply(&state).await.context("applying the reloaded stack")
+}
+
+/// Ends serving: on a signal, stops everything; when taken over, stops accepting and lets open
+/// connections finish for up to `--drain-seconds`.
+async fn finish(
+    stop: Stop,
+    hitless: &HitlessArgs,
+    api_task: tokio::task::JoinHandle<()>,
+    dns: Option<tokio::task::JoinHandle<()>>,
+    scaling: &weir_api::Scaling,
+    dp: &Dataplane,
+) {
+    // The successor serves the API and DNS from the same sockets now.
+    api_task.abort();
+    if let Some(d) = dns {
+        d.abort();
+    }
+    match stop {
+        Stop::Signal => {
+            println!("weir: shutting down");
+            scaling.provider.stop_all().await;
+            dp.shutdown().await;
+        }
+        Stop::Upgraded => {
+            println!(
+                "weir: taken over by a new process; draining for up to {} s",
+                hitless.drain_seconds
+            );
+            scaling.provider.stop_all().await;
+            dp.drain(std::time::Duration::from_secs(hitless.drain_seconds)).await;
+            println!("weir: drained; exiting");
+        }
+    }
+}
+
+/// How the serving loop ended.
+enum Stop {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// A successor took over the sockets.
+    Upgraded,
+}
+
 /// The data plane's protective limits (`docs/security.md`).
 #[derive(clap::Args, Debug, Clone)]
 struct LimitArgs {
@@ -115,6 +281,8 @@ enum Command {
         geneve_address: SocketAddr,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        hitless: HitlessArgs,
     },
     /// Serve the AWS Query API and the data plane, with state persisted under --data-dir.
     Serve {
@@ -159,6 +327,8 @@ enum Command {
         geneve_address: SocketAddr,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        hitless: HitlessArgs,
     },
     /// Create a self-signed certificate (and key) in a certificate directory and print the ARN
     /// that HTTPS listeners use to name it.
@@ -641,8 +811,10 @@ async fn main() -> Result<()> {
             scale_in_after_seconds,
             geneve_address,
             limits,
+            hitless,
         } => {
             let limits = limits.limits()?;
+            let predecessor = hitless.take_over().await?;
             let auth = if no_auth {
                 None
             } else {
@@ -676,7 +848,7 @@ async fn main() -> Result<()> {
             let every = std::time::Duration::from_secs(metrics_interval_seconds.max(1));
             let save = data_dir.join("metrics.json");
             let metrics = load_metrics(Some(&save));
-            let (addr, _task, api) = start_api(store, &dp, auth, api_address, metrics).await?;
+            let (addr, api_task, api) = start_api(store, &dp, auth, api_address, metrics).await?;
             let scaling = start_scaling(
                 &api,
                 weir_api::Scaling::with_timing(
@@ -692,11 +864,14 @@ async fn main() -> Result<()> {
                 if auth_on { "on" } else { "off (--no-auth)" }
             );
             println!("weir serve: AWS API on http://{addr}/ (aws --endpoint-url http://{addr} elbv2 ...)");
-            let _dns = start_dns(dns_address, &dp).await;
-            shutdown_signal().await;
-            println!("weir: shutting down");
-            scaling.provider.stop_all().await;
-            dp.shutdown().await;
+            let dns = start_dns(dns_address, &dp).await;
+            let upgraded = Arc::new(tokio::sync::Notify::new());
+            hitless.serve_control(predecessor, &api, &upgraded)?;
+            let stop = tokio::select! {
+                _ = shutdown_signal() => Stop::Signal,
+                _ = upgraded.notified() => Stop::Upgraded,
+            };
+            finish(stop, &hitless, api_task, dns, &scaling, &dp).await;
         }
         Command::Up {
             file,
@@ -712,8 +887,10 @@ async fn main() -> Result<()> {
             access_log_dir,
             geneve_address,
             limits,
+            hitless,
         } => {
             let limits = limits.limits()?;
+            let predecessor = hitless.take_over().await?;
             let stack = stack_name.unwrap_or_else(|| stack_name_of(&file));
             let mut store = match &data_dir {
                 Some(dir) => weir_store::Store::open(dir)
@@ -780,7 +957,7 @@ async fn main() -> Result<()> {
             let creds = weir_api::sigv4::Credentials::default().with_env();
             let auth = (!creds.is_empty()).then_some(creds);
             let every = std::time::Duration::from_secs(metrics_interval_seconds.max(1));
-            let (addr, _task, api) =
+            let (addr, api_task, api) =
                 start_api(store, &dp, auth, api_address, load_metrics(None)).await?;
             let instances =
                 std::env::temp_dir().join(format!("weir-instances-{}", std::process::id()));
@@ -791,12 +968,22 @@ async fn main() -> Result<()> {
                 Some(d) => println!("  AWS API on http://{addr}/ (state in {})", d.display()),
                 None => println!("  AWS API on http://{addr}/ (state in memory)"),
             }
-            let _dns = start_dns(dns_address, &dp).await;
-            println!("weir is up; press Ctrl-C to stop");
-            shutdown_signal().await;
-            println!("weir: shutting down");
-            scaling.provider.stop_all().await;
-            dp.shutdown().await;
+            let dns = start_dns(dns_address, &dp).await;
+            let upgraded = Arc::new(tokio::sync::Notify::new());
+            hitless.serve_control(predecessor, &api, &upgraded)?;
+            println!("weir is up; press Ctrl-C to stop, send SIGHUP to reload {}", file.display());
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            let stop = loop {
+                tokio::select! {
+                    _ = shutdown_signal() => break Stop::Signal,
+                    _ = upgraded.notified() => break Stop::Upgraded,
+                    _ = hup.recv() => match reload(&api, &dp, &file, &stack, &params).await {
+                        Ok(()) => println!("weir: reloaded {}", file.display()),
+                        Err(e) => eprintln!("weir: reload of {} failed, still serving the previous configuration: {e:#}", file.display()),
+                    },
+                }
+            };
+            finish(stop, &hitless, api_task, dns, &scaling, &dp).await;
         }
         Command::Validate { file, parameters } => {
             let stack = stack_name_of(&file);

@@ -1,6 +1,8 @@
 //! Helpers shared by the binary's end-to-end tests (each test file uses some of them).
 #![allow(dead_code)]
 
+pub mod edge;
+
 use std::process::{Child, Command, Stdio};
 
 /// A child process killed and reaped when dropped.
