@@ -1105,7 +1105,6 @@ fn append_cookie(h: &mut http::HeaderMap, name: &str, value: &str, d: Duration, 
     }
 }
 
-/// Whether an HTTP/1.1 request asks to switch protocols (WebSocket and the like).
 /// Whether the request asks for a WebSocket upgrade, the only upgrade ALB carries. Any other
 /// (`h2c` above all: a target that accepted it would give the client an HTTP/2 tunnel past
 /// the listener's rules, the "h2c smuggling" attack) is forwarded as a plain request, its
