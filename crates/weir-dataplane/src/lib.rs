@@ -627,7 +627,7 @@ impl Dataplane {
 
     /// Stops accepting on every listener and lets open connections finish, for a binary
     /// upgrade: HTTP/1 connections answer their next requests with `Connection: close`, HTTP/2
-    /// ones get GOAWAY, NLB connections run on. Returns when none is left or after `grace`,
+    /// ones get GOAWAY once idle (busy ones at half of `grace`), NLB connections run on. Returns when none is left or after `grace`,
     /// closing whatever remains. The GENEVE socket and health checks stop at once.
     pub async fn drain(&self, grace: Duration) {
         self.flush_access_logs().await;
@@ -642,7 +642,7 @@ impl Dataplane {
         let l7_stats: Vec<Arc<weir_l7::ListenerStats>> =
             l7.iter().map(|h| h.stats.clone()).collect();
         for h in l7 {
-            h.stop().await;
+            h.drain(grace / 2).await;
         }
         for h in &mut l4 {
             h.stop_accepting().await;

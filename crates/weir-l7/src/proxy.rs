@@ -121,8 +121,19 @@ impl ListenerHandle {
         Ok(())
     }
 
+    /// Stops accepting (as [`Self::stop`]) for a binary upgrade: open connections drain, and a
+    /// busy HTTP/2 connection is sent GOAWAY only once it has been idle for a moment or
+    /// `h2_patience` has passed (a GOAWAY crossing requests the client has queued makes
+    /// clients that do not retry them, such as h2load, count them as failed).
+    pub async fn drain(self, h2_patience: Duration) {
+        if let Ok(mut at) = self.proxy.goaway_at.lock() {
+            *at = Some(tokio::time::Instant::now() + h2_patience);
+        }
+        self.stop().await;
+    }
+
     /// Stops accepting and waits until every listening socket is closed. Open connections are
-    /// told to finish their current request and close.
+    /// told to finish their current request and close (HTTP/2: GOAWAY at once).
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         for b in std::mem::take(&mut self.bound) {
@@ -142,6 +153,8 @@ struct Proxy {
     req_rates: RateCell,
     /// Connections being answered with a 503 while shed.
     shedding: Arc<tokio::sync::Semaphore>,
+    /// When draining HTTP/2 connections get GOAWAY even if busy (`None`: at once).
+    goaway_at: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 /// A per-source limiter that follows the configured limit: replaced (counts reset) only when
@@ -184,6 +197,7 @@ pub async fn serve_listener(
         conn_rates: RateCell::default(),
         req_rates: RateCell::default(),
         shedding: Arc::new(tokio::sync::Semaphore::new(MAX_SHEDDING)),
+        goaway_at: std::sync::Mutex::default(),
     });
     let (shutdown, _) = watch::channel(false);
     let mut handle = ListenerHandle { proxy, bound: Vec::new(), shutdown, stats };
@@ -440,27 +454,32 @@ async fn serve_connection<I>(
             }
         }
         _ = shutdown.changed() => {
-            // Draining (the listener stops: removed, or a binary upgrade). HTTP/2 gets GOAWAY
-            // at once. An HTTP/1 connection answers its next requests with `Connection: close`
-            // (the client closes after reading it, so no request is ever caught by a close)
-            // and is closed only after a moment with nothing in flight and nothing arriving.
+            // Draining (the listener stops: removed, or a binary upgrade). An HTTP/1
+            // connection answers its next requests with `Connection: close` (the client closes
+            // after reading it, so no request is ever caught by a close) and is closed after a
+            // moment with nothing in flight and nothing arriving. HTTP/2 gets GOAWAY: at once
+            // when the listener is removed; in an upgrade, once idle for a moment or when the
+            // patience given to `ListenerHandle::drain` runs out.
             draining.store(true, Ordering::Relaxed);
+            let goaway_at = proxy.goaway_at.lock().ok().and_then(|g| *g);
             let mut goaway_sent = false;
             loop {
-                if h2.load(Ordering::Relaxed) && !goaway_sent {
-                    conn.as_mut().graceful_shutdown();
-                    goaway_sent = true;
-                }
-                tokio::select! {
-                    _ = conn.as_mut() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                }
                 let quiet = drain_inflight.load(Ordering::Relaxed) == 0
                     && handle.capture.idle_for() >= DRAIN_QUIET;
-                if quiet && !h2.load(Ordering::Relaxed) {
+                if h2.load(Ordering::Relaxed) {
+                    let due = goaway_at.is_none_or(|at| tokio::time::Instant::now() >= at);
+                    if !goaway_sent && (quiet || due) {
+                        conn.as_mut().graceful_shutdown();
+                        goaway_sent = true;
+                    }
+                } else if quiet {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
                     return;
+                }
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
         }

@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::edge::*;
+use tokio::io::AsyncWriteExt;
 
 /// Whether `tool` is installed; under CI (which installs it) a missing tool is a failure.
 fn have(tool: &str) -> bool {
@@ -147,23 +148,42 @@ async fn binary_upgrade_under_load_fails_no_request() {
     }
     let control = std::env::temp_dir().join(format!("weir-upgrade-{}.sock", std::process::id()));
     let control = control.to_str().unwrap().to_string();
-    let mut edge = Edge::start(&["--control-socket", &control, "--drain-seconds", "10"], &[]).await;
+    let mut edge = Edge::start(&["--control-socket", &control, "--drain-seconds", "20"], &[]).await;
     let h1 = h2load(edge.http, 10, true);
     let h2 = h2load(edge.http, 10, false);
+    let l4 = h2load(edge.nlb, 10, true);
+    // A keep-alive connection through the NLB, opened before the upgrade.
+    let mut held = tokio::net::TcpStream::connect(edge.nlb).await.unwrap();
+    let get = b"GET /held HTTP/1.1\r\nHost: a\r\n\r\n";
+    let answered = |b: &[u8]| String::from_utf8_lossy(b).starts_with("HTTP/1.1 200");
+    held.write_all(get).await.unwrap();
+    assert!(answered(&read_until_quiet(&mut held, Duration::from_millis(500)).await.0));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The new process takes the sockets; the old one drains and exits by itself.
     let mut args = edge.args.clone();
     args.push("--takeover".into());
     let (mut next, next_pid) = spawn_weir(&args).await;
-    exits(&mut edge.weir.0, Duration::from_secs(15), "the old process").await;
+    // While the old process drains, the NLB connection it carries keeps working.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    held.write_all(get).await.unwrap();
+    let (out, _) = read_until_quiet(&mut held, Duration::from_secs(1)).await;
+    assert!(
+        answered(&out),
+        "an NLB connection broke during the upgrade: {}",
+        String::from_utf8_lossy(&out)
+    );
+    drop(held);
+    // And the new one can be upgraded in turn, still under load. Each old process exits by
+    // itself once its connections are done (busy HTTP/2 ones get GOAWAY at half the drain).
     tokio::time::sleep(Duration::from_secs(1)).await;
-    // And the new one can be upgraded in turn, still under load.
     let (third, third_pid) = spawn_weir(&args).await;
-    exits(&mut next.0, Duration::from_secs(15), "the second process").await;
+    exits(&mut edge.weir.0, Duration::from_secs(20), "the old process").await;
+    exits(&mut next.0, Duration::from_secs(20), "the second process").await;
 
     no_failures(h1, "HTTP/1.1 across two upgrades").await;
     no_failures(h2, "HTTP/2 across two upgrades").await;
+    no_failures(l4, "HTTP/1.1 through the NLB across two upgrades").await;
     // Only the newest process is left, serving the listeners and the API.
     assert_ne!(next_pid, third_pid);
     edge.pid = third_pid;

@@ -97,6 +97,8 @@ pub struct Edge {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub api: SocketAddr,
+    /// The NLB's TCP listener (127.0.0.1).
+    pub nlb: SocketAddr,
     pub backend: Backend,
     pub dir: std::path::PathBuf,
     /// The command line weir was started with.
@@ -155,7 +157,7 @@ impl Edge {
     /// Starts weir on `template` (which takes the edge template's parameters).
     pub async fn start_template(template: &str, flags: &[&str], params: &[&str]) -> Edge {
         let backend = Backend::start().await;
-        let (http, https, api) = (free_port(), free_port(), free_port());
+        let (http, https, api, nlb) = (free_port(), free_port(), free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("weir-edge-{}-{http}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut args: Vec<String> = ["up", template, "--no-demo-backends", "--dns-address", "off"]
@@ -169,13 +171,24 @@ impl Edge {
         args.extend([s("--access-log-dir"), dir.join("logs").display().to_string()]);
         args.extend([s("-p"), format!("HttpPort={http}"), s("-p"), format!("HttpsPort={https}")]);
         args.extend([s("-p"), format!("BackendPort={}", backend.addr.port())]);
+        args.extend([s("-p"), format!("NlbPort={nlb}")]);
         for p in params {
             args.extend([s("-p"), s(p)]);
         }
         args.extend(flags.iter().map(|f| f.to_string()));
         let (weir, pid) = spawn_weir(&args).await;
         let lo = |p| SocketAddr::from(([127, 0, 0, 1], p));
-        Edge { weir, pid, http: lo(http), https: lo(https), api: lo(api), backend, dir, args }
+        Edge {
+            weir,
+            pid,
+            http: lo(http),
+            https: lo(https),
+            api: lo(api),
+            nlb: lo(nlb),
+            backend,
+            dir,
+            args,
+        }
     }
 
     /// Resident memory of the weir process, MiB.
