@@ -387,8 +387,10 @@ async fn per_source_rates_answer_429_and_close_connections() {
     }
     let ok = text.matches("HTTP/1.1 200").count();
     let limited = text.matches("HTTP/1.1 429").count();
-    assert_eq!((ok, limited), (20, 40), "{text}");
-    assert_eq!(text.matches("retry-after: 1").count(), 40);
+    // 20 pass (a second or two more if the burst straddles a second boundary, as the sliding
+    // window lets the previous second's share fade), the rest are limited.
+    assert!((20..=23).contains(&ok) && ok + limited == 60, "{ok} passed, {limited} limited: {text}");
+    assert_eq!(text.matches("retry-after: 1").count(), limited);
     // Another source has its own budget.
     let mut other = connect_from([127, 0, 0, 12], edge.http).await.unwrap();
     other.write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.unwrap();
