@@ -389,7 +389,10 @@ async fn per_source_rates_answer_429_and_close_connections() {
     let limited = text.matches("HTTP/1.1 429").count();
     // 20 pass (a second or two more if the burst straddles a second boundary, as the sliding
     // window lets the previous second's share fade), the rest are limited.
-    assert!((20..=23).contains(&ok) && ok + limited == 60, "{ok} passed, {limited} limited: {text}");
+    assert!(
+        (20..=23).contains(&ok) && ok + limited == 60,
+        "{ok} passed, {limited} limited: {text}"
+    );
     assert_eq!(text.matches("retry-after: 1").count(), limited);
     // Another source has its own budget.
     let mut other = connect_from([127, 0, 0, 12], edge.http).await.unwrap();

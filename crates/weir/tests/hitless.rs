@@ -283,3 +283,37 @@ async fn kill_9_loses_no_acknowledged_api_change() {
     drop(weir);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_upgrade_keeps_the_state_and_the_api() {
+    let dir = std::env::temp_dir().join(format!("weir-serve-upgrade-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let control = dir.join("weir.sock");
+    std::fs::create_dir_all(&dir).unwrap();
+    let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut args: Vec<String> =
+        ["serve", "--no-auth", "--dns-address", "off", "--drain-seconds", "5"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+    args.extend(["--data-dir".into(), dir.display().to_string()]);
+    args.extend(["--api-address".into(), api.to_string()]);
+    args.extend(["--control-socket".into(), control.display().to_string()]);
+    let create = |name: &str| {
+        format!("Version=2015-12-01&Action=CreateTargetGroup&Name={name}&Protocol=HTTP&Port=80&TargetType=ip")
+    };
+    let (mut old, _) = spawn_weir(&args).await;
+    assert_eq!(api_call(api, &create("before")).await.0, 200);
+    args.push("--takeover".into());
+    let (new, _) = spawn_weir(&args).await;
+    exits(&mut old.0, Duration::from_secs(10), "the old weir serve").await;
+    // The new process has the old one's state and takes changes through the same API socket.
+    assert_eq!(api_call(api, &create("after")).await.0, 200);
+    let (status, text) = api_call(api, "Version=2015-12-01&Action=DescribeTargetGroups").await;
+    assert_eq!(status, 200, "{text}");
+    for n in ["before", "after"] {
+        assert!(text.contains(&format!("<TargetGroupName>{n}</TargetGroupName>")), "{n}: {text}");
+    }
+    drop(new);
+    let _ = std::fs::remove_dir_all(&dir);
+}
