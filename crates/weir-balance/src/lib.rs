@@ -15,5 +15,5 @@ pub mod select;
 pub use cell::{HealthState, Reason, TargetCell, TargetKey};
 pub use health::{HealthMachine, ProbeOutcome, Thresholds};
 pub use maglev::{flow_hash, FlowKeyMode, FlowPool, Maglev};
-pub use rate::SourceRates;
+pub use rate::{RateCell, SourceRates};
 pub use select::{pick_weighted, Algorithm, OutstandingGuard, Selector};

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Most sources tracked at once (all shards together).
 pub const MAX_SOURCES: usize = 65_536;
@@ -96,6 +96,40 @@ impl SourceRates {
     }
 }
 
+/// A [`SourceRates`] that follows a configured limit: replaced (counts reset) only when the
+/// limit changes, so one can live in a listener across configuration snapshots.
+#[derive(Debug, Default)]
+pub struct RateCell(Mutex<Option<Arc<SourceRates>>>);
+
+impl RateCell {
+    /// Whether one more event from `ip` now is within `limit` per second (0: always).
+    pub fn allow(&self, limit: u32, ip: IpAddr) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        let rates = {
+            let Ok(mut current) = self.0.lock() else {
+                return true;
+            };
+            match &*current {
+                Some(r) if r.limit() == limit => r.clone(),
+                _ => {
+                    let r = Arc::new(SourceRates::new(limit));
+                    *current = Some(r.clone());
+                    r
+                }
+            }
+        };
+        rates.allow(ip, monotonic_ms())
+    }
+}
+
+/// Milliseconds since the first call: the clock of [`RateCell`].
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +169,16 @@ mod tests {
             r.allow(ip("10.0.0.1"), 0) && !r.allow(ip("::ffff:10.0.0.1"), 0),
             "mapped v4 is v4"
         );
+    }
+
+    #[test]
+    fn a_cell_follows_its_limit() {
+        let c = RateCell::default();
+        let a = ip("10.0.0.1");
+        assert!((0..100).all(|_| c.allow(0, a)));
+        assert_eq!((0..10).filter(|_| c.allow(3, a)).count(), 3);
+        // A new limit starts counting afresh.
+        assert_eq!((0..10).filter(|_| c.allow(5, a)).count(), 5);
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct L4Handle {
     cell: L4SnapshotCell,
     bound: Vec<Bound>,
     shutdown: watch::Sender<bool>,
+    /// New connections per source (`max_connection_rate_per_source`), across its addresses.
+    rates: Arc<weir_balance::RateCell>,
     /// Counters.
     pub stats: Arc<L4Stats>,
 }
@@ -73,7 +75,13 @@ impl Drop for L4Handle {
 /// Binds every address of `addrs` with the protocol in `cell` and serves.
 pub async fn serve_listener(addrs: &[NodeAddr], cell: L4SnapshotCell) -> io::Result<L4Handle> {
     let (shutdown, _) = watch::channel(false);
-    let mut h = L4Handle { cell, bound: Vec::new(), shutdown, stats: Arc::new(L4Stats::default()) };
+    let mut h = L4Handle {
+        cell,
+        bound: Vec::new(),
+        shutdown,
+        rates: Arc::default(),
+        stats: Arc::new(L4Stats::default()),
+    };
     if let Err(e) = h.set_addresses(addrs).await {
         h.stop().await;
         return Err(e);
@@ -129,6 +137,7 @@ impl L4Handle {
                     a.zone.clone(),
                     self.cell.clone(),
                     self.stats.clone(),
+                    self.rates.clone(),
                     self.shutdown.subscribe(),
                 );
                 tasks.push(tokio::spawn(async move {

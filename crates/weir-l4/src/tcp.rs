@@ -33,6 +33,7 @@ pub(crate) async fn accept_loop(
     zone: Option<Arc<str>>,
     cell: L4SnapshotCell,
     stats: Arc<L4Stats>,
+    rates: Arc<weir_balance::RateCell>,
     shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -45,6 +46,12 @@ pub(crate) async fn accept_loop(
             }
         };
         let snap = cell.load_full();
+        if !rates.allow(snap.limits.max_connection_rate_per_source, peer.ip()) {
+            L4Stats::inc(&stats.rejected_connections);
+            tracing::debug!(%peer, "source over its connection rate; connection closed");
+            drop(stream);
+            continue;
+        }
         let open = L4Stats::get(&stats.active_flows_tcp) + L4Stats::get(&stats.active_flows_tls);
         if open >= snap.limits.max_connections as u64 {
             // Shed: closing at once keeps a flood from costing more than an accept.

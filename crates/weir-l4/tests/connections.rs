@@ -179,3 +179,51 @@ async fn stopping_a_udp_listener_ends_its_flows() {
     h.stop().await;
     assert_eq!(L4Stats::get(&stats.active_flows_udp), 0);
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limits_are_closed_and_counted() {
+    let mut snap = snapshot(echo_backend().await, Duration::from_secs(60));
+    snap.limits = Arc::new(weir_model::Limits {
+        max_connections: 3,
+        max_connection_rate_per_source: 5,
+        ..weir_model::Limits::default()
+    });
+    let (h, lb) = listener(snap).await;
+    let echo = |mut s: TcpStream| async move {
+        let mut b = [0u8; 4];
+        let ok = s.write_all(b"ping").await.is_ok()
+            && tokio::time::timeout(Duration::from_secs(2), s.read_exact(&mut b))
+                .await
+                .is_ok_and(|r| r.is_ok());
+        (ok, s)
+    };
+    // Start just after a second boundary of the limiter's clock, so the whole check below falls
+    // in one second of the rate window.
+    while weir_balance::rate::monotonic_ms() % 1000 > 20 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Three connections are relayed; the fourth is closed while they are open.
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let (ok, s) = echo(TcpStream::connect(lb).await.unwrap()).await;
+        assert!(ok, "a connection within the limit was not relayed");
+        open.push(s);
+    }
+    let (ok, _) = echo(TcpStream::connect(lb).await.unwrap()).await;
+    assert!(!ok, "a connection over the limit was relayed");
+    assert_eq!(L4Stats::get(&h.stats.rejected_connections), 1);
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Room again: the fifth new connection this second is relayed, the sixth exceeds the
+    // source's rate (5 a second, the one shed at the connection limit included) and is closed.
+    let (ok, _fifth) = echo(TcpStream::connect(lb).await.unwrap()).await;
+    assert!(ok, "a connection within both limits was not relayed");
+    let (ok, _) = echo(TcpStream::connect(lb).await.unwrap()).await;
+    assert!(!ok, "a connection over the source's rate was relayed");
+    assert_eq!(L4Stats::get(&h.stats.rejected_connections), 2);
+    // A second later the source may connect again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (ok, _) = echo(TcpStream::connect(lb).await.unwrap()).await;
+    assert!(ok, "the source was not let back in after its rate window");
+    h.stop().await;
+}

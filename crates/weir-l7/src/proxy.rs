@@ -26,7 +26,7 @@ use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use weir_balance::{pick_weighted, SourceRates};
+use weir_balance::{pick_weighted, RateCell};
 
 use crate::access_log::{AccessLog, LogRecord};
 use crate::client_io::{ClientIo, HeadCapture};
@@ -155,33 +155,6 @@ struct Proxy {
     shedding: Arc<tokio::sync::Semaphore>,
     /// When draining HTTP/2 connections get GOAWAY even if busy (`None`: at once).
     goaway_at: std::sync::Mutex<Option<tokio::time::Instant>>,
-}
-
-/// A per-source limiter that follows the configured limit: replaced (counts reset) only when
-/// the limit changes.
-#[derive(Default)]
-struct RateCell(arc_swap::ArcSwapOption<SourceRates>);
-
-impl RateCell {
-    /// Whether one more event from `ip` is within `limit` per second (0: always).
-    fn allow(&self, limit: u32, ip: std::net::IpAddr) -> bool {
-        if limit == 0 {
-            return true;
-        }
-        let current = self.0.load_full().filter(|r| r.limit() == limit);
-        let rates = current.unwrap_or_else(|| {
-            let r = Arc::new(SourceRates::new(limit));
-            self.0.store(Some(r.clone()));
-            r
-        });
-        rates.allow(ip, monotonic_ms())
-    }
-}
-
-/// Milliseconds since the first call: the clock of the per-source rate limits.
-fn monotonic_ms() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
 }
 
 /// Binds every address in `addrs` and serves the listener whose configuration is in `cell`.
