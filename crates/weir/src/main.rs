@@ -47,9 +47,19 @@ impl HitlessArgs {
     /// The first step of a takeover, before anything is bound or the state is read: receive
     /// the predecessor's sockets. Returns the connection to say `READY` on.
     async fn take_over(&self) -> Result<Option<std::os::unix::net::UnixStream>> {
-        let (true, Some(path)) = (self.takeover, self.control_socket.clone()) else {
+        let Some(path) = self.control_socket.clone() else {
             return Ok(None);
         };
+        if !self.takeover {
+            // A live predecessor's control socket is not stolen without --takeover.
+            if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+                bail!(
+                    "another weir process serves the control socket {} (start with --takeover to take over from it)",
+                    path.display()
+                );
+            }
+            return Ok(None);
+        }
         let shown = path.display().to_string();
         let (stream, n) =
             tokio::task::spawn_blocking(move || weir_sockets::handoff::take_over(&path))
@@ -93,7 +103,10 @@ async fn control_loop(
 ) {
     use weir_sockets::handoff;
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
         let Ok(mut s) = stream.into_std() else { continue };
         let asked = tokio::task::spawn_blocking(move || {
             s.set_nonblocking(false)?;

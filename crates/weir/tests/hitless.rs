@@ -304,6 +304,15 @@ async fn serve_upgrade_keeps_the_state_and_the_api() {
     };
     let (mut old, _) = spawn_weir(&args).await;
     assert_eq!(api_call(api, &create("before")).await.0, 200);
+    // A second weir on the same control socket without --takeover is refused, clearly.
+    let other = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--no-auth", "--dns-address", "off", "--api-address", "127.0.0.1:0"])
+        .args(["--data-dir", dir.join("other").to_str().unwrap()])
+        .args(["--control-socket", control.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("--takeover"), "{other:?}");
     args.push("--takeover".into());
     let (new, _) = spawn_weir(&args).await;
     exits(&mut old.0, Duration::from_secs(10), "the old weir serve").await;
