@@ -12,7 +12,7 @@ mod common;
 use common::edge::*;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -554,52 +554,10 @@ async fn tls_handshake_flood_is_timed_out_and_https_keeps_serving() {
     }
 }
 
-/// A rustls client that accepts the edge's self-signed certificate.
+/// A TLS client that accepts the edge's self-signed certificate (the one Weir uses towards
+/// targets).
 fn tls_connector() -> tokio_rustls::TlsConnector {
-    #[derive(Debug)]
-    struct AnyCert;
-    impl rustls::client::danger::ServerCertVerifier for AnyCert {
-        fn verify_server_cert(
-            &self,
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &[rustls::pki_types::CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &rustls::pki_types::CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(Arc::new(AnyCert))
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(Arc::new(weir_l7::upstream::insecure_client_config(&[])))
 }
 
 async fn https_get(tls: &tokio_rustls::TlsConnector, addr: SocketAddr) -> String {
@@ -614,23 +572,9 @@ async fn https_get(tls: &tokio_rustls::TlsConnector, addr: SocketAddr) -> String
 
 // ---- external attack tools --------------------------------------------------------------------
 
-/// Whether `tool` is installed; under CI (which installs it) a missing tool is a failure.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install {tool}");
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn varnishtest_scripts_pass_against_weir() {
-    if !have("varnishtest") {
+    if !common::have("varnishtest") {
         return;
     }
     let edge = Edge::start(&[], &[]).await;
@@ -668,7 +612,7 @@ async fn varnishtest_scripts_pass_against_weir() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowhttptest_slowloris_slow_post_and_slow_read_leave_the_service_available() {
-    if !have("slowhttptest") {
+    if !common::have("slowhttptest") {
         return;
     }
     let edge = Edge::start(&[], &["IdleTimeout=3"]).await;

@@ -5,9 +5,8 @@
 
 mod common;
 use common::Kill;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn weir() -> Command {
@@ -18,34 +17,9 @@ fn repo_file(rel: &str) -> String {
     format!("{}/../../{rel}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Starts `weir ARGS` (an `up`), waits until it prints "weir is up", keeps draining its stdout,
-/// and returns the guard that kills it, what it printed until then, and its pid.
+/// Starts `weir ARGS` (an `up`) and waits until it is up: see [`common::start_weir`].
 fn weir_up(args: &[&str]) -> (Kill, String, u32) {
-    let mut child = weir()
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let guard = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    // Auto Scaling groups launch and pass health checks before `weir up` says it is up.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seen = String::new();
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("weir is up") {
-            break;
-        }
-    }
-    assert!(seen.contains("weir is up"), "{seen}");
-    // Keep reading so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    (guard, seen, pid)
+    common::start_weir(args)
 }
 
 fn curl(args: &[&str]) -> String {

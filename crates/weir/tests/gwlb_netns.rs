@@ -216,22 +216,9 @@ impl Net {
         for p in params {
             args.extend(["-p", p]);
         }
-        let mut child =
+        let child =
             self.cmd("gw", &args).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let weir = Kill(child);
-        let mut lines = BufReader::new(stdout).lines();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(Instant::now() < deadline, "weir did not come up");
-            match lines.next() {
-                Some(Ok(l)) if l.contains("weir is up") => break,
-                Some(Ok(_)) => {}
-                _ => panic!("weir exited before serving"),
-            }
-        }
-        std::thread::spawn(move || for _ in lines {});
-        weir
+        common::wait_until_up(child).0
     }
 
     /// The ARN of the template's target group of appliances.

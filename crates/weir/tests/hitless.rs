@@ -14,20 +14,6 @@ use std::time::{Duration, Instant};
 use common::edge::*;
 use tokio::io::AsyncWriteExt;
 
-/// Whether `tool` is installed; under CI (which installs it) a missing tool is a failure.
-fn have(tool: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "CI must install {tool}");
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
-
 /// h2load against `addr` for `secs` seconds: HTTP/1.1 (`h1`) or HTTP/2 prior knowledge.
 fn h2load(addr: SocketAddr, secs: u32, h1: bool) -> tokio::process::Child {
     let mut cmd = tokio::process::Command::new("h2load");
@@ -89,7 +75,7 @@ const RELOADED_RULE: &str = r#"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_fails_no_request() {
-    if !have("h2load") {
+    if !common::have("h2load") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("weir-reload-{}", std::process::id()));
@@ -143,7 +129,7 @@ async fn exits(child: &mut std::process::Child, within: Duration, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_upgrade_under_load_fails_no_request() {
-    if !have("h2load") {
+    if !common::have("h2load") {
         return;
     }
     let control = std::env::temp_dir().join(format!("weir-upgrade-{}.sock", std::process::id()));

@@ -8,7 +8,6 @@
 
 mod common;
 use common::{run, sh, Kill};
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -150,7 +149,7 @@ fn backend_in_another_namespace_sees_the_preserved_client_ip() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("netns.yaml");
     std::fs::write(&file, template(on, off)).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+    let child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args([
             "up",
             file.to_str().unwrap(),
@@ -165,17 +164,7 @@ fn backend_in_another_namespace_sees_the_preserved_client_ip() {
         .stderr(Stdio::null())
         .spawn()
         .expect("weir starts");
-    let stdout = child.stdout.take().unwrap();
-    let _weir = Kill(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("weir is up") => break,
-            Some(Ok(_)) => {}
-            _ => panic!("weir exited before serving"),
-        }
-    }
+    let (_weir, _, _) = common::wait_until_up(child);
     let peer = |port: u16| -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {

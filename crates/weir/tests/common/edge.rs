@@ -2,9 +2,7 @@
 //! backend, the weir process with its ports, resource readings, and raw HTTP exchanges.
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener as StdListener};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -111,34 +109,11 @@ impl Drop for Edge {
     }
 }
 
-/// Starts `weir ARGS` and waits until it says it is up (its stdout is drained afterwards).
+/// [`super::start_weir`] off the async runtime: the guard and the pid.
 pub async fn spawn_weir(args: &[String]) -> (Kill, u32) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let pid = child.id();
-    let stdout = child.stdout.take().unwrap();
-    let guard = Kill(child);
-    let up = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let mut seen = String::new();
-        for line in lines.by_ref() {
-            let Ok(line) = line else { break };
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("weir is up") || line.contains("weir serve: AWS API") {
-                std::thread::spawn(move || for _ in lines {});
-                return (true, seen);
-            }
-        }
-        (false, seen)
-    })
-    .await
-    .unwrap();
-    assert!(up.0, "weir did not come up: {}", up.1);
+    let args = args.to_vec();
+    let (guard, _, pid) =
+        tokio::task::spawn_blocking(move || super::start_weir(&args)).await.unwrap();
     (guard, pid)
 }
 
