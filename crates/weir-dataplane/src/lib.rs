@@ -627,8 +627,9 @@ impl Dataplane {
 
     /// Stops accepting on every listener and lets open connections finish, for a binary
     /// upgrade: HTTP/1 connections answer their next requests with `Connection: close`, HTTP/2
-    /// ones get GOAWAY once idle (busy ones at half of `grace`), NLB connections run on. Returns when none is left or after `grace`,
-    /// closing whatever remains. The GENEVE socket and health checks stop at once.
+    /// ones get GOAWAY once idle (busy ones at half of `grace`), NLB connections run on.
+    /// Returns when none is left or after `grace`, resetting the NLB connections that remain.
+    /// The GENEVE socket and health checks stop at once; access-log files are finished.
     pub async fn drain(&self, grace: Duration) {
         self.flush_access_logs().await;
         let mut inner = self.inner.lock().await;
@@ -667,19 +668,9 @@ impl Dataplane {
         }
     }
 
-    /// Stops every listener and checker, and finishes the access-log files.
+    /// Stops every listener and checker at once (a drain with no grace), and finishes the
+    /// access-log files.
     pub async fn shutdown(&self) {
-        self.flush_access_logs().await;
-        let mut inner = self.inner.lock().await;
-        for (_, l) in inner.listeners.drain() {
-            l.handle.stop().await;
-        }
-        for (_, l) in inner.l4.drain() {
-            l.handle.stop().await;
-        }
-        if let Some(g) = inner.gateway.take() {
-            g.stop();
-        }
-        inner.checkers.clear();
+        self.drain(Duration::ZERO).await;
     }
 }

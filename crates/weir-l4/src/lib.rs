@@ -193,11 +193,6 @@ impl L4Handle {
     /// Stops serving and waits until every socket is closed. Open TCP connections are reset.
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        for b in std::mem::take(&mut self.bound) {
-            for t in b.tasks {
-                t.abort();
-                let _ = t.await;
-            }
-        }
+        self.stop_accepting().await;
     }
 }
