@@ -330,3 +330,73 @@ pub fn rpc_body(data: &[u8]) {
     let _ = weir_api::decode_rpc_body(data, true);
     let _ = weir_api::decode_rpc_body(data, false);
 }
+
+/// The HTTP/1.1 fast path's parsing (network input from clients and targets). The first byte
+/// picks the side: even, a request head whose fields are scanned; odd, a target response whose
+/// head is rewritten for the client (the rewrite must parse, keep the status and carry no
+/// hop-by-hop field) and whose body is scanned whole and split at every eighth byte (the same
+/// end either way).
+pub fn http1(data: &[u8]) {
+    use weir_l7::http1::{self, Body};
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        let mut fields = [httparse::EMPTY_HEADER; 100];
+        let mut req = httparse::Request::new(&mut fields);
+        if let Ok(httparse::Status::Complete(_)) = req.parse(data) {
+            if let Some(f) = http1::scan_request(req.headers, 16 * 1024, mode & 2 != 0) {
+                for v in f.connection.iter().chain(&f.forwarded_for) {
+                    let _ = http1::tokens(v).count();
+                }
+            }
+        }
+        return;
+    }
+    let mut fields = [httparse::EMPTY_HEADER; http1::MAX_RESPONSE_HEADERS];
+    let mut r = httparse::Response::new(&mut fields);
+    let Ok(httparse::Status::Complete(n)) = r.parse(data) else {
+        return;
+    };
+    let Some((head_len, status, framing, _)) = http1::response_framing(&r, n, mode & 2 != 0) else {
+        return;
+    };
+    let mut out = Vec::new();
+    let close = mode & 4 != 0;
+    assert!(http1::write_response_head(&data[..head_len], &mut out, framing, close));
+    let mut again = [httparse::EMPTY_HEADER; http1::MAX_RESPONSE_HEADERS + 2];
+    let mut parsed = httparse::Response::new(&mut again);
+    assert!(matches!(parsed.parse(&out), Ok(httparse::Status::Complete(l)) if l == out.len()));
+    assert_eq!(parsed.code, Some(status));
+    for h in parsed.headers.iter() {
+        let n = h.name.to_ascii_lowercase();
+        let allowed = (n == "transfer-encoding" && framing == http1::Framing::Chunked)
+            || (n == "connection" && close);
+        assert!(allowed || !http1::hop_by_hop(&n), "{n} passed to the client");
+    }
+    let rest = &data[head_len..];
+    let mut whole = Body::new(framing);
+    let a = whole.feed(rest);
+    let mut split = Body::new(framing);
+    let mut b = Ok(0);
+    for piece in rest.chunks(8) {
+        match split.feed(piece) {
+            Ok(k) if k == piece.len() && !split.done() => b = b.map(|t| t + k),
+            Ok(k) => {
+                b = b.map(|t| t + k);
+                break;
+            }
+            Err(()) => {
+                b = Err(());
+                break;
+            }
+        }
+    }
+    if framing != http1::Framing::Close {
+        assert_eq!(a.is_ok(), b.is_ok(), "a split changed the verdict");
+        if let (Ok(a), Ok(b)) = (a, b) {
+            assert_eq!(a, b, "a split moved the end");
+            assert_eq!(whole.done(), split.done());
+        }
+    }
+}

@@ -64,6 +64,11 @@ fn rpc_body_corpus() {
     assert!(replay("rpc_body", weir_fuzz::rpc_body) >= 5);
 }
 
+#[test]
+fn http1_corpus() {
+    assert!(replay("http1", weir_fuzz::http1) >= 9);
+}
+
 mod random {
     use proptest::prelude::*;
 
@@ -89,6 +94,19 @@ mod random {
         #[test]
         fn rpc_bodies_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             weir_fuzz::rpc_body(&bytes);
+        }
+
+        #[test]
+        fn http1_heads_and_bodies_never_panic(
+            mode in any::<u8>(),
+            status in "(HTTP/1\\.[01] [0-9]{3} [A-Za-z ]{0,8}|GET /[a-z]{0,4} HTTP/1\\.1)",
+            lines in proptest::collection::vec("(Content-Length|Transfer-Encoding|Connection|Host|X-Forwarded-For|Keep-Alive|Te|X-[a-z]{1,4}): ?(chunked|close|keep-alive|gzip|[0-9]{1,3}|[a-z, -]{0,12})", 0..6),
+            body in "([0-9a-fA-F]{1,3}(;[a-z=]{0,4})?\r\n[a-z]{0,6}\r\n){0,3}(0\r\n([A-Za-z-]{1,4}: [a-z]{0,3}\r\n)?\r\n)?[a-z]{0,4}",
+        ) {
+            let text = format!("{status}\r\n{}\r\n{body}", lines.iter().map(|l| format!("{l}\r\n")).collect::<String>());
+            let mut data = vec![mode];
+            data.extend_from_slice(text.as_bytes());
+            weir_fuzz::http1(&data);
         }
 
         #[test]

@@ -1,7 +1,10 @@
 //! Moving bytes both ways between a client and a target.
 //!
-//! Plain TCP on Linux goes through `splice(2)` via a pipe per direction, so payload never
-//! crosses into user space; anything else (TLS on either side) is copied through bounded
+//! Plain TCP on Linux starts each direction copying through a small buffer — one read and one
+//! write per message, the read's short count telling that the socket is drained, which is the
+//! cheapest for request/response traffic — and switches that direction to `splice(2)` via a
+//! pipe (payload never crossing into user space) at the first read that fills the buffer, the
+//! sign of bulk transfer. Anything else (TLS on either side) is copied through bounded
 //! buffers. Both record activity for the idle timeout and propagate half-closes; an error on
 //! one side resets the other, as an NLB does.
 
@@ -125,10 +128,74 @@ fn shutdown_write(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
 }
 
+/// Size of a direction's copy buffer; a read that fills it switches the direction to splice.
+#[cfg(target_os = "linux")]
+const COPY_BUF: usize = 8 * 1024;
+
+/// Reads what `from` has into `buf` (allocated at the first readable moment, so idle
+/// connections hold none). A read shorter than the buffer drained the socket, so the runtime is
+/// told the socket is not readable any more: the next read waits for new data instead of
+/// costing a system call that would find none.
+#[cfg(target_os = "linux")]
+async fn read_drained(from: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    use tokio::io::Interest;
+    loop {
+        from.readable().await?;
+        if buf.is_empty() {
+            buf.resize(COPY_BUF, 0);
+        }
+        let mut short = 0;
+        let r = from.try_io(Interest::READABLE, || {
+            match rustix::io::read(from, &mut buf[..]).map_err(io::Error::from) {
+                Ok(n) if n > 0 && n < COPY_BUF => {
+                    short = n;
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                r => r,
+            }
+        });
+        match r {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => return Ok(short),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(target_os = "linux")]
 async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: bool) -> End {
     use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
     use tokio::io::Interest;
+
+    // Copy while messages are small.
+    let mut buf = Vec::new();
+    loop {
+        let n = match read_drained(from, &mut buf).await {
+            Ok(n) => n,
+            Err(_) => return End::ReadError,
+        };
+        if n == 0 {
+            shutdown_write(to);
+            return End::Eof;
+        }
+        let mut off = 0;
+        while off < n {
+            if to.writable().await.is_err() {
+                return End::WriteError;
+            }
+            match to.try_write(&buf[off..n]) {
+                Ok(m) => off += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return End::WriteError,
+            }
+        }
+        meter.record(up, n);
+        if n == COPY_BUF {
+            break;
+        }
+    }
+    drop(buf);
 
     const CHUNK: usize = 1 << 16;
     let Ok((pipe_r, pipe_w)) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) else {

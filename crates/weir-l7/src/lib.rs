@@ -15,6 +15,7 @@ pub mod desync;
 pub mod error;
 pub mod glob;
 pub mod headers;
+pub mod http1;
 pub mod proxy;
 pub mod responses;
 pub mod rules;

@@ -41,6 +41,8 @@ use crate::sticky;
 use crate::tls::{self, TlsInfo};
 use crate::upstream::{TargetProtocol, UpstreamBody, Upstreams};
 
+mod fast;
+
 /// ALB's limit on the request line and on any single header line; beyond it the answer is 400.
 /// (The whole head's limit, 64 KiB by default, is [`weir_model::Limits::max_header_bytes`].)
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -155,6 +157,8 @@ struct Proxy {
     shedding: Arc<tokio::sync::Semaphore>,
     /// When draining HTTP/2 connections get GOAWAY even if busy (`None`: at once).
     goaway_at: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Idle target connections of the HTTP/1.1 fast path.
+    fast_pool: fast::Pool,
 }
 
 /// Binds every address in `addrs` and serves the listener whose configuration is in `cell`.
@@ -171,6 +175,18 @@ pub async fn serve_listener(
         req_rates: RateCell::default(),
         shedding: Arc::new(tokio::sync::Semaphore::new(MAX_SHEDDING)),
         goaway_at: std::sync::Mutex::default(),
+        fast_pool: fast::Pool::default(),
+    });
+    // Expired idle target connections are closed even when no request comes to reuse them.
+    let weak = Arc::downgrade(&proxy);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            match weak.upgrade() {
+                Some(p) => p.fast_pool.sweep(),
+                None => return,
+            }
+        }
     });
     let (shutdown, _) = watch::channel(false);
     let mut handle = ListenerHandle { proxy, bound: Vec::new(), shutdown, stats };
@@ -361,6 +377,15 @@ async fn serve_connection<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
+    let (io, prefix) = if mode != Mode::H2 && fast::enabled() {
+        match fast::serve(proxy, io, &conn, &mut shutdown).await {
+            fast::Outcome::Done => return,
+            fast::Outcome::Fallback(io, prefix) => (io, prefix),
+        }
+    } else {
+        (io, Vec::new())
+    };
+    let io = fast::Rewind::new(io, prefix);
     let (io, handle) = ClientIo::new(io, mode != Mode::H2, Some(proxy.stats.clone()));
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());

@@ -44,10 +44,18 @@ fn error_body(status: u16) -> String {
 /// ALB's error page for `status` as raw HTTP/1.1 bytes that close the connection, for when no
 /// HTTP server is left to write it (a request head that timed out).
 pub fn raw_error(status: u16, server_header: bool) -> Vec<u8> {
+    raw_page(status, server_header, true)
+}
+
+/// ALB's error page for `status` as raw HTTP/1.1 bytes; `close` adds `Connection: close`, and
+/// a 429 carries `Retry-After: 1`.
+pub fn raw_page(status: u16, server_header: bool, close: bool) -> Vec<u8> {
     let body = error_body(status);
     let server = if server_header { "Server: awselb/2.0\r\n" } else { "" };
+    let connection = if close { "Connection: close\r\n" } else { "" };
+    let retry = if status == 429 { "Retry-After: 1\r\n" } else { "" };
     format!(
-        "HTTP/1.1 {status} {}\r\n{server}Content-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\n{server}Content-Type: text/html\r\nContent-Length: {}\r\n{retry}{connection}\r\n{body}",
         reason(status),
         body.len()
     )

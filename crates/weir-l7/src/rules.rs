@@ -146,6 +146,8 @@ pub struct CompiledRule {
 #[derive(Debug)]
 pub struct CompiledRules {
     rules: Vec<CompiledRule>,
+    /// Some rule has an `http-header` condition.
+    uses_headers: bool,
     /// The default rule's action.
     pub default_action: Arc<CompiledAction>,
 }
@@ -164,8 +166,10 @@ impl CompiledRules {
                 conditions: conds.iter().map(Compiled::new).collect(),
                 action,
             })
-            .collect();
-        Self { rules, default_action }
+            .collect::<Vec<_>>();
+        let uses_headers =
+            rules.iter().flat_map(|r| &r.conditions).any(|c| matches!(c, Compiled::Header(..)));
+        Self { rules, uses_headers, default_action }
     }
 
     /// The first matching rule's priority (`None` for the default rule) and action.
@@ -177,6 +181,12 @@ impl CompiledRules {
             }
         }
         (None, &self.default_action)
+    }
+
+    /// Whether any rule looks at request headers (an `http-header` condition): when none does,
+    /// [`RequestView::headers`] may be left empty.
+    pub fn uses_headers(&self) -> bool {
+        self.uses_headers
     }
 
     /// Number of rules (excluding the default rule).

@@ -1,0 +1,504 @@
+//! Sans-I/O HTTP/1.1 pieces of the fast path (`proxy::fast`): the scan of a request head's
+//! fields, the framing of a target's response (RFC 9112 §6), its head rewritten for the client
+//! without hop-by-hop fields, and a chunked-coding scanner that finds where a body ends
+//! without changing it. No sockets here; `weir_fuzz::http1` fuzzes all of it.
+
+use httparse::Status;
+
+/// Most header fields in a target's response head.
+pub const MAX_RESPONSE_HEADERS: usize = 128;
+
+/// What the fast path needs from a request head's fields.
+#[derive(Debug, Default)]
+pub struct RequestFields<'a> {
+    /// The one `Host` value.
+    pub host: Option<&'a str>,
+    /// The one valid `Content-Length`.
+    pub content_length: Option<usize>,
+    /// `Connection` values (at most four fields).
+    pub connection: Vec<&'a [u8]>,
+    /// `X-Forwarded-For` values (at most four fields).
+    pub forwarded_for: Vec<&'a [u8]>,
+    /// The last `X-Amzn-Trace-Id` value.
+    pub trace_id: Option<&'a [u8]>,
+}
+
+/// Most `Connection` or `X-Forwarded-For` fields the fast path takes.
+const MAX_REPEATED: usize = 4;
+
+/// Scans a request head's fields; `None` when the request is not for the fast path (a second
+/// Host, an invalid or repeated Content-Length, Transfer-Encoding, Upgrade or Expect, a line
+/// longer than `max_line`, too many repeated fields, or, with `strict_names`, a name with
+/// anything beyond letters, digits and hyphens).
+pub fn scan_request<'a>(
+    fields: &[httparse::Header<'a>],
+    max_line: usize,
+    strict_names: bool,
+) -> Option<RequestFields<'a>> {
+    let mut f = RequestFields::default();
+    for h in fields {
+        let n = h.name;
+        if n.len() + h.value.len() + 2 > max_line {
+            return None;
+        }
+        if strict_names && !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return None;
+        }
+        if n.eq_ignore_ascii_case("host") {
+            if f.host.is_some() {
+                return None;
+            }
+            f.host = Some(std::str::from_utf8(h.value).ok().filter(|v| !v.is_empty())?);
+        } else if n.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value)
+                .ok()
+                .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))?;
+            if f.content_length.is_some() {
+                return None;
+            }
+            f.content_length = Some(v.parse().ok()?);
+        } else if n.eq_ignore_ascii_case("transfer-encoding")
+            || n.eq_ignore_ascii_case("upgrade")
+            || n.eq_ignore_ascii_case("expect")
+        {
+            return None;
+        } else if n.eq_ignore_ascii_case("connection") {
+            if f.connection.len() == MAX_REPEATED {
+                return None;
+            }
+            f.connection.push(h.value);
+        } else if n.eq_ignore_ascii_case("x-forwarded-for") {
+            if f.forwarded_for.len() == MAX_REPEATED {
+                return None;
+            }
+            f.forwarded_for.push(h.value);
+        } else if n.eq_ignore_ascii_case("x-amzn-trace-id") {
+            f.trace_id = Some(h.value);
+        }
+    }
+    Some(f)
+}
+
+/// Whether `name` is a hop-by-hop field of RFC 9110 §7.6.1 (beside those `Connection` names).
+pub fn hop_by_hop(name: &str) -> bool {
+    [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// Whether the `Connection` field values in `list` name `name`.
+pub fn named_in(list: &[&[u8]], name: &str) -> bool {
+    list.iter().any(|v| tokens(v).any(|t| t.eq_ignore_ascii_case(name.as_bytes())))
+}
+
+/// The comma-separated tokens of a field value, trimmed.
+pub fn tokens(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|b| *b == b',').map(|t| t.trim_ascii()).filter(|t| !t.is_empty())
+}
+
+/// Appends `v` in decimal.
+pub fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Appends the low `width` hex digits of `v`.
+pub fn push_hex(out: &mut Vec<u8>, v: u64, width: u32) {
+    for i in (0..width).rev() {
+        out.push(b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize]);
+    }
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// Chunked.
+    Chunked,
+    /// Until the target closes the connection.
+    Close,
+}
+
+/// The framing of a parsed response of `head_len` bytes; `None` when it is ambiguous.
+pub fn response_framing(
+    r: &httparse::Response<'_, '_>,
+    head_len: usize,
+    head_request: bool,
+) -> Option<(usize, u16, Framing, bool)> {
+    let status = r.code.filter(|c| (100..=999).contains(c))?;
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut other_coding = false;
+    let mut keep_alive = r.version == Some(1);
+    for h in r.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = std::str::from_utf8(h.value).ok()?.trim();
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let v: u64 = v.parse().ok()?;
+            if length.is_some_and(|l| l != v) {
+                return None;
+            }
+            length = Some(v);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Only the last coding decides; a body not chunked last runs until close.
+            for t in tokens(h.value) {
+                chunked = t.eq_ignore_ascii_case(b"chunked");
+                other_coding |= !chunked;
+            }
+        } else if h.name.eq_ignore_ascii_case("connection")
+            && tokens(h.value).any(|t| t.eq_ignore_ascii_case(b"close"))
+        {
+            keep_alive = false;
+        }
+    }
+    let framing = if head_request || status == 204 || status == 304 || (100..200).contains(&status)
+    {
+        Framing::Empty
+    } else if chunked {
+        Framing::Chunked
+    } else if other_coding {
+        Framing::Close
+    } else {
+        match length {
+            Some(0) => Framing::Empty,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    Some((head_len, status, framing, keep_alive))
+}
+
+/// Writes the client's response head from the target's, without hop-by-hop fields; false when
+/// the head does not parse (it did a moment ago).
+pub fn write_response_head(head: &[u8], out: &mut Vec<u8>, framing: Framing, close: bool) -> bool {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut r = httparse::Response::new(&mut fields);
+    if !matches!(r.parse(head), Ok(Status::Complete(_))) {
+        return false;
+    }
+    let Some(status) = r.code else {
+        return false;
+    };
+    let mut connection: [&[u8]; 4] = [b""; 4];
+    let mut n = 0;
+    for h in r.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+        if let Some(slot) = connection.get_mut(n) {
+            *slot = h.value;
+            n += 1;
+        }
+    }
+    let connection = &connection[..n];
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    match r.reason.filter(|r| !r.is_empty()) {
+        Some(reason) => out.extend_from_slice(reason.as_bytes()),
+        None => out.extend_from_slice(
+            http::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("")
+                .as_bytes(),
+        ),
+    }
+    out.extend_from_slice(b"\r\n");
+    for h in r.headers.iter() {
+        if hop_by_hop(h.name)
+            || named_in(connection, h.name)
+            || (framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if framing == Framing::Chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    true
+}
+
+/// Where a response body ends, fed the bytes as they come.
+#[derive(Debug)]
+pub struct Body {
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Bytes left of a `Content-Length` body.
+    left: u64,
+    chunks: Chunks,
+}
+
+impl Body {
+    /// A body delimited by `framing`.
+    pub fn new(framing: Framing) -> Self {
+        let left = if let Framing::Length(n) = framing { n } else { 0 };
+        Self { framing, left, chunks: Chunks::default() }
+    }
+
+    /// Whether the whole body has been fed.
+    pub fn done(&self) -> bool {
+        match self.framing {
+            Framing::Empty => true,
+            Framing::Length(_) => self.left == 0,
+            Framing::Chunked => self.chunks.state == ChunkState::Done,
+            Framing::Close => false,
+        }
+    }
+
+    /// How many of `b`'s bytes belong to the body (the rest follow it); `Err` when the
+    /// chunked coding is malformed.
+    #[allow(clippy::result_unit_err)] // one way to fail
+    pub fn feed(&mut self, b: &[u8]) -> Result<usize, ()> {
+        match self.framing {
+            Framing::Empty => Ok(0),
+            Framing::Length(_) => {
+                let n = (b.len() as u64).min(self.left);
+                self.left -= n;
+                Ok(n as usize)
+            }
+            Framing::Chunked => self.chunks.feed(b),
+            Framing::Close => Ok(b.len()),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// In a chunk-size line's digits.
+    #[default]
+    Size,
+    /// In a chunk extension.
+    Extension,
+    /// After the size line's CR.
+    SizeLf,
+    /// In chunk data.
+    Data,
+    /// After chunk data, expecting CR.
+    DataCr,
+    /// Expecting LF after the data's CR.
+    DataLf,
+    /// At the start of a trailer line.
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// After the final CR.
+    EndLf,
+    /// The body is complete.
+    Done,
+}
+
+/// A chunked-coding scanner (RFC 9112 §7.1): finds the end of the body without changing it.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    state: ChunkState,
+    size: u64,
+    digits: u8,
+}
+
+impl Chunks {
+    /// Consumes bytes up to the end of the body; how many belong to it, or `Err` when the
+    /// coding is malformed.
+    #[allow(clippy::result_unit_err)] // one way to fail
+    pub fn feed(&mut self, b: &[u8]) -> Result<usize, ()> {
+        let mut i = 0;
+        while i < b.len() {
+            let c = b[i];
+            match self.state {
+                ChunkState::Size => match c {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        let d = (c as char).to_digit(16).ok_or(())?;
+                        self.digits += 1;
+                        if self.digits > 15 {
+                            return Err(());
+                        }
+                        self.size = self.size * 16 + u64::from(d);
+                    }
+                    b';' | b' ' | b'\t' if self.digits > 0 => self.state = ChunkState::Extension,
+                    b'\r' if self.digits > 0 => self.state = ChunkState::SizeLf,
+                    _ => return Err(()),
+                },
+                ChunkState::Extension => match c {
+                    b'\r' => self.state = ChunkState::SizeLf,
+                    b'\n' => return Err(()),
+                    _ => {}
+                },
+                ChunkState::SizeLf => {
+                    if c != b'\n' {
+                        return Err(());
+                    }
+                    self.digits = 0;
+                    self.state =
+                        if self.size == 0 { ChunkState::TrailerStart } else { ChunkState::Data };
+                }
+                ChunkState::Data => {
+                    let n = (b.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
+                    self.size -= n as u64;
+                    i += n;
+                    if self.size == 0 {
+                        self.state = ChunkState::DataCr;
+                    }
+                    continue;
+                }
+                ChunkState::DataCr => {
+                    if c != b'\r' {
+                        return Err(());
+                    }
+                    self.state = ChunkState::DataLf;
+                }
+                ChunkState::DataLf => {
+                    if c != b'\n' {
+                        return Err(());
+                    }
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::TrailerStart => {
+                    self.state = if c == b'\r' { ChunkState::EndLf } else { ChunkState::Trailer };
+                    if c == b'\n' {
+                        return Err(());
+                    }
+                }
+                ChunkState::Trailer => {
+                    if c == b'\n' {
+                        self.state = ChunkState::TrailerStart;
+                    }
+                }
+                ChunkState::EndLf => {
+                    if c != b'\n' {
+                        return Err(());
+                    }
+                    self.state = ChunkState::Done;
+                    return Ok(i + 1);
+                }
+                ChunkState::Done => return Ok(i),
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use httparse::Status;
+
+    fn scan(parts: &[&[u8]]) -> Result<(usize, bool), ()> {
+        let mut c = Chunks::default();
+        let mut total = 0;
+        for p in parts {
+            total += c.feed(p)?;
+        }
+        Ok((total, c.state == ChunkState::Done))
+    }
+
+    #[test]
+    fn chunked_bodies_end_where_they_end() {
+        let body = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-t: 1\r\n\r\n";
+        assert_eq!(scan(&[body]), Ok((body.len(), true)));
+        // Split at every position: the same end.
+        for i in 0..body.len() {
+            assert_eq!(scan(&[&body[..i], &body[i..]]), Ok((body.len(), true)), "split at {i}");
+        }
+        // Bytes after the end are not the body's.
+        let mut more = body.to_vec();
+        more.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(scan(&[&more]), Ok((body.len(), true)));
+        assert_eq!(scan(&[b"0\r\n\r\n"]), Ok((5, true)));
+        assert_eq!(scan(&[b"5\r\nhel"]), Ok((6, false)));
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        for bad in [
+            &b"x\r\n"[..],
+            b"\r\n",
+            b"5\nhello\r\n",
+            b"5\r\nhelloX",
+            b"1111111111111111\r\n",
+            b"0\r\n\n",
+        ] {
+            assert_eq!(scan(&[bad]), Err(()), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let frame = |head: &[u8], head_req: bool| {
+            let mut f = [httparse::EMPTY_HEADER; 16];
+            let mut r = httparse::Response::new(&mut f);
+            let n = match r.parse(head) {
+                Ok(Status::Complete(n)) => n,
+                other => panic!("{other:?}"),
+            };
+            response_framing(&r, n, head_req).map(|(_, s, f, k)| (s, f, k))
+        };
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false),
+            Some((200, Framing::Length(5), true))
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true),
+            Some((200, Framing::Empty, true))
+        );
+        assert_eq!(
+            frame(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n",
+                false
+            ),
+            Some((200, Framing::Chunked, true))
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false),
+            Some((200, Framing::Close, true))
+        );
+        assert_eq!(frame(b"HTTP/1.0 200 OK\r\n\r\n", false), Some((200, Framing::Close, false)));
+        assert_eq!(
+            frame(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", false),
+            Some((204, Framing::Empty, false))
+        );
+        assert_eq!(
+            frame(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false),
+            None
+        );
+        assert_eq!(frame(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false), None);
+    }
+
+    #[test]
+    fn response_heads_lose_hop_by_hop_fields() {
+        let mut out = Vec::new();
+        let head = b"HTTP/1.1 200 OK\r\nConnection: keep-alive, x-private\r\nX-Private: 1\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-App: yes\r\n\r\n";
+        assert!(write_response_head(head, &mut out, Framing::Chunked, true));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nX-App: yes\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+    }
+}
