@@ -233,45 +233,7 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
         tokio::spawn(async move {
             match &snap.tls {
                 Some(tls) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
-                    let timeout = snap.limits.handshake_timeout;
-                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            let (_, conn) = stream.get_ref();
-                            let sni = conn.server_name().map(str::to_string);
-                            let info = TlsInfo {
-                                version: conn.protocol_version().map_or("-", tls::version_name),
-                                cipher: conn
-                                    .negotiated_cipher_suite()
-                                    .map_or("-", tls::cipher_name),
-                                certificate_arn: tls::select(&tls.certificates, sni.as_deref())
-                                    .map(|c| c.arn.clone()),
-                                sni,
-                            };
-                            let mode = if conn.alpn_protocol() == Some(b"h2") {
-                                Mode::H2
-                            } else {
-                                Mode::H1
-                            };
-                            let conn = ConnInfo {
-                                peer,
-                                tls: Some(Arc::new(info)),
-                                capture: None,
-                                inflight: Arc::default(),
-                                draining: Arc::default(),
-                                h2: Arc::new((mode == Mode::H2).into()),
-                            };
-                            serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
-                        }
-                        Ok(Err(e)) => {
-                            proxy.stats.tls_negotiation_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            proxy.stats.tls_negotiation_errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                        }
-                    }
+                    Box::pin(serve_tls(&proxy, stream, peer, tls, &snap, shutdown)).await;
                 }
                 None => {
                     // h2c with prior knowledge is recognised by its preface when HTTP/2 is on.
@@ -289,6 +251,51 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
             }
             proxy.stats.active_connections.fetch_sub(1, Ordering::Relaxed);
         });
+    }
+}
+
+/// Completes the TLS handshake of an HTTPS listener's connection and serves it (boxed by the
+/// caller: a plain connection's task does not carry room for TLS state).
+async fn serve_tls(
+    proxy: &Arc<Proxy>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: &crate::snapshot::TlsSnapshot,
+    snap: &ListenerSnapshot,
+    shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+    let timeout = snap.limits.handshake_timeout;
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let (_, conn) = stream.get_ref();
+            let sni = conn.server_name().map(str::to_string);
+            let info = TlsInfo {
+                version: conn.protocol_version().map_or("-", tls::version_name),
+                cipher: conn.negotiated_cipher_suite().map_or("-", tls::cipher_name),
+                certificate_arn: tls::select(&tls.certificates, sni.as_deref())
+                    .map(|c| c.arn.clone()),
+                sni,
+            };
+            let mode = if conn.alpn_protocol() == Some(b"h2") { Mode::H2 } else { Mode::H1 };
+            let conn = ConnInfo {
+                peer,
+                tls: Some(Arc::new(info)),
+                capture: None,
+                inflight: Arc::default(),
+                draining: Arc::default(),
+                h2: Arc::new((mode == Mode::H2).into()),
+            };
+            serve_connection(proxy, stream, conn, mode, snap, shutdown).await;
+        }
+        Ok(Err(e)) => {
+            proxy.stats.tls_negotiation_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            proxy.stats.tls_negotiation_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TLS handshake timed out");
+        }
     }
 }
 
@@ -376,7 +383,6 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = conn.peer;
     let (io, prefix) = if mode != Mode::H2 && fast::enabled() {
         match fast::serve(proxy, io, &conn, &mut shutdown).await {
             fast::Outcome::Done => return,
@@ -385,7 +391,24 @@ async fn serve_connection<I>(
     } else {
         (io, Vec::new())
     };
+    // Boxed: a connection's task stays as small as the fast path's state while it lasts.
     let io = fast::Rewind::new(io, prefix);
+    Box::pin(serve_general(proxy, io, conn, mode, snap, shutdown)).await;
+}
+
+/// Serves a connection on the general path: hyper's HTTP/1.1 and HTTP/2 server, the idle
+/// watchdog, the 408 for a stalled head, and draining.
+async fn serve_general<I>(
+    proxy: &Arc<Proxy>,
+    io: I,
+    conn: ConnInfo,
+    mode: Mode,
+    snap: &ListenerSnapshot,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = conn.peer;
     let (io, handle) = ClientIo::new(io, mode != Mode::H2, Some(proxy.stats.clone()));
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());

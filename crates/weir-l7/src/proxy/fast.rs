@@ -292,7 +292,10 @@ where
         buf.drain(..fwd.consumed);
         count(proxy, fwd.consumed);
         let close = fwd.client_close;
-        match exchange(proxy, &snap, conn, &mut io, &mut buf, &mut out, &mut up_buf, fwd).await {
+        // Boxed: an idle connection's state does not carry room for a request's.
+        let done =
+            Box::pin(exchange(proxy, &snap, conn, &mut io, &mut buf, &mut out, &mut up_buf, fwd));
+        match done.await {
             Ok(true) if !close => deadline = tokio::time::Instant::now() + snap.lb.idle_timeout,
             _ => {
                 let _ = io.shutdown().await;
