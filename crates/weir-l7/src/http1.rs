@@ -198,6 +198,16 @@ pub fn write_response_head(head: &[u8], out: &mut Vec<u8>, framing: Framing, clo
     if !matches!(r.parse(head), Ok(Status::Complete(_))) {
         return false;
     }
+    write_parsed_response_head(&r, out, framing, close)
+}
+
+/// [`write_response_head`] from a parsed head.
+pub fn write_parsed_response_head(
+    r: &httparse::Response<'_, '_>,
+    out: &mut Vec<u8>,
+    framing: Framing,
+    close: bool,
+) -> bool {
     let Some(status) = r.code else {
         return false;
     };

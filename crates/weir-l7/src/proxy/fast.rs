@@ -35,8 +35,8 @@ use super::{host_without_port, ConnInfo, Proxy, MAX_LINE_BYTES};
 use crate::desync::{self, Tier};
 use crate::headers::MAX_XFF_ADDRESSES;
 use crate::http1::{
-    self, hop_by_hop, named_in, push_decimal, push_hex, response_framing, write_response_head,
-    Body, Framing, MAX_RESPONSE_HEADERS,
+    self, hop_by_hop, named_in, push_decimal, push_hex, response_framing,
+    write_parsed_response_head, Body, Framing, MAX_RESPONSE_HEADERS,
 };
 use crate::responses;
 use crate::rules::RequestView;
@@ -198,6 +198,22 @@ fn closed_by_peer(s: &TcpStream) -> bool {
     !matches!(s.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
+/// The client's address as `X-Forwarded-For` spells it, formatted once per connection.
+struct Who {
+    ip: Vec<u8>,
+    ip_port: Vec<u8>,
+}
+
+impl Who {
+    fn new(peer: SocketAddr) -> Self {
+        let ip_port = match peer {
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            a => a.to_string(),
+        };
+        Self { ip: peer.ip().to_string().into_bytes(), ip_port: ip_port.into_bytes() }
+    }
+}
+
 /// What one parsed request leads to.
 enum Prep {
     /// The head (or the body after it) is not all here yet.
@@ -235,6 +251,8 @@ where
     let mut buf: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     let mut up_buf: Vec<u8> = Vec::new();
+    let mut spare: Vec<u8> = Vec::new();
+    let who = Who::new(conn.peer);
     // A request (head and body) must arrive within the idle timeout of the previous response
     // (or of the connection's start): dribbling bytes does not extend it (slowloris).
     let mut deadline = tokio::time::Instant::now() + proxy.cell.load().lb.idle_timeout;
@@ -246,7 +264,7 @@ where
         let prep = if buf.is_empty() {
             Prep::NeedMore
         } else {
-            prepare(proxy, &snap, conn, &buf, &mut out)
+            prepare(proxy, &snap, conn, &who, &buf, &mut out)
         };
         let fwd = match prep {
             Prep::Fallback => return Outcome::Fallback(io, buf),
@@ -293,8 +311,17 @@ where
         count(proxy, fwd.consumed);
         let close = fwd.client_close;
         // Boxed: an idle connection's state does not carry room for a request's.
-        let done =
-            Box::pin(exchange(proxy, &snap, conn, &mut io, &mut buf, &mut out, &mut up_buf, fwd));
+        let done = Box::pin(exchange(
+            proxy,
+            &snap,
+            conn,
+            &mut io,
+            &mut buf,
+            &mut out,
+            &mut up_buf,
+            &mut spare,
+            fwd,
+        ));
         match done.await {
             Ok(true) if !close => deadline = tokio::time::Instant::now() + snap.lb.idle_timeout,
             _ => {
@@ -315,6 +342,7 @@ fn prepare(
     proxy: &Proxy,
     snap: &ListenerSnapshot,
     conn: &ConnInfo,
+    who: &Who,
     buf: &[u8],
     out: &mut Vec<u8>,
 ) -> Prep {
@@ -479,12 +507,7 @@ fn prepare(
             out.extend_from_slice(v);
             out.extend_from_slice(b", ");
         }
-        use std::io::Write as _;
-        let _ = match (conn.peer, snap.lb.xff_client_port) {
-            (SocketAddr::V6(a), true) => write!(out, "[{}]:{}", a.ip(), a.port()),
-            (a, true) => write!(out, "{}:{}", a.ip(), a.port()),
-            (a, false) => write!(out, "{}", a.ip()),
-        };
+        out.extend_from_slice(if snap.lb.xff_client_port { &who.ip_port } else { &who.ip });
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(if conn.tls.is_some() {
@@ -569,6 +592,7 @@ async fn exchange<I>(
     buf: &mut Vec<u8>,
     out: &mut Vec<u8>,
     up_buf: &mut Vec<u8>,
+    spare: &mut Vec<u8>,
     fwd: Forward,
 ) -> io::Result<bool>
 where
@@ -580,22 +604,24 @@ where
     let mut retried_target = false;
     let mut retried_stale = false;
     let mut fresh_only = false;
+    // The request goes out from `out`; the response head for the client is written to `head`
+    // (then `out` takes it over for the body's first bytes).
+    let head = spare;
     let (mut upstream, head_len, status, framing, reusable) = loop {
         let addr = target.target().addr;
+        let (request, response) = (&*out, &mut *head);
         let attempt = async {
             let (mut s, reused) = match (!fresh_only).then(|| proxy.fast_pool.take(addr)).flatten()
             {
                 Some(s) => (s, true),
                 None => (connect(addr).await.map_err(UpError::Connect)?, false),
             };
-            if s.write_all(out).await.is_err() {
+            if s.write_all(request).await.is_err() {
                 return Err(UpError::Lost { reused, written: false });
             }
             up_buf.clear();
-            let parsed =
-                tokio::time::timeout(idle, read_response_head(&mut s, up_buf, head_request))
-                    .await
-                    .map_err(|_| UpError::Timeout)?;
+            let head = read_response_head(&mut s, up_buf, head_request, client_close, response);
+            let parsed = tokio::time::timeout(idle, head).await.map_err(|_| UpError::Timeout)?;
             match parsed {
                 Ok(Some(head)) => Ok((s, head)),
                 _ if up_buf.is_empty() => Err(UpError::Lost { reused, written: true }),
@@ -671,12 +697,8 @@ where
     proxy.stats.record_target(status);
     group.stats.record_response(status, sent_at.elapsed());
 
-    // The response head for the client.
     let close_client = client_close || framing == Framing::Close;
-    out.clear();
-    if !write_response_head(&up_buf[..head_len], out, framing, close_client) {
-        return Ok(false);
-    }
+    std::mem::swap(out, head);
     // The body bytes that came with the head.
     let mut body = Body::new(framing);
     let rest = &up_buf[head_len..];
@@ -738,13 +760,28 @@ async fn read_response_head(
     s: &mut TcpStream,
     buf: &mut Vec<u8>,
     head_request: bool,
+    client_close: bool,
+    out: &mut Vec<u8>,
 ) -> io::Result<Option<(usize, u16, Framing, bool)>> {
     loop {
         let parsed = {
             let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
             let mut r = httparse::Response::new(&mut fields);
             match r.parse(buf) {
-                Ok(Status::Complete(n)) => Some(response_framing(&r, n, head_request)),
+                Ok(Status::Complete(n)) => {
+                    let head = response_framing(&r, n, head_request);
+                    // The client's head, written from the same parse (a final response only).
+                    if let Some((_, status, framing, _)) = head {
+                        if !(100..200).contains(&status) {
+                            out.clear();
+                            let close = client_close || framing == Framing::Close;
+                            if !write_parsed_response_head(&r, out, framing, close) {
+                                return Ok(None);
+                            }
+                        }
+                    }
+                    Some(head)
+                }
                 Ok(Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => None,
                 _ => return Ok(None),
             }
