@@ -179,16 +179,8 @@ async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: boo
             shutdown_write(to);
             return End::Eof;
         }
-        let mut off = 0;
-        while off < n {
-            if to.writable().await.is_err() {
-                return End::WriteError;
-            }
-            match to.try_write(&buf[off..n]) {
-                Ok(m) => off += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return End::WriteError,
-            }
+        if write_all_tcp(to, &buf[..n]).await.is_err() {
+            return End::WriteError;
         }
         meter.record(up, n);
         if n == COPY_BUF {
@@ -237,6 +229,19 @@ async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: boo
     }
 }
 
+/// Writes all of `b` to `to`.
+async fn write_all_tcp(to: &TcpStream, mut b: &[u8]) -> io::Result<()> {
+    while !b.is_empty() {
+        to.writable().await?;
+        match to.try_write(b) {
+            Ok(m) => b = &b[m..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The portable path: copies through a 16 KiB buffer.
 async fn copy_tcp_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: bool) -> End {
     let mut buf = vec![0u8; 16 * 1024];
@@ -255,16 +260,8 @@ async fn copy_tcp_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: b
             shutdown_write(to);
             return End::Eof;
         }
-        let mut off = 0;
-        while off < n {
-            if to.writable().await.is_err() {
-                return End::WriteError;
-            }
-            match to.try_write(&buf[off..n]) {
-                Ok(m) => off += m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return End::WriteError,
-            }
+        if write_all_tcp(to, &buf[..n]).await.is_err() {
+            return End::WriteError;
         }
         meter.record(up, n);
     }
