@@ -372,7 +372,7 @@ pub fn http1(data: &[u8]) {
         let n = h.name.to_ascii_lowercase();
         let allowed = (n == "transfer-encoding" && framing == http1::Framing::Chunked)
             || (n == "connection" && close);
-        assert!(allowed || !http1::hop_by_hop(&n), "{n} passed to the client");
+        assert!(allowed || !weir_l7::headers::is_hop_by_hop(&n), "{n} passed to the client");
     }
     let rest = &data[head_len..];
     let mut whole = Body::new(framing);

@@ -11,7 +11,9 @@ use crate::snapshot::{LbSettings, XffMode};
 /// Most addresses ALB accepts in an incoming X-Forwarded-For (more is a 463).
 pub const MAX_XFF_ADDRESSES: usize = 30;
 
-const HOP_BY_HOP: [&str; 8] = [
+/// The hop-by-hop fields of RFC 9110 §7.6.1 (beside those `Connection` names), which never
+/// cross the load balancer.
+pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -39,10 +41,40 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// Whether `name` is one of [`HOP_BY_HOP`], in any case.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
 /// Whether a header name is one ALB considers invalid (anything beyond letters, digits and
 /// hyphens) when `drop_invalid_header_fields` is on.
 pub fn is_invalid_header_name(n: &HeaderName) -> bool {
-    !n.as_str().bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    is_invalid_name(n.as_str())
+}
+
+/// [`is_invalid_header_name`] for a name as received.
+pub fn is_invalid_name(n: &str) -> bool {
+    !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// How many addresses one `X-Forwarded-For` value lists.
+pub fn forwarded_addresses(v: &[u8]) -> usize {
+    v.split(|b| *b == b',').filter(|a| !a.trim_ascii().is_empty()).count()
+}
+
+/// Whether an incoming `X-Amzn-Trace-Id` value carries a `Root` (and is then kept as it is).
+pub fn has_trace_root(v: &[u8]) -> bool {
+    v.windows(5).any(|w| w == b"Root=")
+}
+
+/// Appends a new trace id, `Root=1-<epoch hex>-<24 hex>`.
+pub fn push_trace_root(out: &mut Vec<u8>, now_secs: u64) {
+    use crate::http1::push_hex;
+    out.extend_from_slice(b"Root=1-");
+    push_hex(out, now_secs & 0xffff_ffff, 8);
+    out.push(b'-');
+    push_hex(out, fastrand::u64(..) & 0xffff_ffff_ffff, 12);
+    push_hex(out, fastrand::u64(..) & 0xffff_ffff_ffff, 12);
 }
 
 /// Applies X-Forwarded-For/-Proto/-Port per the load balancer's settings. Errors with 463 when
@@ -60,8 +92,7 @@ pub fn apply_forwarded(
         .filter_map(|v| v.to_str().ok())
         .map(str::to_string)
         .collect();
-    let count: usize =
-        existing.iter().map(|v| v.split(',').filter(|s| !s.trim().is_empty()).count()).sum();
+    let count: usize = existing.iter().map(|v| forwarded_addresses(v.as_bytes())).sum();
     if count > MAX_XFF_ADDRESSES {
         return Err(ProxyError::too_many_forwarded());
     }
@@ -121,15 +152,13 @@ pub fn tls_version_and_cipher(h: &mut HeaderMap, version: &'static str, cipher: 
 /// Adds `Root=1-<epoch hex>-<24 hex>` to X-Amzn-Trace-Id (keeping an incoming Root), returns it.
 pub fn trace_id(h: &mut HeaderMap, now_secs: u64) -> String {
     if let Some(v) = h.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {
-        if v.contains("Root=") {
+        if has_trace_root(v.as_bytes()) {
             return v.to_string();
         }
     }
-    let id = format!(
-        "Root=1-{now_secs:08x}-{:012x}{:012x}",
-        fastrand::u64(..) & 0xffff_ffff_ffff,
-        fastrand::u64(..) & 0xffff_ffff_ffff
-    );
+    let mut id = Vec::with_capacity(35);
+    push_trace_root(&mut id, now_secs);
+    let id = String::from_utf8_lossy(&id).into_owned();
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert("x-amzn-trace-id", v);
     }

@@ -648,6 +648,28 @@ fn host_without_port(h: &str) -> &str {
     h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h)
 }
 
+/// Appends the Host a target sees for the client's `host` (ALB's rule): unchanged with
+/// `preserve_host_header`, otherwise the name (IPv6 in brackets) with the listener's port unless
+/// it is the scheme's default.
+fn upstream_host(out: &mut Vec<u8>, host: &str, snap: &ListenerSnapshot, tls: bool) {
+    if snap.lb.preserve_host_header {
+        out.extend_from_slice(host.as_bytes());
+        return;
+    }
+    let name = host_without_port(host);
+    if name.contains(':') {
+        out.push(b'[');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b']');
+    } else {
+        out.extend_from_slice(name.as_bytes());
+    }
+    if snap.port != if tls { 443 } else { 80 } {
+        out.push(b':');
+        crate::http1::push_decimal(out, u64::from(snap.port));
+    }
+}
+
 impl Proxy {
     async fn handle(
         self: Arc<Self>,
@@ -986,19 +1008,9 @@ impl Proxy {
         if from_h2 {
             headers::join_cookies(&mut parts.headers);
         }
-        let host_out = if snap.lb.preserve_host_header {
-            host.to_string()
-        } else {
-            let default_port = if conn.tls.is_some() { 443 } else { 80 };
-            let name = host_without_port(host);
-            let name = if name.contains(':') { format!("[{name}]") } else { name.to_string() };
-            if snap.port == default_port {
-                name
-            } else {
-                format!("{name}:{}", snap.port)
-            }
-        };
-        if let Ok(v) = HeaderValue::from_str(&host_out) {
+        let mut host_out = Vec::with_capacity(host.len() + 8);
+        upstream_host(&mut host_out, host, snap, conn.tls.is_some());
+        if let Ok(v) = HeaderValue::from_bytes(&host_out) {
             parts.headers.insert(header::HOST, v);
         }
         let proto = if conn.tls.is_some() { "https" } else { "http" };

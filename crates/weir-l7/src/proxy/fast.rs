@@ -31,12 +31,14 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use weir_balance::{pick_weighted, OutstandingGuard};
 
-use super::{host_without_port, ConnInfo, Proxy, MAX_LINE_BYTES};
+use super::{host_without_port, upstream_host, ConnInfo, Proxy, MAX_LINE_BYTES};
 use crate::desync::{self, Tier};
-use crate::headers::MAX_XFF_ADDRESSES;
+use crate::headers::{
+    forwarded_addresses, has_trace_root, is_hop_by_hop, push_trace_root, MAX_XFF_ADDRESSES,
+};
 use crate::http1::{
-    self, hop_by_hop, named_in, push_decimal, push_hex, response_framing,
-    write_parsed_response_head, Body, Framing, MAX_RESPONSE_HEADERS,
+    self, named_in, push_decimal, response_framing, write_parsed_response_head, Body, Framing,
+    MAX_RESPONSE_HEADERS,
 };
 use crate::responses;
 use crate::rules::RequestView;
@@ -458,10 +460,7 @@ fn prepare(
     }
     proxy.stats.requests.fetch_add(1, Ordering::Relaxed);
     let xff = fields.forwarded_for.as_slice();
-    let addresses: usize = xff
-        .iter()
-        .map(|v| v.split(|b| *b == b',').filter(|a| !a.trim_ascii().is_empty()).count())
-        .sum();
+    let addresses: usize = xff.iter().map(|v| forwarded_addresses(v)).sum();
     if addresses > MAX_XFF_ADDRESSES {
         return respond(463);
     }
@@ -480,11 +479,11 @@ fn prepare(
         let n = h.name;
         if n.eq_ignore_ascii_case("host") {
             out.extend_from_slice(b"Host: ");
-            write_host(out, host_full, snap, conn.tls.is_some());
+            upstream_host(out, host_full, snap, conn.tls.is_some());
             out.extend_from_slice(b"\r\n");
             continue;
         }
-        let skip = hop_by_hop(n)
+        let skip = is_hop_by_hop(n)
             || named_in(connection, n)
             || n.eq_ignore_ascii_case("x-forwarded-proto")
             || n.eq_ignore_ascii_case("x-forwarded-port")
@@ -525,15 +524,11 @@ fn prepare(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"X-Amzn-Trace-Id: ");
-    match fields.trace_id.filter(|t| t.windows(5).any(|w| w == b"Root=")) {
+    match fields.trace_id.filter(|t| has_trace_root(t)) {
         Some(t) => out.extend_from_slice(t),
         None => {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            out.extend_from_slice(b"Root=1-");
-            push_hex(out, now & 0xffff_ffff, 8);
-            out.push(b'-');
-            push_hex(out, fastrand::u64(..) & 0xffff_ffff_ffff, 12);
-            push_hex(out, fastrand::u64(..) & 0xffff_ffff_ffff, 12);
+            push_trace_root(out, now);
         }
     }
     out.extend_from_slice(b"\r\n\r\n");
@@ -547,26 +542,6 @@ fn prepare(
         idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"),
         client_close,
     })
-}
-
-/// The Host the target sees (as the general path writes it).
-fn write_host(out: &mut Vec<u8>, host: &str, snap: &ListenerSnapshot, tls: bool) {
-    if snap.lb.preserve_host_header {
-        out.extend_from_slice(host.as_bytes());
-        return;
-    }
-    let name = host_without_port(host);
-    if name.contains(':') {
-        out.push(b'[');
-        out.extend_from_slice(name.as_bytes());
-        out.push(b']');
-    } else {
-        out.extend_from_slice(name.as_bytes());
-    }
-    if snap.port != if tls { 443 } else { 80 } {
-        out.push(b':');
-        push_decimal(out, u64::from(snap.port));
-    }
 }
 
 /// Why a request to a target failed.
