@@ -128,15 +128,14 @@ fn shutdown_write(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
 }
 
-/// Size of a direction's copy buffer; a read that fills it switches the direction to splice.
-#[cfg(target_os = "linux")]
+/// Size of a direction's copy buffer; on Linux a read that fills it switches the direction to
+/// splice.
 const COPY_BUF: usize = 8 * 1024;
 
 /// Reads what `from` has into `buf` (allocated at the first readable moment, so idle
 /// connections hold none). A read shorter than the buffer drained the socket, so the runtime is
 /// told the socket is not readable any more: the next read waits for new data instead of
 /// costing a system call that would find none.
-#[cfg(target_os = "linux")]
 async fn read_drained(from: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     use tokio::io::Interest;
     loop {
@@ -169,25 +168,9 @@ async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: boo
     use tokio::io::Interest;
 
     // Copy while messages are small.
-    let mut buf = Vec::new();
-    loop {
-        let n = match read_drained(from, &mut buf).await {
-            Ok(n) => n,
-            Err(_) => return End::ReadError,
-        };
-        if n == 0 {
-            shutdown_write(to);
-            return End::Eof;
-        }
-        if write_all_tcp(to, &buf[..n]).await.is_err() {
-            return End::WriteError;
-        }
-        meter.record(up, n);
-        if n == COPY_BUF {
-            break;
-        }
+    if let Some(end) = copy_tcp(from, to, meter, up, true).await {
+        return end;
     }
-    drop(buf);
 
     const CHUNK: usize = 1 << 16;
     let Ok((pipe_r, pipe_w)) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) else {
@@ -242,28 +225,38 @@ async fn write_all_tcp(to: &TcpStream, mut b: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The portable path: copies through a 16 KiB buffer.
+/// The portable path (and Linux's when no pipe can be had): copies until the end.
 async fn copy_tcp_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: bool) -> End {
-    let mut buf = vec![0u8; 16 * 1024];
+    // Without `until_bulk` the copy only ends with an end.
+    copy_tcp(from, to, meter, up, false).await.unwrap_or(End::Eof)
+}
+
+/// Copies from `from` to `to` through a [`COPY_BUF`] buffer until one side ends; with
+/// `until_bulk`, only until a read fills the buffer (`None`: go on with bulk transfer).
+async fn copy_tcp(
+    from: &TcpStream,
+    to: &TcpStream,
+    meter: &Meter,
+    up: bool,
+    until_bulk: bool,
+) -> Option<End> {
+    let mut buf = Vec::new();
     loop {
-        let n = loop {
-            if from.readable().await.is_err() {
-                return End::ReadError;
-            }
-            match from.try_read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return End::ReadError,
-            }
+        let n = match read_drained(from, &mut buf).await {
+            Ok(n) => n,
+            Err(_) => return Some(End::ReadError),
         };
         if n == 0 {
             shutdown_write(to);
-            return End::Eof;
+            return Some(End::Eof);
         }
         if write_all_tcp(to, &buf[..n]).await.is_err() {
-            return End::WriteError;
+            return Some(End::WriteError);
         }
         meter.record(up, n);
+        if until_bulk && n == COPY_BUF {
+            return None;
+        }
     }
 }
 
