@@ -3,7 +3,9 @@
 //! connection, chunked bodies passed through with their trailers, close-delimited bodies,
 //! interim 100 responses, HEAD and 204, a target closing its keep-alive connection (retried on
 //! a new one), a truncated body (the client connection closes rather than end it cleanly), and
-//! requests outside the fast path handed to the general path mid-connection.
+//! requests outside the fast path handed to the general path mid-connection. HTTP/2 clients'
+//! requests to the same target go over the same pool (`weir_l7::proxy::pooled`): every framing
+//! again, trailers, streams in parallel, and a truncated body reset rather than ended.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,6 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use weir_tests::*;
+
+/// The length of the scripted target's `/big` body (several reads long).
+const BIG: usize = 300_000;
 
 /// What the scripted target saw.
 #[derive(Default)]
@@ -74,6 +79,11 @@ async fn scripted() -> (u16, Arc<Seen>) {
                         "/head" => (b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec(), false),
                         "/204" => (b"HTTP/1.1 204 No Content\r\nX-Up: 1\r\n\r\n".to_vec(), false),
                         "/short" => (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc".to_vec(), true),
+                        "/big" => {
+                            let mut a = format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").into_bytes();
+                            a.extend((0..BIG).map(|i| b'a' + (i % 26) as u8));
+                            (a, false)
+                        }
                         p => (format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nKeep-Alive: timeout=60\r\nConnection: keep-alive\r\n\r\n{p}", p.len()).into_bytes(), false),
                     };
                     if s.write_all(&answer).await.is_err() || close {
@@ -206,4 +216,150 @@ async fn requests_outside_the_fast_path_continue_on_the_general_path() {
     )
     .await;
     assert!(out.contains("GET /ok") && out.contains("HTTP/1.1 400"), "{out}");
+}
+
+/// An HTTP/2 (prior knowledge) client connection to the load balancer.
+async fn h2(
+    lb: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
+    let s = tokio::net::TcpStream::connect(lb).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// A response over HTTP/2: status, fields, body and trailers (`Err` when the body failed).
+type H2Answer = (u16, http::HeaderMap, Result<(bytes::Bytes, Option<http::HeaderMap>), String>);
+
+async fn h2_request(
+    c: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    method: &str,
+    path: &str,
+) -> H2Answer {
+    use http_body_util::BodyExt;
+    c.ready().await.unwrap();
+    let req = http::Request::builder()
+        .method(method)
+        .uri(format!("http://a{path}"))
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let r = c.send_request(req).await.unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    let (parts, body) = r.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| (c.trailers().cloned(), c.to_bytes()))
+        .map(|(t, b)| (b, t))
+        .map_err(|e| e.to_string());
+    (parts.status.as_u16(), parts.headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_use_the_target_pool_in_every_framing() {
+    let (port, seen) = scripted().await;
+    let lb = Lb::up(&template(port)).await;
+    let mut c = h2(lb.addr()).await;
+    for p in ["/a", "/b", "/c"] {
+        let (status, _, body) = h2_request(&mut c, "GET", p).await;
+        assert_eq!((status, &body.unwrap().0[..]), (200, p.as_bytes()));
+    }
+    assert_eq!(seen.connections.load(Ordering::SeqCst), 1, "one pooled target connection");
+    let heads = seen.heads.lock().unwrap().clone();
+    let host = format!("host: a:{}\r\n", lb.port);
+    assert!(
+        heads.iter().all(|h| h.starts_with("GET /") && h.contains(" HTTP/1.1\r\n")),
+        "{heads:?}"
+    );
+    assert!(heads.iter().all(|h| h.to_ascii_lowercase().contains(&host)), "{heads:?}");
+    assert!(heads.iter().all(|h| h.contains("x-forwarded-for: 127.0.0.1\r\n")), "{heads:?}");
+    assert!(heads.iter().all(|h| h.contains("x-amzn-trace-id: Root=1-")), "{heads:?}");
+
+    // Chunked: decoded into DATA frames, the trailer field passed on as HTTP/2 trailers, the
+    // hop-by-hop fields left behind.
+    let (status, fields, body) = h2_request(&mut c, "GET", "/chunked").await;
+    let (data, trailers) = body.unwrap();
+    assert_eq!((status, &data[..]), (200, &b"hello world"[..]));
+    assert_eq!(fields["x-up"], "1");
+    assert!(!fields.contains_key("transfer-encoding"), "{fields:?}");
+    assert_eq!(trailers.expect("trailers")["x-trailer"], "t");
+
+    // Larger than one read: streamed as it comes, whole.
+    let (status, fields, body) = h2_request(&mut c, "GET", "/big").await;
+    let data = body.unwrap().0;
+    assert_eq!((status, data.len()), (200, BIG));
+    assert_eq!(fields["content-length"], BIG.to_string().as_str());
+    assert!(data.iter().enumerate().all(|(i, b)| *b == b'a' + (i % 26) as u8));
+
+    let (status, _, body) = h2_request(&mut c, "GET", "/close").await;
+    assert_eq!((status, &body.unwrap().0[..]), (200, &b"until close"[..]));
+    let (status, _, body) = h2_request(&mut c, "GET", "/continue").await;
+    assert_eq!((status, &body.unwrap().0[..]), (200, &b"ok"[..]), "the interim 100 is skipped");
+    let (status, fields, body) = h2_request(&mut c, "HEAD", "/head").await;
+    assert_eq!((status, body.unwrap().0.len()), (200, 0));
+    assert_eq!(fields["content-length"], "1000");
+    let (status, fields, _) = h2_request(&mut c, "GET", "/204").await;
+    assert_eq!((status, fields["x-up"].to_str().unwrap()), (204, "1"));
+
+    // A target closing its keep-alive connection after each answer costs no request.
+    for i in 0..10 {
+        let (status, _, body) = h2_request(&mut c, "GET", "/hangup").await;
+        assert_eq!((status, &body.unwrap().0[..]), (200, &b"hangup"[..]), "request {i}");
+    }
+
+    // A body cut short by the target: the stream is reset, it never ends cleanly.
+    c.ready().await.unwrap();
+    let req = http::Request::get("http://a/short").body(http_body_util::Empty::new()).unwrap();
+    match c.send_request(req).await {
+        Ok(r) => {
+            let body = http_body_util::BodyExt::collect(r.into_body()).await;
+            assert!(body.is_err(), "a truncated body must not look complete");
+        }
+        Err(e) => assert!(format!("{e:?}").contains("Reset"), "{e:?}"),
+    }
+
+    // The connection still serves, and many streams at once each get their own answer.
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let mut c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let p = format!("/parallel/{i}");
+            let (status, _, body) = h2_request(&mut c, "GET", &p).await;
+            assert_eq!((status, &body.unwrap().0[..]), (200, p.as_bytes()));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_requests_answered_by_the_load_balancer_when_targets_fail() {
+    // No target listening: the connection error is a 502 and counted.
+    let dead = free_port();
+    let lb = Lb::up(&template(dead)).await;
+    let mut c = h2(lb.addr()).await;
+    let (status, _, _) = h2_request(&mut c, "GET", "/x").await;
+    assert_eq!(status, 502);
+    // A target that answers garbage: 502 too.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut b = [0u8; 1024];
+                let _ = s.read(&mut b).await;
+                let _ = s.write_all(b"SSH-2.0-OpenSSH\r\n").await;
+            });
+        }
+    });
+    let lb = Lb::up(&template(port)).await;
+    let mut c = h2(lb.addr()).await;
+    let (status, _, _) = h2_request(&mut c, "GET", "/x").await;
+    assert_eq!(status, 502);
 }

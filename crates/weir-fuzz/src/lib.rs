@@ -399,4 +399,38 @@ pub fn http1(data: &[u8]) {
             assert_eq!(whole.done(), split.done());
         }
     }
+    // The head as the general path's pooled exchange takes it: no hop-by-hop field survives.
+    if let Some((_, fields)) = http1::response_fields(&r, framing) {
+        for name in fields.keys() {
+            assert!(!weir_l7::headers::is_hop_by_hop(name.as_str()), "{name} passed on");
+        }
+    }
+    // Decoding a chunked body ends where scanning it does, and its data is the chunks' bytes.
+    if framing == http1::Framing::Chunked {
+        let mut c = http1::Chunks::decoding();
+        let (mut at, mut data) = (0, 0);
+        let verdict = loop {
+            match c.decode(&rest[at..]) {
+                Err(()) => break Err(()),
+                Ok(d) => {
+                    if let Some(r) = &d.data {
+                        assert!(r.end <= d.consumed && !r.is_empty());
+                        data += r.len();
+                    }
+                    at += d.consumed;
+                    if c.done() || (d.consumed == 0 && d.data.is_none()) || at == rest.len() {
+                        break Ok(at);
+                    }
+                }
+            }
+        };
+        // The trailer section may be too large to keep where scanning alone accepts it.
+        if let (Ok(x), Ok(y)) = (verdict, a) {
+            assert_eq!(x, y, "decoding ended elsewhere");
+            assert!(data <= x);
+        }
+        if c.done() {
+            let _ = c.take_trailers();
+        }
+    }
 }

@@ -26,6 +26,10 @@ pub const HOP_BY_HOP: [&str; 8] = [
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a lookup per field.
+    if !h.keys().any(is_hop_by_hop_name) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(CONNECTION)
         .iter()
@@ -39,6 +43,21 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in HOP_BY_HOP {
         h.remove(n);
     }
+}
+
+/// [`is_hop_by_hop`] for a (lower-case) `HeaderName`.
+fn is_hop_by_hop_name(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
 }
 
 /// Whether `name` is one of [`HOP_BY_HOP`], in any case.
@@ -86,12 +105,15 @@ pub fn apply_forwarded(
     proto: &str,
     lb: &LbSettings,
 ) -> Result<(), ProxyError> {
-    let existing: Vec<String> = h
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_string)
-        .collect();
+    let existing: Vec<String> = if h.contains_key("x-forwarded-for") {
+        h.get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    };
     let count: usize = existing.iter().map(|v| forwarded_addresses(v.as_bytes())).sum();
     if count > MAX_XFF_ADDRESSES {
         return Err(ProxyError::too_many_forwarded());
@@ -110,13 +132,17 @@ pub fn apply_forwarded(
             } else {
                 client.ip().to_string()
             };
-            let joined = existing
-                .iter()
-                .map(String::as_str)
-                .chain(std::iter::once(me.as_str()))
-                .collect::<Vec<_>>()
-                .join(", ");
-            h.remove("x-forwarded-for");
+            let joined = if existing.is_empty() {
+                me
+            } else {
+                h.remove("x-forwarded-for");
+                existing
+                    .iter()
+                    .map(String::as_str)
+                    .chain(std::iter::once(me.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             if let Ok(v) = HeaderValue::from_str(&joined) {
                 h.insert("x-forwarded-for", v);
             }

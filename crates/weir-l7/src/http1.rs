@@ -243,6 +243,37 @@ pub fn write_parsed_response_head(
     true
 }
 
+/// The status and fields of a parsed final response head, for a client on any HTTP version:
+/// without hop-by-hop fields, those `Connection` names, and (for a chunked body)
+/// `Content-Length`. `None` when the status or a field is not valid.
+pub fn response_fields(
+    r: &httparse::Response<'_, '_>,
+    framing: Framing,
+) -> Option<(http::StatusCode, http::HeaderMap)> {
+    let status = http::StatusCode::from_u16(r.code?).ok()?;
+    let mut connection: [&[u8]; 4] = [b""; 4];
+    let mut n = 0;
+    for h in r.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+        if let Some(slot) = connection.get_mut(n) {
+            *slot = h.value;
+            n += 1;
+        }
+    }
+    let connection = &connection[..n];
+    let mut map = http::HeaderMap::with_capacity(r.headers.len());
+    for h in r.headers.iter() {
+        if is_hop_by_hop(h.name)
+            || named_in(connection, h.name)
+            || (framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
+        {
+            continue;
+        }
+        let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        map.append(name, http::HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some((status, map))
+}
+
 /// Where a response body ends, fed the bytes as they come.
 #[derive(Debug)]
 pub struct Body {
@@ -312,19 +343,82 @@ enum ChunkState {
     Done,
 }
 
-/// A chunked-coding scanner (RFC 9112 §7.1): finds the end of the body without changing it.
+/// Most bytes of trailer fields a decoding [`Chunks`] keeps.
+pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
+
+/// A chunked-coding scanner (RFC 9112 §7.1): finds the end of the body without changing it
+/// ([`Chunks::feed`]), or decodes it ([`Chunks::decode`]: the chunk data and the trailer fields).
 #[derive(Debug, Default)]
 pub struct Chunks {
     state: ChunkState,
     size: u64,
     digits: u8,
+    /// The trailer section's bytes, when decoding.
+    trailers: Option<Vec<u8>>,
+}
+
+/// What one [`Chunks::decode`] step found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    /// Bytes of the input consumed (coding and data).
+    pub consumed: usize,
+    /// Where in the input the chunk data found lies, if any.
+    pub data: Option<std::ops::Range<usize>>,
 }
 
 impl Chunks {
+    /// A scanner that also keeps the trailer fields, for [`Chunks::decode`].
+    pub fn decoding() -> Self {
+        Self { trailers: Some(Vec::new()), ..Self::default() }
+    }
+
+    /// Whether the whole body has been consumed.
+    pub fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
     /// Consumes bytes up to the end of the body; how many belong to it, or `Err` when the
     /// coding is malformed.
     #[allow(clippy::result_unit_err)] // one way to fail
     pub fn feed(&mut self, b: &[u8]) -> Result<usize, ()> {
+        self.scan(b, false).map(|d| d.consumed)
+    }
+
+    /// Consumes bytes up to and including the first run of chunk data in `b` (or to the end of
+    /// `b` or of the body); `Err` when the coding is malformed or the trailer section is larger
+    /// than [`MAX_TRAILER_BYTES`].
+    #[allow(clippy::result_unit_err)] // one way to fail
+    pub fn decode(&mut self, b: &[u8]) -> Result<Decoded, ()> {
+        self.scan(b, true)
+    }
+
+    /// The trailer fields of a decoded body, once it is [`done`](Chunks::done): valid ones
+    /// only, without the fields a trailer may not carry (RFC 9110 §6.5.1) or hop-by-hop ones.
+    pub fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        let mut raw = self.trailers.take().filter(|t| !t.is_empty())?;
+        raw.extend_from_slice(b"\r\n");
+        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+        let Ok(Status::Complete((_, fields))) = httparse::parse_headers(&raw, &mut fields) else {
+            return None;
+        };
+        let mut map = http::HeaderMap::new();
+        for f in fields {
+            if is_hop_by_hop(f.name)
+                || FORBIDDEN_TRAILERS.iter().any(|n| f.name.eq_ignore_ascii_case(n))
+            {
+                continue;
+            }
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::from_bytes(f.name.as_bytes()),
+                http::HeaderValue::from_bytes(f.value),
+            ) {
+                map.append(n, v);
+            }
+        }
+        (!map.is_empty()).then_some(map)
+    }
+
+    fn scan(&mut self, b: &[u8], decode: bool) -> Result<Decoded, ()> {
         let mut i = 0;
         while i < b.len() {
             let c = b[i];
@@ -358,10 +452,13 @@ impl Chunks {
                 ChunkState::Data => {
                     let n = (b.len() - i).min(usize::try_from(self.size).unwrap_or(usize::MAX));
                     self.size -= n as u64;
-                    i += n;
                     if self.size == 0 {
                         self.state = ChunkState::DataCr;
                     }
+                    if decode {
+                        return Ok(Decoded { consumed: i + n, data: Some(i..i + n) });
+                    }
+                    i += n;
                     continue;
                 }
                 ChunkState::DataCr => {
@@ -381,8 +478,12 @@ impl Chunks {
                     if c == b'\n' {
                         return Err(());
                     }
+                    if c != b'\r' {
+                        self.keep_trailer_byte(c)?;
+                    }
                 }
                 ChunkState::Trailer => {
+                    self.keep_trailer_byte(c)?;
                     if c == b'\n' {
                         self.state = ChunkState::TrailerStart;
                     }
@@ -392,15 +493,42 @@ impl Chunks {
                         return Err(());
                     }
                     self.state = ChunkState::Done;
-                    return Ok(i + 1);
+                    return Ok(Decoded { consumed: i + 1, data: None });
                 }
-                ChunkState::Done => return Ok(i),
+                ChunkState::Done => return Ok(Decoded { consumed: i, data: None }),
             }
             i += 1;
         }
-        Ok(i)
+        Ok(Decoded { consumed: i, data: None })
+    }
+
+    fn keep_trailer_byte(&mut self, c: u8) -> Result<(), ()> {
+        if let Some(t) = &mut self.trailers {
+            if t.len() >= MAX_TRAILER_BYTES {
+                return Err(());
+            }
+            t.push(c);
+        }
+        Ok(())
     }
 }
+
+/// Fields a trailer section may not carry: framing, routing, request modifiers, authentication,
+/// response control and payload processing (RFC 9110 §6.5.1).
+const FORBIDDEN_TRAILERS: [&str; 12] = [
+    "content-length",
+    "content-encoding",
+    "content-type",
+    "content-range",
+    "host",
+    "authorization",
+    "set-cookie",
+    "cache-control",
+    "expires",
+    "location",
+    "retry-after",
+    "www-authenticate",
+];
 
 #[cfg(test)]
 mod tests {
@@ -430,6 +558,42 @@ mod tests {
         assert_eq!(scan(&[&more]), Ok((body.len(), true)));
         assert_eq!(scan(&[b"0\r\n\r\n"]), Ok((5, true)));
         assert_eq!(scan(&[b"5\r\nhel"]), Ok((6, false)));
+    }
+
+    /// Decodes `parts` fed one after another: the data, and the trailers once done.
+    fn decode(parts: &[&[u8]]) -> Result<(Vec<u8>, Option<http::HeaderMap>), ()> {
+        let mut c = Chunks::decoding();
+        let mut data = Vec::new();
+        for p in parts {
+            let mut at = 0;
+            while at < p.len() && !c.done() {
+                let d = c.decode(&p[at..])?;
+                if let Some(r) = d.data {
+                    data.extend_from_slice(&p[at + r.start..at + r.end]);
+                }
+                at += d.consumed;
+            }
+        }
+        assert!(c.done(), "not done");
+        Ok((data, c.take_trailers()))
+    }
+
+    #[test]
+    fn chunked_bodies_decode_to_their_data_and_trailers() {
+        let body = b"5\r\nhello\r\n1a;ext=1\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-t: 1\r\nHost: no\r\nConnection: x\r\n\r\n";
+        let want = b"helloabcdefghijklmnopqrstuvwxyz".to_vec();
+        for i in 0..body.len() {
+            let (data, trailers) = decode(&[&body[..i], &body[i..]]).unwrap();
+            assert_eq!(data, want, "split at {i}");
+            let t = trailers.expect("trailers");
+            assert_eq!(t.len(), 1, "framing/routing and hop-by-hop fields are dropped: {t:?}");
+            assert_eq!(t["x-t"], "1");
+        }
+        assert_eq!(decode(&[b"0\r\n\r\n"]).unwrap(), (Vec::new(), None));
+        let mut huge = b"0\r\n".to_vec();
+        huge.extend(std::iter::repeat_n(b"x-a: b\r\n", MAX_TRAILER_BYTES / 8 + 1).flatten());
+        huge.extend_from_slice(b"\r\n");
+        assert_eq!(decode(&[&huge]), Err(()), "trailers beyond the limit are refused");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use crate::client_io::{ClientIo, HeadCapture};
 use crate::desync::{self, Verdict};
 use crate::error::ProxyError;
 use crate::headers;
-use crate::responses::{self, ProxyBody, UrlParts};
+use crate::responses::{self, BodyError, ProxyBody, UrlParts};
 use crate::rules::RequestView;
 use crate::snapshot::{CompiledAction, ForwardAction, ListenerSnapshot, SnapshotCell, Stickiness};
 use crate::stats::ListenerStats;
@@ -42,6 +42,7 @@ use crate::tls::{self, TlsInfo};
 use crate::upstream::{TargetProtocol, UpstreamBody, Upstreams};
 
 mod fast;
+mod pooled;
 
 /// ALB's limit on the request line and on any single header line; beyond it the answer is 400.
 /// (The whole head's limit, 64 KiB by default, is [`weir_model::Limits::max_header_bytes`].)
@@ -158,7 +159,7 @@ struct Proxy {
     /// When draining HTTP/2 connections get GOAWAY even if busy (`None`: at once).
     goaway_at: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// Idle target connections of the HTTP/1.1 fast path.
-    fast_pool: fast::Pool,
+    fast_pool: Arc<fast::Pool>,
 }
 
 /// Binds every address in `addrs` and serves the listener whose configuration is in `cell`.
@@ -175,7 +176,7 @@ pub async fn serve_listener(
         req_rates: RateCell::default(),
         shedding: Arc::new(tokio::sync::Semaphore::new(MAX_SHEDDING)),
         goaway_at: std::sync::Mutex::default(),
-        fast_pool: fast::Pool::default(),
+        fast_pool: Arc::default(),
     });
     // Expired idle target connections are closed even when no request comes to reuse them.
     let weak = Arc::downgrade(&proxy);
@@ -415,7 +416,9 @@ async fn serve_general<I>(
     let inflight = conn.inflight.clone();
     let (draining, h2) = (conn.draining.clone(), conn.h2.clone());
     let p = proxy.clone();
-    let svc = service_fn(move |req| p.clone().handle(req, conn.clone()));
+    // Boxed: hyper moves each request's future into a task of its own (HTTP/2) several times
+    // over; a box is one allocation where the whole routing state would be copied each time.
+    let svc = service_fn(move |req| Box::pin(p.clone().handle(req, conn.clone())));
     let mut builder = AutoBuilder::new(TokioExecutor::new());
     builder
         .http1()
@@ -587,11 +590,11 @@ impl LoggedBody {
 
 impl hyper::body::Body for LoggedBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
         let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
             std::task::Poll::Ready(Some(Ok(f))) => {
@@ -839,7 +842,11 @@ impl Proxy {
         snap: &ListenerSnapshot,
         note: &mut Note,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let line_len = req.method().as_str().len() + req.uri().to_string().len() + 10;
+        let uri = req.uri();
+        let target_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
+            + uri.authority().map_or(0, |a| a.as_str().len())
+            + uri.path_and_query().map_or(1, |p| p.as_str().len());
+        let line_len = req.method().as_str().len() + target_len + 10;
         let mut longest_header = 0;
         let mut head = line_len;
         for (k, v) in req.headers() {
@@ -1036,12 +1043,64 @@ impl Proxy {
             parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
 
-        let max_body = snap.limits.max_body_bytes;
-        let (mut body, mut slot) = UpstreamBody::new(body, max_body);
+        // A request without a body to an HTTP/1.1 target goes over the listener's own pool
+        // (`pooled`); anything else through hyper-util's client.
+        let pooled_head = (tg.protocol == TargetProtocol::Http1
+            && client_upgrade.is_none()
+            && !close_after
+            && hyper::body::Body::is_end_stream(&body)
+            && parts.headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
+            && fast::enabled())
+        .then(|| request_head(&parts.method, &pq, &parts.headers));
         let mut retried = false;
         tg.stats.requests.fetch_add(1, Ordering::Relaxed);
         let sent_at = std::time::Instant::now();
         note.sent_at = Some(sent_at);
+        if let Some(head) = pooled_head {
+            let head_request = parts.method == http::Method::HEAD;
+            let idempotent = parts.method.is_idempotent();
+            let resp = loop {
+                let addr = target.target().addr;
+                note.target = Some(addr);
+                let sent = pooled::send(
+                    &self.fast_pool,
+                    addr,
+                    &head,
+                    head_request,
+                    idempotent,
+                    snap.lb.idle_timeout,
+                )
+                .await;
+                match sent {
+                    Ok(r) => break r,
+                    Err(pooled::SendError::Connect(e)) => {
+                        self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                        tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(target = %addr, error = %e, "target connection failed");
+                        // Nothing reached this target: try once more on another one.
+                        match (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten()
+                        {
+                            Some(t) => {
+                                retried = true;
+                                target = t;
+                            }
+                            None if e.kind() == io::ErrorKind::TimedOut => {
+                                return Err(ProxyError::connect_timeout())
+                            }
+                            None => return Err(ProxyError::connect_refused()),
+                        }
+                    }
+                    Err(pooled::SendError::Timeout) => return Err(ProxyError::target_timeout()),
+                    Err(e) => {
+                        tracing::debug!(target = %addr, error = ?e, "target request failed");
+                        return Err(ProxyError::target_failed());
+                    }
+                }
+            };
+            return Ok(self.respond(resp, None, None, None, target, tg, fwd, sent_at, note));
+        }
+        let max_body = snap.limits.max_body_bytes;
+        let (mut body, mut slot) = UpstreamBody::new(body, max_body);
         let resp = loop {
             let addr = target.target().addr;
             note.target = Some(addr);
@@ -1090,14 +1149,44 @@ impl Proxy {
                 Ok(Ok(r)) => break r,
             }
         };
-        self.stats.record_target(resp.status().as_u16());
-        tg.stats.record_response(resp.status().as_u16(), sent_at.elapsed());
-        note.target_status = Some(resp.status().as_u16());
-        note.head_at = Some(std::time::Instant::now());
         let mut resp = resp;
         let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
             && client_upgrade.is_some())
         .then(|| hyper::upgrade::on(&mut resp));
+        let resp = resp.map(|b| b.map_err(BodyError::from).boxed());
+        Ok(self.respond(
+            resp,
+            client_upgrade,
+            target_upgrade,
+            upgrade_proto,
+            target,
+            tg,
+            fwd,
+            sent_at,
+            note,
+        ))
+    }
+
+    /// The target's response for the client: counted, hop-by-hop fields dropped, stickiness
+    /// cookies added, a WebSocket tunnel set up when both sides agreed to one; the target stays
+    /// outstanding until the body is done.
+    #[allow(clippy::too_many_arguments)] // the request's state, each used once
+    fn respond(
+        &self,
+        resp: Response<ProxyBody>,
+        client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        target_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        upgrade_proto: Option<HeaderValue>,
+        target: weir_balance::OutstandingGuard,
+        tg: &crate::snapshot::TargetGroupRuntime,
+        fwd: &ForwardAction,
+        sent_at: std::time::Instant,
+        note: &mut Note,
+    ) -> Response<ProxyBody> {
+        self.stats.record_target(resp.status().as_u16());
+        tg.stats.record_response(resp.status().as_u16(), sent_at.elapsed());
+        note.target_status = Some(resp.status().as_u16());
+        note.head_at = Some(std::time::Instant::now());
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
 
@@ -1140,15 +1229,33 @@ impl Proxy {
                 let mut upstream = TokioIo::new(upstream);
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             });
-            return Ok(Response::from_parts(parts, body.boxed()));
+            return Response::from_parts(parts, body);
         }
         // The request stays outstanding on the target until its response body is done.
         let body = body.map_err(move |e| {
             let _held = &target;
             e
         });
-        Ok(Response::from_parts(parts, body.boxed()))
+        Response::from_parts(parts, body.boxed())
     }
+}
+
+/// An HTTP/1.1 request head for a target from a request's processed parts (no body).
+fn request_head(method: &http::Method, path_and_query: &str, fields: &http::HeaderMap) -> Vec<u8> {
+    let size = fields.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    let mut out = Vec::with_capacity(method.as_str().len() + path_and_query.len() + size + 14);
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path_and_query.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (k, v) in fields {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 fn append_cookie(h: &mut http::HeaderMap, name: &str, value: &str, d: Duration, cors: bool) {

@@ -5,8 +5,12 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use weir_model::{FixedResponseConfig, RedirectConfig};
 
+/// Why a response body could not be read to its end (from hyper, or from a pooled target
+/// connection).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The response body type of the proxy.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+pub type ProxyBody = BoxBody<Bytes, BodyError>;
 
 /// A complete in-memory body.
 pub fn full(b: impl Into<Bytes>) -> ProxyBody {

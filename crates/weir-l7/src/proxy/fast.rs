@@ -51,13 +51,13 @@ const MAX_FAST_HEADERS: usize = 100;
 /// connection); larger ones are streamed by the general path.
 const MAX_FAST_BODY: usize = 64 * 1024;
 /// Largest target response head.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub(super) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How long an idle pooled target connection is kept (as the general path's pool).
 const POOL_IDLE: Duration = Duration::from_secs(55);
 /// Most idle pooled connections per target.
 const POOL_MAX_PER_TARGET: usize = 1024;
 /// Read buffer size: a read that fills less than this has drained the socket.
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 /// A new connection's first read buffer (most request heads fit).
 const FIRST_READ: usize = 4 * 1024;
 
@@ -155,7 +155,7 @@ pub(super) struct Pool {
 
 impl Pool {
     /// The most recently used live connection to `addr`, if any.
-    fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    pub(super) fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(&addr)?;
         while let Some(c) = list.pop() {
@@ -166,7 +166,8 @@ impl Pool {
         None
     }
 
-    fn put(&self, addr: SocketAddr, stream: TcpStream) {
+    /// Keeps `stream` for the next request to `addr`.
+    pub(super) fn put(&self, addr: SocketAddr, stream: TcpStream) {
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(addr).or_default();
             // The oldest first: drop what has expired, and make room.
@@ -720,7 +721,8 @@ where
     Ok(!close_client)
 }
 
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+/// A new connection to a target (ALB's connect timeout, no Nagle).
+pub(super) async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let s = tokio::time::timeout(TARGET_CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
