@@ -239,3 +239,55 @@ async fn websocket_over_tls_wss() {
     let stats = lb.dp.listener_stats(&lb.listener_arn()).await.unwrap();
     assert_eq!(stats.websocket_upgrades.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_parallel_http2_streams_over_tls_each_get_their_answer() {
+    use http_body_util::BodyExt;
+    let dir = TempDir::new("h2par");
+    let (cert, _) = write_cert(&dir.0, "h2par", &["h2par.test"]);
+    let b = backends("h2par", 2).await;
+    let listener =
+        format!("      Protocol: HTTPS\n      Certificates: [{{ CertificateArn: {cert} }}]");
+    let yaml = https_yaml("h2par", &targets_yaml(&b, 8), &listener, "", "      Protocol: HTTP");
+    let lb = Lb::up_with_certs(&yaml, &dir.0).await;
+    let cfg = weir_l7::upstream::insecure_client_config(&[b"h2"]);
+    let tcp = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("h2par.test").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    // Rounds of 100 streams at once: responses from the streams are written together, and
+    // none is held back waiting for another.
+    for round in 0..3 {
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let mut send = send.clone();
+            tasks.push(tokio::spawn(async move {
+                send.ready().await.unwrap();
+                let path = format!("/r{round}/s{i}");
+                let req = http::Request::get(format!("https://h2par.test{path}"))
+                    .body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .unwrap();
+                let r = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                    let r = send.send_request(req).await.unwrap();
+                    let status = r.status();
+                    (status, r.into_body().collect().await.unwrap().to_bytes())
+                })
+                .await
+                .expect("every stream is answered");
+                assert_eq!(r.0, 200);
+                let body = String::from_utf8_lossy(&r.1).into_owned();
+                assert!(body.contains(&format!("GET {path}")), "{body}");
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    assert_eq!(b.iter().map(|b| b.requests()).sum::<u64>(), 300);
+}

@@ -410,7 +410,10 @@ async fn serve_general<I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let peer = conn.peer;
-    let (io, handle) = ClientIo::new(io, mode != Mode::H2, Some(proxy.stats.clone()));
+    let (mut io, handle) = ClientIo::new(io, mode != Mode::H2, Some(proxy.stats.clone()));
+    if mode == Mode::H2 {
+        io.coalesce_writes();
+    }
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());
     let inflight = conn.inflight.clone();
