@@ -10,18 +10,23 @@
 
 use std::convert::Infallible;
 use std::error::Error as _;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use http::{header, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -422,7 +427,8 @@ async fn serve_general<I>(
     // Boxed: hyper moves each request's future into a task of its own (HTTP/2) several times
     // over; a box is one allocation where the whole routing state would be copied each time.
     let svc = service_fn(move |req| Box::pin(p.clone().handle(req, conn.clone())));
-    let mut builder = AutoBuilder::new(TokioExecutor::new());
+    let exec = StreamExec::default();
+    let mut builder = AutoBuilder::new(exec.clone());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -443,7 +449,7 @@ async fn serve_general<I>(
         Mode::Auto => builder,
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    let mut conn = std::pin::pin!(conn);
+    let mut conn = Driven { conn: Box::pin(conn), exec, streams: FuturesUnordered::new() };
     // The idle timeout: a connection on which nothing moved for that long, with no request
     // in flight and no request head arriving (that one gets a 408 below), closes.
     let idle = snap.lb.idle_timeout;
@@ -463,10 +469,10 @@ async fn serve_general<I>(
     tokio::select! {
         _ = watchdog => {
             tracing::debug!(%peer, "closing an idle client connection");
-            conn.as_mut().graceful_shutdown();
+            conn.conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
         }
-        r = conn.as_mut() => {
+        r = &mut conn => {
             if let Err(e) = r {
                 let timed_out =
                     e.downcast_ref::<hyper::Error>().is_some_and(|h| h.is_timeout());
@@ -496,20 +502,82 @@ async fn serve_general<I>(
                 if h2.load(Ordering::Relaxed) {
                     let due = goaway_at.is_none_or(|at| tokio::time::Instant::now() >= at);
                     if !goaway_sent && (quiet || due) {
-                        conn.as_mut().graceful_shutdown();
+                        conn.conn.as_mut().graceful_shutdown();
                         goaway_sent = true;
                     }
                 } else if quiet {
-                    conn.as_mut().graceful_shutdown();
+                    conn.conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
                     return;
                 }
                 tokio::select! {
-                    _ = conn.as_mut() => return,
+                    _ = &mut conn => return,
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
             }
         }
+    }
+}
+
+/// A stream's future, as hyper hands it to its executor.
+type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// hyper's executor for a connection's HTTP/2 streams: instead of a task each, the streams'
+/// futures run inside the connection's own task ([`Driven`]). No task is spawned, scheduled and
+/// freed per request; the streams woken by one turn of the runtime are all polled in one go,
+/// and the responses they complete leave in the same write. (A connection is served by one
+/// thread at a time, as in HAProxy and NGINX.)
+#[derive(Clone, Default)]
+struct StreamExec(Arc<std::sync::Mutex<Vec<StreamFuture>>>);
+
+impl<F> hyper::rt::Executor<F> for StreamExec
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        // A stream that panics ends alone, as a task of its own would.
+        let fut = std::panic::AssertUnwindSafe(fut).catch_unwind().map(|_| ());
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(Box::pin(fut));
+    }
+}
+
+/// A connection future driven together with the streams it starts (see [`StreamExec`]); the
+/// streams still running when the connection ends are dropped with it (they had no client to
+/// answer any more).
+struct Driven<C> {
+    conn: Pin<Box<C>>,
+    exec: StreamExec,
+    streams: FuturesUnordered<StreamFuture>,
+}
+
+impl<C: Future> Future for Driven<C> {
+    type Output = C::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
+        let this = &mut *self;
+        // Connection and streams in turn while either starts or finishes something (the
+        // connection then writes what the streams produced), a few rounds at most per poll.
+        for _ in 0..8 {
+            if let Poll::Ready(r) = this.conn.as_mut().poll(cx) {
+                return Poll::Ready(r);
+            }
+            let mut moved = false;
+            {
+                let mut fresh = this.exec.0.lock().unwrap_or_else(|p| p.into_inner());
+                for f in fresh.drain(..) {
+                    this.streams.push(f);
+                    moved = true;
+                }
+            }
+            while let Poll::Ready(Some(())) = this.streams.poll_next_unpin(cx) {
+                moved = true;
+            }
+            if !moved {
+                return Poll::Pending;
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
