@@ -175,20 +175,21 @@ pub fn tls_version_and_cipher(h: &mut HeaderMap, version: &'static str, cipher: 
     h.insert("x-amzn-tls-cipher-suite", HeaderValue::from_static(cipher));
 }
 
-/// Adds `Root=1-<epoch hex>-<24 hex>` to X-Amzn-Trace-Id (keeping an incoming Root), returns it.
-pub fn trace_id(h: &mut HeaderMap, now_secs: u64) -> String {
+/// Adds `Root=1-<epoch hex>-<24 hex>` to X-Amzn-Trace-Id (keeping an incoming Root); returns
+/// the field's value when `want_id` (for the access log).
+pub fn trace_id(h: &mut HeaderMap, now_secs: u64, want_id: bool) -> Option<String> {
     if let Some(v) = h.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {
         if has_trace_root(v.as_bytes()) {
-            return v.to_string();
+            return want_id.then(|| v.to_string());
         }
     }
     let mut id = Vec::with_capacity(35);
     push_trace_root(&mut id, now_secs);
-    let id = String::from_utf8_lossy(&id).into_owned();
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    let text = want_id.then(|| String::from_utf8_lossy(&id).into_owned());
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
         h.insert("x-amzn-trace-id", v);
     }
-    id
+    text
 }
 
 #[cfg(test)]

@@ -616,6 +616,8 @@ struct Note {
     target_status: Option<u16>,
     tg_arn: Option<String>,
     trace_id: Option<String>,
+    /// Whether the request has an access-log entry (the fields only it uses are kept).
+    logging: bool,
     classification: Option<(&'static str, String)>,
     sent_at: Option<std::time::Instant>,
     head_at: Option<std::time::Instant>,
@@ -630,6 +632,7 @@ impl Default for Note {
             target_status: None,
             tg_arn: None,
             trace_id: None,
+            logging: false,
             classification: None,
             sent_at: None,
             head_at: None,
@@ -758,7 +761,7 @@ impl Proxy {
         let entry =
             snap.access_log.as_ref().map(|log| (self.begin_entry(&req, &conn, &snap), log.clone()));
         let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true, started, entry };
-        let mut note = Note::default();
+        let mut note = Note { logging: guard.entry.is_some(), ..Note::default() };
         let mut error_reason = None;
         let http1 = req.version() < Version::HTTP_2;
         if !http1 {
@@ -1048,7 +1051,9 @@ impl Proxy {
             }
         };
         let tg = &group.group;
-        note.tg_arn = Some(tg.arn.clone());
+        if note.logging {
+            note.tg_arn = Some(tg.arn.clone());
+        }
 
         // The target: the one the stickiness cookie names while it may receive traffic.
         let sticky_name = match &tg.stickiness {
@@ -1097,7 +1102,7 @@ impl Proxy {
             headers::tls_version_and_cipher(&mut parts.headers, t.version, t.cipher);
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        note.trace_id = Some(headers::trace_id(&mut parts.headers, now));
+        note.trace_id = headers::trace_id(&mut parts.headers, now, note.logging);
         if close_after {
             // An ambiguous request: its target connection is not reused either.
             parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
