@@ -177,6 +177,27 @@ pub fn response_framing(
     Some((head_len, status, framing, keep_alive))
 }
 
+/// The fields of a response head that pass to the client: not hop-by-hop, not named in
+/// `Connection` (its first four fields), and no `Content-Length` beside chunked framing.
+fn passed_fields<'r, 'b>(
+    headers: &'r [httparse::Header<'b>],
+    framing: Framing,
+) -> impl Iterator<Item = &'r httparse::Header<'b>> {
+    let mut connection: [&'b [u8]; 4] = [b""; 4];
+    let mut n = 0;
+    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+        if let Some(slot) = connection.get_mut(n) {
+            *slot = h.value;
+            n += 1;
+        }
+    }
+    headers.iter().filter(move |h| {
+        !(is_hop_by_hop(h.name)
+            || named_in(&connection[..n], h.name)
+            || (framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length")))
+    })
+}
+
 /// Writes the client's response head from the target's, without hop-by-hop fields; false when
 /// the head does not parse (it did a moment ago).
 pub fn write_response_head(head: &[u8], out: &mut Vec<u8>, framing: Framing, close: bool) -> bool {
@@ -198,15 +219,6 @@ pub fn write_parsed_response_head(
     let Some(status) = r.code else {
         return false;
     };
-    let mut connection: [&[u8]; 4] = [b""; 4];
-    let mut n = 0;
-    for h in r.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
-        if let Some(slot) = connection.get_mut(n) {
-            *slot = h.value;
-            n += 1;
-        }
-    }
-    let connection = &connection[..n];
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(status));
     out.push(b' ');
@@ -221,13 +233,7 @@ pub fn write_parsed_response_head(
         ),
     }
     out.extend_from_slice(b"\r\n");
-    for h in r.headers.iter() {
-        if is_hop_by_hop(h.name)
-            || named_in(connection, h.name)
-            || (framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
-        {
-            continue;
-        }
+    for h in passed_fields(r.headers, framing) {
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
@@ -251,23 +257,8 @@ pub fn response_fields(
     framing: Framing,
 ) -> Option<(http::StatusCode, http::HeaderMap)> {
     let status = http::StatusCode::from_u16(r.code?).ok()?;
-    let mut connection: [&[u8]; 4] = [b""; 4];
-    let mut n = 0;
-    for h in r.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
-        if let Some(slot) = connection.get_mut(n) {
-            *slot = h.value;
-            n += 1;
-        }
-    }
-    let connection = &connection[..n];
     let mut map = http::HeaderMap::with_capacity(r.headers.len());
-    for h in r.headers.iter() {
-        if is_hop_by_hop(h.name)
-            || named_in(connection, h.name)
-            || (framing == Framing::Chunked && h.name.eq_ignore_ascii_case("content-length"))
-        {
-            continue;
-        }
+    for h in passed_fields(r.headers, framing) {
         let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
         map.append(name, http::HeaderValue::from_bytes(h.value).ok()?);
     }
