@@ -424,8 +424,9 @@ async fn serve_general<I>(
     let inflight = conn.inflight.clone();
     let (draining, h2) = (conn.draining.clone(), conn.h2.clone());
     let p = proxy.clone();
-    // Boxed: hyper moves each request's future into a task of its own (HTTP/2) several times
-    // over; a box is one allocation where the whole routing state would be copied each time.
+    // Boxed: hyper moves each HTTP/2 stream's future several times on its way to the executor
+    // (`StreamExec`); a box is one allocation where the whole routing state would be copied
+    // each time.
     let svc = service_fn(move |req| Box::pin(p.clone().handle(req, conn.clone())));
     let exec = StreamExec::default();
     let mut builder = AutoBuilder::new(exec.clone());
