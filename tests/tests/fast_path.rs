@@ -278,6 +278,9 @@ async fn http2_requests_use_the_target_pool_in_every_framing() {
     );
     assert!(heads.iter().all(|h| h.to_ascii_lowercase().contains(&host)), "{heads:?}");
     assert!(heads.iter().all(|h| h.contains("x-forwarded-for: 127.0.0.1\r\n")), "{heads:?}");
+    assert!(heads.iter().all(|h| h.contains("x-forwarded-proto: http\r\n")), "{heads:?}");
+    let fwd_port = format!("x-forwarded-port: {}\r\n", lb.port);
+    assert!(heads.iter().all(|h| h.contains(&fwd_port)), "{heads:?}");
     assert!(heads.iter().all(|h| h.contains("x-amzn-trace-id: Root=1-")), "{heads:?}");
 
     // Chunked: decoded into DATA frames, the trailer field passed on as HTTP/2 trailers, the

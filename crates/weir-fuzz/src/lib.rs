@@ -399,11 +399,24 @@ pub fn http1(data: &[u8]) {
             assert_eq!(whole.done(), split.done());
         }
     }
-    // The head as the general path's pooled exchange takes it: no hop-by-hop field survives.
-    if let Some((_, fields)) = http1::response_fields(&r, framing) {
-        for name in fields.keys() {
-            assert!(!weir_l7::headers::is_hop_by_hop(name.as_str()), "{name} passed on");
+    // The head as the general path's pooled exchange takes it: the same verdict as above, and
+    // no hop-by-hop field survives.
+    let shared = bytes::Bytes::copy_from_slice(data);
+    let step = http1::parse_response_head(&shared, mode & 2 != 0, |r, f| {
+        Some(http1::response_fields(r, f, &shared))
+    });
+    match step {
+        http1::ResponseHead::Final(h) => {
+            assert_eq!((h.len, h.status, h.framing), (head_len, status, framing));
+            for name in h.out.iter().flat_map(|(_, fields)| fields.keys()) {
+                assert!(!weir_l7::headers::is_hop_by_hop(name.as_str()), "{name} passed on");
+            }
         }
+        http1::ResponseHead::Interim(len) => {
+            assert!(len == head_len && (100..200).contains(&status) && status != 101)
+        }
+        http1::ResponseHead::Invalid => assert_eq!(status, 101),
+        http1::ResponseHead::Partial => panic!("a complete head was partial"),
     }
     // Decoding a chunked body ends where scanning it does, and its data is the chunks' bytes.
     if framing == http1::Framing::Chunked {

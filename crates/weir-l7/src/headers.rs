@@ -24,6 +24,60 @@ pub const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// `X-Forwarded-For`.
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Port`.
+pub static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+/// `X-Amzn-Trace-Id`.
+pub static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
+
+/// `X-Amzn-TLS-Version`.
+pub static X_AMZN_TLS_VERSION: HeaderName = HeaderName::from_static("x-amzn-tls-version");
+/// `X-Amzn-TLS-Cipher-Suite`.
+pub static X_AMZN_TLS_CIPHER_SUITE: HeaderName = HeaderName::from_static("x-amzn-tls-cipher-suite");
+
+/// What a connection adds to `X-Forwarded-For` and `X-Forwarded-Port`, formatted once when it
+/// opens rather than for each of its requests.
+#[derive(Debug)]
+pub struct Forwarded {
+    /// The client's address: `ip`.
+    pub ip: HeaderValue,
+    /// With its port (`ip:port`, `[ip]:port`), for `routing.http.xff_client_port.enabled`.
+    pub ip_port: HeaderValue,
+    /// The listener's port.
+    pub port: HeaderValue,
+}
+
+impl Forwarded {
+    /// The values for a connection from `client` to a listener on `port`.
+    pub fn new(client: SocketAddr, port: u16) -> Self {
+        let ip_port = match client {
+            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+            a => a.to_string(),
+        };
+        let value = |s: String| {
+            HeaderValue::from_maybe_shared(bytes::Bytes::from(s))
+                .unwrap_or_else(|_| HeaderValue::from_static("-"))
+        };
+        Self {
+            ip: value(client.ip().to_string()),
+            ip_port: value(ip_port),
+            port: HeaderValue::from(port),
+        }
+    }
+
+    /// The client's `X-Forwarded-For` entry, with or without its port.
+    pub fn client(&self, with_port: bool) -> &HeaderValue {
+        if with_port {
+            &self.ip_port
+        } else {
+            &self.ip
+        }
+    }
+}
+
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a lookup per field.
@@ -45,19 +99,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
-/// [`is_hop_by_hop`] for a (lower-case) `HeaderName`.
+/// [`is_hop_by_hop`] for a `HeaderName` (always lower-case).
 fn is_hop_by_hop_name(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-    )
+    HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// Whether `name` is one of [`HOP_BY_HOP`], in any case.
@@ -86,6 +130,9 @@ pub fn has_trace_root(v: &[u8]) -> bool {
     v.windows(5).any(|w| w == b"Root=")
 }
 
+/// Length of a new trace id, `Root=1-<8 hex>-<24 hex>`.
+pub const TRACE_ROOT_LEN: usize = 40;
+
 /// Appends a new trace id, `Root=1-<epoch hex>-<24 hex>`.
 pub fn push_trace_root(out: &mut Vec<u8>, now_secs: u64) {
     use crate::http1::push_hex;
@@ -96,17 +143,17 @@ pub fn push_trace_root(out: &mut Vec<u8>, now_secs: u64) {
     push_hex(out, fastrand::u64(..) & 0xffff_ffff_ffff, 12);
 }
 
-/// Applies X-Forwarded-For/-Proto/-Port per the load balancer's settings. Errors with 463 when
-/// the incoming X-Forwarded-For holds more than 30 addresses.
+/// Applies X-Forwarded-For/-Proto/-Port per the load balancer's settings, with the
+/// connection's `fwd` values. Errors with 463 when the incoming X-Forwarded-For holds more
+/// than 30 addresses.
 pub fn apply_forwarded(
     h: &mut HeaderMap,
-    client: SocketAddr,
-    port: u16,
+    fwd: &Forwarded,
     proto: &str,
     lb: &LbSettings,
 ) -> Result<(), ProxyError> {
-    let existing: Vec<String> = if h.contains_key("x-forwarded-for") {
-        h.get_all("x-forwarded-for")
+    let existing: Vec<String> = if h.contains_key(&X_FORWARDED_FOR) {
+        h.get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .map(str::to_string)
@@ -121,38 +168,30 @@ pub fn apply_forwarded(
     match lb.xff_mode {
         XffMode::Preserve => {}
         XffMode::Remove => {
-            h.remove("x-forwarded-for");
+            h.remove(&X_FORWARDED_FOR);
         }
         XffMode::Append => {
-            let me = if lb.xff_client_port {
-                match client {
-                    SocketAddr::V4(a) => format!("{}:{}", a.ip(), a.port()),
-                    SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-                }
+            let me = fwd.client(lb.xff_client_port);
+            if existing.is_empty() {
+                h.insert(X_FORWARDED_FOR.clone(), me.clone());
             } else {
-                client.ip().to_string()
-            };
-            let joined = if existing.is_empty() {
-                me
-            } else {
-                h.remove("x-forwarded-for");
-                existing
+                let joined = existing
                     .iter()
                     .map(String::as_str)
-                    .chain(std::iter::once(me.as_str()))
+                    .chain(me.to_str().ok())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            if let Ok(v) = HeaderValue::from_str(&joined) {
-                h.insert("x-forwarded-for", v);
+                    .join(", ");
+                if let Ok(v) = HeaderValue::from_str(&joined) {
+                    h.insert(X_FORWARDED_FOR.clone(), v);
+                }
             }
         }
     }
     h.insert(
-        "x-forwarded-proto",
+        X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
     );
-    h.insert("x-forwarded-port", HeaderValue::from(port));
+    h.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
     Ok(())
 }
 
@@ -171,23 +210,23 @@ pub fn join_cookies(h: &mut HeaderMap) {
 /// `X-Amzn-TLS-Version` and `X-Amzn-TLS-Cipher-Suite`, as ALB adds them when
 /// `routing.http.x_amzn_tls_version_and_cipher_suite.enabled` is on.
 pub fn tls_version_and_cipher(h: &mut HeaderMap, version: &'static str, cipher: &'static str) {
-    h.insert("x-amzn-tls-version", HeaderValue::from_static(version));
-    h.insert("x-amzn-tls-cipher-suite", HeaderValue::from_static(cipher));
+    h.insert(X_AMZN_TLS_VERSION.clone(), HeaderValue::from_static(version));
+    h.insert(X_AMZN_TLS_CIPHER_SUITE.clone(), HeaderValue::from_static(cipher));
 }
 
 /// Adds `Root=1-<epoch hex>-<24 hex>` to X-Amzn-Trace-Id (keeping an incoming Root); returns
 /// the field's value when `want_id` (for the access log).
 pub fn trace_id(h: &mut HeaderMap, now_secs: u64, want_id: bool) -> Option<String> {
-    if let Some(v) = h.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {
+    if let Some(v) = h.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok()) {
         if has_trace_root(v.as_bytes()) {
             return want_id.then(|| v.to_string());
         }
     }
-    let mut id = Vec::with_capacity(35);
+    let mut id = Vec::with_capacity(TRACE_ROOT_LEN);
     push_trace_root(&mut id, now_secs);
     let text = want_id.then(|| String::from_utf8_lossy(&id).into_owned());
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
-        h.insert("x-amzn-trace-id", v);
+        h.insert(X_AMZN_TRACE_ID.clone(), v);
     }
     text
 }
@@ -211,24 +250,49 @@ mod tests {
 
     #[test]
     fn xff_modes_and_limit() {
-        let client: SocketAddr = "10.1.2.3:5555".parse().unwrap();
+        let client = Forwarded::new("10.1.2.3:5555".parse().unwrap(), 80);
         let mut lb = LbSettings::default();
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", "1.1.1.1".parse().unwrap());
-        apply_forwarded(&mut h, client, 80, "http", &lb).unwrap();
+        apply_forwarded(&mut h, &client, "http", &lb).unwrap();
         assert_eq!(h["x-forwarded-for"], "1.1.1.1, 10.1.2.3");
         assert_eq!(h["x-forwarded-port"], "80");
         assert_eq!(h["x-forwarded-proto"], "http");
         lb.xff_client_port = true;
         let mut h = HeaderMap::new();
-        apply_forwarded(&mut h, client, 80, "http", &lb).unwrap();
+        apply_forwarded(&mut h, &client, "http", &lb).unwrap();
         assert_eq!(h["x-forwarded-for"], "10.1.2.3:5555");
         lb.xff_mode = XffMode::Remove;
-        apply_forwarded(&mut h, client, 80, "http", &lb).unwrap();
+        apply_forwarded(&mut h, &client, "http", &lb).unwrap();
         assert!(!h.contains_key("x-forwarded-for"));
         let many = (0..31).map(|i| format!("10.0.0.{i}")).collect::<Vec<_>>().join(",");
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", many.parse().unwrap());
-        assert_eq!(apply_forwarded(&mut h, client, 80, "http", &lb).unwrap_err().status, 463);
+        assert_eq!(apply_forwarded(&mut h, &client, "http", &lb).unwrap_err().status, 463);
+    }
+
+    #[test]
+    fn forwarded_values_of_v6_clients_and_other_ports() {
+        let f = Forwarded::new("[2001:db8::7]:4000".parse().unwrap(), 8443);
+        assert_eq!(f.client(false), "2001:db8::7");
+        assert_eq!(f.client(true), "[2001:db8::7]:4000");
+        let mut h = HeaderMap::new();
+        apply_forwarded(&mut h, &f, "https", &LbSettings::default()).unwrap();
+        assert_eq!(h["x-forwarded-for"], "2001:db8::7");
+        assert_eq!(h["x-forwarded-port"], "8443");
+        assert_eq!(h["x-forwarded-proto"], "https");
+    }
+
+    #[test]
+    fn new_trace_ids_have_their_documented_shape() {
+        let mut h = HeaderMap::new();
+        let id = trace_id(&mut h, 0x5f00_0001, true).unwrap();
+        assert_eq!(id.len(), TRACE_ROOT_LEN);
+        assert!(id.starts_with("Root=1-5f000001-"), "{id}");
+        assert!(id[16..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_eq!(h["x-amzn-trace-id"], id.as_str());
+        // An incoming Root is kept as it is.
+        let kept = trace_id(&mut h, 1, true).unwrap();
+        assert_eq!(kept, id);
     }
 }

@@ -10,6 +10,9 @@ use crate::headers::{is_hop_by_hop, is_invalid_name};
 /// Most header fields in a target's response head.
 pub const MAX_RESPONSE_HEADERS: usize = 128;
 
+/// Largest response head taken from a target.
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
 /// What the fast path needs from a request head's fields.
 #[derive(Debug, Default)]
 pub struct RequestFields<'a> {
@@ -177,6 +180,62 @@ pub fn response_framing(
     Some((head_len, status, framing, keep_alive))
 }
 
+/// What one look at the buffered start of a target's response found: the step both target
+/// clients (`proxy::fast`, `proxy::pooled`) loop on between reads.
+#[derive(Debug)]
+pub enum ResponseHead<T> {
+    /// The head is not complete yet: read more.
+    Partial,
+    /// An interim (1xx) response of this many bytes, to skip.
+    Interim(usize),
+    /// The final response head.
+    Final(FinalHead<T>),
+    /// Not a valid HTTP/1.x response: ambiguous framing, a 101 nobody asked for, a head over
+    /// [`MAX_RESPONSE_HEAD`], or one the caller's `build` refused.
+    Invalid,
+}
+
+/// A final response head, as [`parse_response_head`] found it.
+#[derive(Debug)]
+pub struct FinalHead<T> {
+    /// Length of the head in the buffer; the body follows.
+    pub len: usize,
+    /// The status code.
+    pub status: u16,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Whether the connection may carry another request after the body.
+    pub keep_alive: bool,
+    /// What the caller's `build` made of the parsed head.
+    pub out: T,
+}
+
+/// Parses the start of `buf` as a response head (to a HEAD request when `head_request`); for
+/// a final response, `build` turns the parse and its framing into the caller's form of the
+/// head (`None` refuses it) while the fields still point into `buf`.
+pub fn parse_response_head<T>(
+    buf: &[u8],
+    head_request: bool,
+    build: impl FnOnce(&httparse::Response<'_, '_>, Framing) -> Option<T>,
+) -> ResponseHead<T> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut r = httparse::Response::new(&mut fields);
+    match r.parse(buf) {
+        Ok(Status::Complete(n)) => match response_framing(&r, n, head_request) {
+            Some((_, 101, ..)) | None => ResponseHead::Invalid,
+            Some((len, status, ..)) if (100..200).contains(&status) => ResponseHead::Interim(len),
+            Some((len, status, framing, keep_alive)) => match build(&r, framing) {
+                Some(out) => {
+                    ResponseHead::Final(FinalHead { len, status, framing, keep_alive, out })
+                }
+                None => ResponseHead::Invalid,
+            },
+        },
+        Ok(Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => ResponseHead::Partial,
+        _ => ResponseHead::Invalid,
+    }
+}
+
 /// The fields of a response head that pass to the client: not hop-by-hop, not named in
 /// `Connection` (its first four fields), and no `Content-Length` beside chunked framing.
 fn passed_fields<'r, 'b>(
@@ -251,16 +310,18 @@ pub fn write_parsed_response_head(
 
 /// The status and fields of a parsed final response head, for a client on any HTTP version:
 /// without hop-by-hop fields, those `Connection` names, and (for a chunked body)
-/// `Content-Length`. `None` when the status or a field is not valid.
+/// `Content-Length`. The values share `src`, the buffer `r` was parsed from (no copies).
+/// `None` when the status or a field is not valid.
 pub fn response_fields(
     r: &httparse::Response<'_, '_>,
     framing: Framing,
+    src: &bytes::Bytes,
 ) -> Option<(http::StatusCode, http::HeaderMap)> {
     let status = http::StatusCode::from_u16(r.code?).ok()?;
     let mut map = http::HeaderMap::with_capacity(r.headers.len());
     for h in passed_fields(r.headers, framing) {
         let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        map.append(name, http::HeaderValue::from_bytes(h.value).ok()?);
+        map.append(name, http::HeaderValue::from_maybe_shared(src.slice_ref(h.value)).ok()?);
     }
     Some((status, map))
 }

@@ -246,6 +246,7 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                     let mode = if snap.lb.http2 { Mode::Auto } else { Mode::H1 };
                     let conn = ConnInfo {
                         peer,
+                        fwd: Arc::new(headers::Forwarded::new(peer, snap.port)),
                         tls: None,
                         capture: None,
                         inflight: Arc::default(),
@@ -286,6 +287,7 @@ async fn serve_tls(
             let mode = if conn.alpn_protocol() == Some(b"h2") { Mode::H2 } else { Mode::H1 };
             let conn = ConnInfo {
                 peer,
+                fwd: Arc::new(headers::Forwarded::new(peer, snap.port)),
                 tls: Some(Arc::new(info)),
                 capture: None,
                 inflight: Arc::default(),
@@ -352,6 +354,8 @@ enum Mode {
 #[derive(Debug, Clone)]
 struct ConnInfo {
     peer: SocketAddr,
+    /// The X-Forwarded-For/-Port values of this connection.
+    fwd: Arc<headers::Forwarded>,
     tls: Option<Arc<TlsInfo>>,
     /// Raw head bytes of HTTP/1.x requests on this connection.
     capture: Option<Arc<HeadCapture>>,
@@ -1080,7 +1084,12 @@ impl Proxy {
         let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
         let (mut parts, body) = req.into_parts();
-        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        // Shares the URI's bytes (no copy).
+        let pq = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let from_h2 = parts.version == Version::HTTP_2;
         // `TE: trailers` is hop-by-hop, but gRPC servers require it on HTTP/2: kept for those.
         let te_trailers = parts
@@ -1098,7 +1107,7 @@ impl Proxy {
             parts.headers.insert(header::HOST, v);
         }
         let proto = if conn.tls.is_some() { "https" } else { "http" };
-        headers::apply_forwarded(&mut parts.headers, conn.peer, snap.port, proto, &snap.lb)?;
+        headers::apply_forwarded(&mut parts.headers, &conn.fwd, proto, &snap.lb)?;
         if let (Some(t), true) = (&conn.tls, snap.lb.tls_headers) {
             headers::tls_version_and_cipher(&mut parts.headers, t.version, t.cipher);
         }
@@ -1128,7 +1137,7 @@ impl Proxy {
             && hyper::body::Body::is_end_stream(&body)
             && parts.headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
             && fast::enabled())
-        .then(|| request_head(&parts.method, &pq, &parts.headers));
+        .then(|| request_head(&parts.method, pq.as_str(), &parts.headers));
         let mut retried = false;
         tg.stats.requests.fetch_add(1, Ordering::Relaxed);
         let sent_at = std::time::Instant::now();
@@ -1230,7 +1239,7 @@ impl Proxy {
         let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
             && client_upgrade.is_some())
         .then(|| hyper::upgrade::on(&mut resp));
-        let resp = resp.map(|b| b.map_err(BodyError::from).boxed());
+        let resp = resp.map(|b| b.map_err(BodyError::from));
         Ok(self.respond(
             resp,
             client_upgrade,
@@ -1248,9 +1257,9 @@ impl Proxy {
     /// cookies added, a WebSocket tunnel set up when both sides agreed to one; the target stays
     /// outstanding until the body is done.
     #[allow(clippy::too_many_arguments)] // the request's state, each used once
-    fn respond(
+    fn respond<B>(
         &self,
-        resp: Response<ProxyBody>,
+        resp: Response<B>,
         client_upgrade: Option<hyper::upgrade::OnUpgrade>,
         target_upgrade: Option<hyper::upgrade::OnUpgrade>,
         upgrade_proto: Option<HeaderValue>,
@@ -1259,7 +1268,10 @@ impl Proxy {
         fwd: &ForwardAction,
         sent_at: std::time::Instant,
         note: &mut Note,
-    ) -> Response<ProxyBody> {
+    ) -> Response<ProxyBody>
+    where
+        B: hyper::body::Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static,
+    {
         self.stats.record_target(resp.status().as_u16());
         tg.stats.record_response(resp.status().as_u16(), sent_at.elapsed());
         note.target_status = Some(resp.status().as_u16());
@@ -1306,9 +1318,10 @@ impl Proxy {
                 let mut upstream = TokioIo::new(upstream);
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             });
-            return Response::from_parts(parts, body);
+            return Response::from_parts(parts, body.boxed());
         }
-        // The request stays outstanding on the target until its response body is done.
+        // The request stays outstanding on the target until its response body is done (one
+        // box for the body and this).
         let body = body.map_err(move |e| {
             let _held = &target;
             e

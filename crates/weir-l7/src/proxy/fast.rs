@@ -36,10 +36,7 @@ use crate::desync::{self, Tier};
 use crate::headers::{
     forwarded_addresses, has_trace_root, is_hop_by_hop, push_trace_root, MAX_XFF_ADDRESSES,
 };
-use crate::http1::{
-    self, named_in, push_decimal, response_framing, write_parsed_response_head, Body, Framing,
-    MAX_RESPONSE_HEADERS,
-};
+use crate::http1::{self, named_in, write_parsed_response_head, Body, Framing, ResponseHead};
 use crate::responses;
 use crate::rules::RequestView;
 use crate::snapshot::{CompiledAction, ListenerSnapshot, Stickiness, TargetGroupRuntime, XffMode};
@@ -50,8 +47,6 @@ const MAX_FAST_HEADERS: usize = 100;
 /// Largest request body the fast path buffers (and can therefore replay on a fresh
 /// connection); larger ones are streamed by the general path.
 const MAX_FAST_BODY: usize = 64 * 1024;
-/// Largest target response head.
-pub(super) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// How long an idle pooled target connection is kept (as the general path's pool).
 const POOL_IDLE: Duration = Duration::from_secs(55);
 /// Most idle pooled connections per target.
@@ -201,22 +196,6 @@ fn closed_by_peer(s: &TcpStream) -> bool {
     !matches!(s.try_read(&mut b), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
 }
 
-/// The client's address as `X-Forwarded-For` spells it, formatted once per connection.
-struct Who {
-    ip: Vec<u8>,
-    ip_port: Vec<u8>,
-}
-
-impl Who {
-    fn new(peer: SocketAddr) -> Self {
-        let ip_port = match peer {
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-            a => a.to_string(),
-        };
-        Self { ip: peer.ip().to_string().into_bytes(), ip_port: ip_port.into_bytes() }
-    }
-}
-
 /// What one parsed request leads to.
 enum Prep {
     /// The head (or the body after it) is not all here yet.
@@ -255,7 +234,6 @@ where
     let mut out: Vec<u8> = Vec::new();
     let mut up_buf: Vec<u8> = Vec::new();
     let mut spare: Vec<u8> = Vec::new();
-    let who = Who::new(conn.peer);
     // A request (head and body) must arrive within the idle timeout of the previous response
     // (or of the connection's start): dribbling bytes does not extend it (slowloris).
     let mut deadline = tokio::time::Instant::now() + proxy.cell.load().lb.idle_timeout;
@@ -267,7 +245,7 @@ where
         let prep = if buf.is_empty() {
             Prep::NeedMore
         } else {
-            prepare(proxy, &snap, conn, &who, &buf, &mut out)
+            prepare(proxy, &snap, conn, &buf, &mut out)
         };
         let fwd = match prep {
             Prep::Fallback => return Outcome::Fallback(io, buf),
@@ -345,7 +323,6 @@ fn prepare(
     proxy: &Proxy,
     snap: &ListenerSnapshot,
     conn: &ConnInfo,
-    who: &Who,
     buf: &[u8],
     out: &mut Vec<u8>,
 ) -> Prep {
@@ -507,7 +484,7 @@ fn prepare(
             out.extend_from_slice(v);
             out.extend_from_slice(b", ");
         }
-        out.extend_from_slice(if snap.lb.xff_client_port { &who.ip_port } else { &who.ip });
+        out.extend_from_slice(conn.fwd.client(snap.lb.xff_client_port).as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(if conn.tls.is_some() {
@@ -515,7 +492,7 @@ fn prepare(
     } else {
         b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: "
     });
-    push_decimal(out, u64::from(snap.port));
+    out.extend_from_slice(conn.fwd.port.as_bytes());
     out.extend_from_slice(b"\r\n");
     if let Some(t) = tls {
         out.extend_from_slice(b"X-Amzn-Tls-Version: ");
@@ -741,40 +718,22 @@ async fn read_response_head(
     out: &mut Vec<u8>,
 ) -> io::Result<Option<(usize, u16, Framing, bool)>> {
     loop {
-        let parsed = {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-            let mut r = httparse::Response::new(&mut fields);
-            match r.parse(buf) {
-                Ok(Status::Complete(n)) => {
-                    let head = response_framing(&r, n, head_request);
-                    // The client's head, written from the same parse (a final response only).
-                    if let Some((_, status, framing, _)) = head {
-                        if !(100..200).contains(&status) {
-                            out.clear();
-                            let close = client_close || framing == Framing::Close;
-                            if !write_parsed_response_head(&r, out, framing, close) {
-                                return Ok(None);
-                            }
-                        }
-                    }
-                    Some(head)
-                }
-                Ok(Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => None,
-                _ => return Ok(None),
-            }
-        };
-        match parsed {
-            Some(Some((n, status, ..))) if (100..200).contains(&status) => {
-                if status == 101 {
-                    return Ok(None);
-                }
+        // The client's head is written from the same parse (a final response only).
+        let step = http1::parse_response_head(buf, head_request, |r, framing| {
+            out.clear();
+            let close = client_close || framing == Framing::Close;
+            write_parsed_response_head(r, out, framing, close).then_some(())
+        });
+        match step {
+            ResponseHead::Final(h) => return Ok(Some((h.len, h.status, h.framing, h.keep_alive))),
+            ResponseHead::Interim(n) => {
                 buf.drain(..n);
                 if !buf.is_empty() {
                     continue;
                 }
             }
-            Some(head) => return Ok(head),
-            None => {}
+            ResponseHead::Partial => {}
+            ResponseHead::Invalid => return Ok(None),
         }
         buf.reserve(READ_CHUNK);
         if s.read_buf(buf).await? == 0 {

@@ -20,15 +20,14 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Empty, Full};
-use httparse::Status;
+use http_body_util::{Either, Full};
 use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::fast::{connect, Pool, MAX_RESPONSE_HEAD, READ_CHUNK};
-use crate::http1::{response_fields, response_framing, Chunks, Framing, MAX_RESPONSE_HEADERS};
-use crate::responses::{BodyError, ProxyBody};
+use super::fast::{connect, Pool, READ_CHUNK};
+use crate::http1::{parse_response_head, response_fields, Chunks, Framing, ResponseHead};
+use crate::responses::BodyError;
 
 /// The first read's buffer: most responses of a request without a body fit whole.
 const FIRST_READ: usize = 4 * 1024;
@@ -46,8 +45,14 @@ pub(super) enum SendError {
     Invalid,
 }
 
-/// A parsed final response head.
+/// A response body from the pool: whole (as it came with the head) or read as the client
+/// takes it.
+pub(super) type PooledResponse = Either<Full<Bytes>, PooledBody>;
+
+/// A parsed final response head and the bytes read with it.
 struct Head {
+    /// Everything read: the head (the fields' values share it) and what followed it.
+    data: Bytes,
     len: usize,
     status: StatusCode,
     headers: HeaderMap,
@@ -66,27 +71,24 @@ pub(super) async fn send(
     head_request: bool,
     idempotent: bool,
     idle: Duration,
-) -> Result<Response<ProxyBody>, SendError> {
+) -> Result<Response<PooledResponse>, SendError> {
     let mut fresh_only = false;
     loop {
         let (mut s, reused) = match (!fresh_only).then(|| pool.take(addr)).flatten() {
             Some(s) => (s, true),
             None => (connect(addr).await.map_err(SendError::Connect)?, false),
         };
-        let mut buf = BytesMut::with_capacity(FIRST_READ);
         let written = s.write_all(head).await.is_ok();
         let result = if written {
-            match tokio::time::timeout(idle, read_head(&mut s, &mut buf, head_request)).await {
+            match tokio::time::timeout(idle, read_head(&mut s, head_request)).await {
                 Err(_) => Err(SendError::Timeout),
-                Ok(Some(h)) => Ok(h),
-                Ok(None) if buf.is_empty() => Err(SendError::Lost),
-                Ok(None) => Err(SendError::Invalid),
+                Ok(r) => r,
             }
         } else {
             Err(SendError::Lost)
         };
         match result {
-            Ok(h) => return Ok(respond(pool, addr, s, buf, h, idle)),
+            Ok(h) => return Ok(respond(pool, addr, s, h, idle)),
             Err(SendError::Lost) if reused && !fresh_only && (!written || idempotent) => {
                 fresh_only = true;
             }
@@ -95,70 +97,70 @@ pub(super) async fn send(
     }
 }
 
-/// Reads a final response head (interim 1xx ones skipped) into `buf`; `None` when the
-/// connection ended first or the head is not a valid HTTP/1.x response (or is a 101: no
-/// upgrade was asked for).
-async fn read_head(s: &mut TcpStream, buf: &mut BytesMut, head_request: bool) -> Option<Head> {
+/// Reads a final response head (interim 1xx ones skipped). `Lost` when the connection ended
+/// before a byte of it, `Invalid` when what came is not a valid HTTP/1.x response (a 101
+/// among them: no upgrade was asked for).
+async fn read_head(s: &mut TcpStream, head_request: bool) -> Result<Head, SendError> {
+    let mut buf = BytesMut::with_capacity(FIRST_READ);
     loop {
         if !buf.is_empty() {
-            let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-            let mut r = httparse::Response::new(&mut fields);
-            match r.parse(buf) {
-                Ok(Status::Complete(n)) => {
-                    let (len, status, framing, keep_alive) = response_framing(&r, n, head_request)?;
-                    if (100..200).contains(&status) {
-                        if status == 101 {
-                            return None;
-                        }
-                        buf.advance(len);
-                        continue;
-                    }
-                    let (status, headers) = response_fields(&r, framing)?;
-                    return Some(Head { len, status, headers, framing, keep_alive });
+            // Parsed as shared bytes, so that the fields' values point into them instead of
+            // being copied; taken back to read more (no copy either: nothing else holds them).
+            let mut data = std::mem::take(&mut buf).freeze();
+            let step =
+                parse_response_head(&data, head_request, |r, f| response_fields(r, f, &data));
+            let interim = match step {
+                ResponseHead::Final(h) => {
+                    let (status, headers) = h.out;
+                    let (len, framing, keep_alive) = (h.len, h.framing, h.keep_alive);
+                    return Ok(Head { data, len, status, headers, framing, keep_alive });
                 }
-                Ok(Status::Partial) if buf.len() < MAX_RESPONSE_HEAD => {}
-                _ => return None,
+                ResponseHead::Interim(n) => {
+                    data.advance(n);
+                    true
+                }
+                ResponseHead::Partial => false,
+                ResponseHead::Invalid => return Err(SendError::Invalid),
+            };
+            buf = data.try_into_mut().unwrap_or_else(|d| BytesMut::from(&d[..]));
+            if interim {
+                continue;
             }
         }
         if buf.capacity() - buf.len() < FIRST_READ / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match s.read_buf(buf).await {
+        match s.read_buf(&mut buf).await {
             Ok(n) if n > 0 => {}
-            _ => return None,
+            _ if buf.is_empty() => return Err(SendError::Lost),
+            _ => return Err(SendError::Invalid),
         }
     }
 }
-
 /// The response for the client: a body already whole is handed on as it is and the connection
 /// goes back to the pool; otherwise a [`PooledBody`] reads the rest.
 fn respond(
     pool: &Arc<Pool>,
     addr: SocketAddr,
     s: TcpStream,
-    mut buf: BytesMut,
     h: Head,
     idle: Duration,
-) -> Response<ProxyBody> {
-    buf.advance(h.len);
+) -> Response<PooledResponse> {
+    let rest = h.data.slice(h.len..);
     let whole = match h.framing {
         Framing::Empty => Some(Bytes::new()),
-        Framing::Length(n) if buf.len() as u64 >= n => {
-            Some(buf.split_to(usize::try_from(n).unwrap_or(usize::MAX)).freeze())
+        Framing::Length(n) if rest.len() as u64 >= n => {
+            Some(rest.slice(..usize::try_from(n).unwrap_or(usize::MAX)))
         }
         _ => None,
     };
     let body = match whole {
         Some(data) => {
             // Bytes after the response: the target is not to be trusted with another request.
-            if h.keep_alive && buf.is_empty() {
+            if h.keep_alive && data.len() == rest.len() {
                 pool.put(addr, s);
             }
-            if data.is_empty() {
-                Empty::new().map_err(|never| match never {}).boxed()
-            } else {
-                Full::new(data).map_err(|never| match never {}).boxed()
-            }
+            Either::Left(Full::new(data))
         }
         None => {
             let decoder = match h.framing {
@@ -166,7 +168,9 @@ fn respond(
                 Framing::Chunked => Decoder::Chunked(Chunks::decoding()),
                 _ => Decoder::Close,
             };
-            PooledBody {
+            let mut buf = BytesMut::with_capacity(READ_CHUNK.max(rest.len()));
+            buf.extend_from_slice(&rest);
+            Either::Right(PooledBody {
                 stream: Some(s),
                 buf,
                 decoder,
@@ -177,8 +181,7 @@ fn respond(
                 timer: None,
                 progressed: false,
                 finished: false,
-            }
-            .boxed()
+            })
         }
     };
     let mut resp = Response::new(body);
