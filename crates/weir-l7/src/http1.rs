@@ -368,6 +368,35 @@ impl Body {
             Framing::Close => Ok(b.len()),
         }
     }
+
+    /// A body delimited by `framing` that is decoded ([`Body::decode`]) rather than only
+    /// scanned: chunked coding is taken off and trailer fields kept.
+    pub fn decoding(framing: Framing) -> Self {
+        Self { chunks: Chunks::decoding(), ..Self::new(framing) }
+    }
+
+    /// Consumes bytes of `b` up to and including the first run of body data (or to the end of
+    /// `b` or of the body); `Err` when the chunked coding is malformed or its trailer section
+    /// too large.
+    #[allow(clippy::result_unit_err)] // one way to fail
+    pub fn decode(&mut self, b: &[u8]) -> Result<Decoded, ()> {
+        let all = |n: usize| Decoded { consumed: n, data: (n > 0).then_some(0..n) };
+        match self.framing {
+            Framing::Chunked => self.chunks.decode(b),
+            _ => self.feed(b).map(all),
+        }
+    }
+
+    /// Bytes left of a `Content-Length` body; `None` for other framings.
+    pub fn remaining(&self) -> Option<u64> {
+        matches!(self.framing, Framing::Length(_)).then_some(self.left)
+    }
+
+    /// The trailer fields of a decoded chunked body once it is [`done`](Body::done) (see
+    /// [`Chunks::take_trailers`]).
+    pub fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        self.chunks.take_trailers()
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -628,6 +657,24 @@ mod tests {
         }
         assert!(c.done(), "not done");
         Ok((data, c.take_trailers()))
+    }
+
+    #[test]
+    fn length_and_close_bodies_decode_to_their_bytes() {
+        let mut b = Body::decoding(Framing::Length(7));
+        assert_eq!(b.remaining(), Some(7));
+        assert_eq!(b.decode(b"abc").unwrap(), Decoded { consumed: 3, data: Some(0..3) });
+        assert!(!b.done());
+        // Bytes past the body are not its own.
+        assert_eq!(b.decode(b"defgHTTP").unwrap(), Decoded { consumed: 4, data: Some(0..4) });
+        assert!(b.done() && b.remaining() == Some(0) && b.take_trailers().is_none());
+        let mut b = Body::decoding(Framing::Close);
+        assert_eq!(b.remaining(), None);
+        assert_eq!(b.decode(b"all of it").unwrap(), Decoded { consumed: 9, data: Some(0..9) });
+        assert_eq!(b.decode(b"").unwrap(), Decoded { consumed: 0, data: None });
+        assert!(!b.done(), "a close-delimited body ends with the connection");
+        let mut b = Body::decoding(Framing::Chunked);
+        assert_eq!(b.decode(b"3\r\nabc\r\n").unwrap().data, Some(3..6));
     }
 
     #[test]

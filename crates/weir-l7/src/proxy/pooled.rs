@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::fast::{connect, Pool, READ_CHUNK};
-use crate::http1::{parse_response_head, response_fields, Chunks, Framing, ResponseHead};
+use crate::http1::{parse_response_head, response_fields, Body, Framing, ResponseHead};
 use crate::responses::BodyError;
 
 /// The first read's buffer: most responses of a request without a body fit whole.
@@ -163,17 +163,12 @@ fn respond(
             Either::Left(Full::new(data))
         }
         None => {
-            let decoder = match h.framing {
-                Framing::Length(n) => Decoder::Length(n),
-                Framing::Chunked => Decoder::Chunked(Chunks::decoding()),
-                _ => Decoder::Close,
-            };
             let mut buf = BytesMut::with_capacity(READ_CHUNK.max(rest.len()));
             buf.extend_from_slice(&rest);
             Either::Right(PooledBody {
                 stream: Some(s),
                 buf,
-                decoder,
+                body: Body::decoding(h.framing),
                 pool: pool.clone(),
                 addr,
                 keep_alive: h.keep_alive,
@@ -191,16 +186,6 @@ fn respond(
     resp
 }
 
-/// How the rest of a response body is delimited.
-enum Decoder {
-    /// Bytes left of a `Content-Length` body.
-    Length(u64),
-    /// Chunked.
-    Chunked(Chunks),
-    /// Until the target closes.
-    Close,
-}
-
 /// A response body read from a pooled target connection as the client takes it; the connection
 /// returns to the pool when the body ends cleanly, and is closed otherwise (a body cut short
 /// is an error for the client, never a shorter body).
@@ -208,7 +193,8 @@ pub(super) struct PooledBody {
     /// The target connection, until the body ends.
     stream: Option<TcpStream>,
     buf: BytesMut,
-    decoder: Decoder,
+    /// Where the body ends; chunked coding decoded.
+    body: Body,
     pool: Arc<Pool>,
     addr: SocketAddr,
     keep_alive: bool,
@@ -224,7 +210,7 @@ impl PooledBody {
     /// The body ended: the connection goes back to the pool if it can carry another request.
     fn finish(&mut self) {
         self.finished = true;
-        if self.keep_alive && self.buf.is_empty() && !matches!(self.decoder, Decoder::Close) {
+        if self.keep_alive && self.buf.is_empty() && self.body.framing != Framing::Close {
             if let Some(s) = self.stream.take() {
                 self.pool.put(self.addr, s);
             }
@@ -236,34 +222,23 @@ impl PooledBody {
         if self.buf.is_empty() {
             return Ok(None);
         }
-        match &mut self.decoder {
-            Decoder::Length(left) => {
-                let n = (self.buf.len() as u64).min(*left);
-                *left -= n;
-                let data = self.buf.split_to(usize::try_from(n).unwrap_or(usize::MAX)).freeze();
-                if *left == 0 {
-                    self.finish();
-                }
-                Ok(Some(Frame::data(data)))
-            }
-            Decoder::Chunked(c) => {
-                let d =
-                    c.decode(&self.buf).map_err(|()| "malformed chunked body from the target")?;
-                if let Some(r) = d.data {
-                    self.buf.advance(r.start);
-                    let data = self.buf.split_to(r.len()).freeze();
-                    return Ok(Some(Frame::data(data)));
-                }
-                self.buf.advance(d.consumed);
-                if !c.done() {
-                    return Ok(None);
-                }
-                let trailers = c.take_trailers();
+        let d =
+            self.body.decode(&self.buf).map_err(|()| "malformed chunked body from the target")?;
+        if let Some(r) = d.data {
+            self.buf.advance(r.start);
+            let data = self.buf.split_to(r.len()).freeze();
+            if self.body.done() {
                 self.finish();
-                Ok(trailers.map(Frame::trailers))
             }
-            Decoder::Close => Ok(Some(Frame::data(self.buf.split().freeze()))),
+            return Ok(Some(Frame::data(data)));
         }
+        self.buf.advance(d.consumed);
+        if !self.body.done() {
+            return Ok(None);
+        }
+        let trailers = self.body.take_trailers();
+        self.finish();
+        Ok(trailers.map(Frame::trailers))
     }
 
     /// Reads more of the body: the number of bytes, 0 at the end of the connection.
@@ -307,7 +282,7 @@ impl hyper::body::Body for PooledBody {
             match this.poll_fill(cx) {
                 Poll::Ready(Ok(0)) => {
                     this.finished = true;
-                    if matches!(this.decoder, Decoder::Close) {
+                    if this.body.framing == Framing::Close {
                         return Poll::Ready(None);
                     }
                     return Poll::Ready(Some(Err(
@@ -345,9 +320,9 @@ impl hyper::body::Body for PooledBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.decoder {
-            Decoder::Length(left) => SizeHint::with_exact(left),
-            _ => SizeHint::default(),
+        match self.body.remaining() {
+            Some(left) => SizeHint::with_exact(left),
+            None => SizeHint::default(),
         }
     }
 }
