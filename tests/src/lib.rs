@@ -195,6 +195,25 @@ pub fn client() -> Client<HttpConnector, Empty<Bytes>> {
     Client::builder(TokioExecutor::new()).build(HttpConnector::new())
 }
 
+/// The sending side of an HTTP/2 client connection (requests without a body).
+pub type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+/// An HTTP/2 client connection over `io` — a TCP stream (prior knowledge) or a TLS stream that
+/// negotiated `h2`; its connection task runs until every sender is dropped.
+pub async fn h2_client<I>(io: I) -> H2Sender
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(io),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    send
+}
+
 /// Sends a request with extra headers.
 pub async fn send(
     c: &Client<HttpConnector, Empty<Bytes>>,

@@ -254,13 +254,7 @@ async fn many_parallel_http2_streams_over_tls_each_get_their_answer() {
     let tcp = TcpStream::connect(("127.0.0.1", lb.port)).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("h2par.test").unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let send = h2_client(tls).await;
     // Rounds of 100 streams at once: responses from the streams are written together, and
     // none is held back waiting for another.
     for round in 0..3 {

@@ -219,28 +219,14 @@ async fn requests_outside_the_fast_path_continue_on_the_general_path() {
 }
 
 /// An HTTP/2 (prior knowledge) client connection to the load balancer.
-async fn h2(
-    lb: SocketAddr,
-) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>> {
-    let s = tokio::net::TcpStream::connect(lb).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(s),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    send
+async fn h2(lb: SocketAddr) -> H2Sender {
+    h2_client(tokio::net::TcpStream::connect(lb).await.unwrap()).await
 }
 
 /// A response over HTTP/2: status, fields, body and trailers (`Err` when the body failed).
 type H2Answer = (u16, http::HeaderMap, Result<(bytes::Bytes, Option<http::HeaderMap>), String>);
 
-async fn h2_request(
-    c: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-    method: &str,
-    path: &str,
-) -> H2Answer {
+async fn h2_request(c: &mut H2Sender, method: &str, path: &str) -> H2Answer {
     use http_body_util::BodyExt;
     c.ready().await.unwrap();
     let req = http::Request::builder()
