@@ -137,6 +137,7 @@ async fn read_head(s: &mut TcpStream, head_request: bool) -> Result<Head, SendEr
         }
     }
 }
+
 /// The response for the client: a body already whole is handed on as it is and the connection
 /// goes back to the pool; otherwise a [`PooledBody`] reads the rest.
 fn respond(
