@@ -355,6 +355,8 @@ async fn watch_connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(WATCH_PERIOD);
+    // Idle since `since`, when the byte count last moved (to within a tick).
+    let (mut seen, mut since) = (meter.moved(), Instant::now());
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -364,7 +366,10 @@ async fn watch_connection(
                 }
             }
         }
-        if meter.idle() >= idle {
+        let moved = meter.moved();
+        if moved != seen {
+            (seen, since) = (moved, Instant::now());
+        } else if since.elapsed() >= idle {
             tracing::debug!(target = %target.addr, "idle timeout");
             return;
         }
