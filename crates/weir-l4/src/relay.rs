@@ -11,7 +11,11 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use std::future::Future;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Bytes moved, shared with the connection's watchdog, which tells idleness from the count
@@ -49,7 +53,7 @@ pub enum End {
     WriteError,
 }
 
-/// Which side ended a relay with an error.
+/// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Both directions closed cleanly.
@@ -58,6 +62,9 @@ pub enum Outcome {
     ClientReset,
     /// The target reset (or failed).
     TargetReset,
+    /// The watchdog ended it (idle timeout, target drained or unhealthy, listener stopping):
+    /// the load balancer closes both sides.
+    Stopped,
 }
 
 fn outcome(up: End, down: End) -> Outcome {
@@ -66,6 +73,288 @@ fn outcome(up: End, down: End) -> Outcome {
         (End::ReadError, _) | (_, End::WriteError) => Outcome::ClientReset,
         (End::WriteError, _) | (_, End::ReadError) => Outcome::TargetReset,
         _ => Outcome::Closed,
+    }
+}
+
+/// Decides, once per period, whether the load balancer must end a connection; it is given the
+/// payload bytes moved so far (see [`Meter::moved`]).
+pub trait Watchdog {
+    /// `true`: end the connection now.
+    fn must_close(&mut self, moved: u64) -> bool;
+}
+
+impl<F: FnMut(u64) -> bool> Watchdog for F {
+    fn must_close(&mut self, moved: u64) -> bool {
+        self(moved)
+    }
+}
+
+/// Relays between two TCP sockets until both directions close, one side fails or `watchdog`
+/// (asked every `period`) ends it.
+///
+/// One hand-written poll loop drives both directions and the watchdog's timer: a wake-up costs
+/// a readiness check per direction — no per-await futures registering and unregistering
+/// waiters — and the timer is looked at (an atomic load) rather than polled until it fires.
+pub async fn tcp(
+    client: &TcpStream,
+    target: &TcpStream,
+    meter: &Meter,
+    period: Duration,
+    mut watchdog: impl Watchdog,
+) -> Outcome {
+    let mut up = Flow::new(true);
+    let mut down = Flow::new(false);
+    let tick = tokio::time::sleep(period);
+    tokio::pin!(tick);
+    // The waker the armed timer holds; the timer is polled again only when it has fired or the
+    // task's waker changed.
+    let mut armed: Option<std::task::Waker> = None;
+    let stopped = std::future::poll_fn(|cx| {
+        if tick.is_elapsed() {
+            if watchdog.must_close(meter.moved()) {
+                return Poll::Ready(true);
+            }
+            tick.as_mut().reset(tokio::time::Instant::now() + period);
+            armed = None;
+        }
+        if !armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            // A deadline `period` ahead cannot be ready at once.
+            let _ = tick.as_mut().poll(cx);
+            armed = Some(cx.waker().clone());
+        }
+        let u = up.poll(client, target, meter, cx);
+        let d = down.poll(target, client, meter, cx);
+        match (u, d) {
+            // A failure of one direction ends both at once.
+            (Poll::Ready(e), _) | (_, Poll::Ready(e)) if e != End::Eof => Poll::Ready(false),
+            // A clean end of one (a half-close) lets the other go on.
+            (Poll::Ready(_), Poll::Ready(_)) => Poll::Ready(false),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    if stopped {
+        return Outcome::Stopped;
+    }
+    let end = |f: &Flow| f.done.unwrap_or(End::Eof);
+    finish(client, target, end(&up), end(&down))
+}
+
+fn finish(client: &TcpStream, target: &TcpStream, up: End, down: End) -> Outcome {
+    let o = outcome(up, down);
+    match o {
+        Outcome::ClientReset => crate::socket::reset_on_close(target),
+        Outcome::TargetReset => crate::socket::reset_on_close(client),
+        Outcome::Closed | Outcome::Stopped => {}
+    }
+    o
+}
+
+fn shutdown_write(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
+}
+
+/// Size of a direction's copy buffer; on Linux a read that fills it switches the direction to
+/// splice.
+const COPY_BUF: usize = 8 * 1024;
+
+/// Bytes a splice moves at most at once.
+#[cfg(target_os = "linux")]
+const CHUNK: usize = 1 << 16;
+
+/// One direction of a TCP relay.
+///
+/// It starts copying through a small buffer — one read and one write per message, a read
+/// shorter than the buffer telling that the socket is drained (so the runtime is told it is not
+/// readable any more: the next read waits for new data instead of costing a system call that
+/// would find none), which is the cheapest for request/response traffic — and on Linux moves
+/// to `splice(2)` through a pipe at the first read that fills the buffer, the sign of bulk
+/// transfer. The buffer is allocated at the first readable moment, so idle connections hold
+/// none.
+struct Flow {
+    /// From the client (to the target), or the reverse.
+    up: bool,
+    buf: Vec<u8>,
+    /// `buf[start..end]` is read and not yet written.
+    start: usize,
+    end: usize,
+    /// The last read filled the buffer: splice once it is written.
+    bulk: bool,
+    #[cfg(target_os = "linux")]
+    pipe: Option<Pipe>,
+    /// How the direction ended, once it has.
+    done: Option<End>,
+}
+
+/// A splicing direction's pipe and the bytes in it.
+#[cfg(target_os = "linux")]
+struct Pipe {
+    r: std::os::fd::OwnedFd,
+    w: std::os::fd::OwnedFd,
+    held: usize,
+}
+
+impl Flow {
+    fn new(up: bool) -> Self {
+        Self {
+            up,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            bulk: false,
+            #[cfg(target_os = "linux")]
+            pipe: None,
+            done: None,
+        }
+    }
+
+    /// Moves what can be moved now; `Ready` with how the direction ended.
+    fn poll(
+        &mut self,
+        from: &TcpStream,
+        to: &TcpStream,
+        meter: &Meter,
+        cx: &mut Context<'_>,
+    ) -> Poll<End> {
+        if let Some(e) = self.done {
+            return Poll::Ready(e);
+        }
+        #[cfg(target_os = "linux")]
+        let r = if self.pipe.is_some() {
+            self.poll_splice(from, to, meter, cx)
+        } else {
+            self.poll_copy(from, to, meter, cx)
+        };
+        #[cfg(not(target_os = "linux"))]
+        let r = self.poll_copy(from, to, meter, cx);
+        if let Poll::Ready(e) = r {
+            if e == End::Eof {
+                shutdown_write(to);
+            }
+            self.done = Some(e);
+            self.buf = Vec::new();
+            #[cfg(target_os = "linux")]
+            {
+                self.pipe = None;
+            }
+        }
+        r
+    }
+
+    fn poll_copy(
+        &mut self,
+        from: &TcpStream,
+        to: &TcpStream,
+        meter: &Meter,
+        cx: &mut Context<'_>,
+    ) -> Poll<End> {
+        loop {
+            while self.start < self.end {
+                if ready!(to.poll_write_ready(cx)).is_err() {
+                    return Poll::Ready(End::WriteError);
+                }
+                match to.try_write(&self.buf[self.start..self.end]) {
+                    Ok(n) => {
+                        self.start += n;
+                        meter.record(self.up, n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Poll::Ready(End::WriteError),
+                }
+            }
+            #[cfg(target_os = "linux")]
+            if self.bulk {
+                use rustix::pipe::{pipe_with, PipeFlags};
+                self.bulk = false;
+                if let Ok((r, w)) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) {
+                    self.buf = Vec::new();
+                    self.pipe = Some(Pipe { r, w, held: 0 });
+                    return self.poll_splice(from, to, meter, cx);
+                }
+                // No pipe to be had: go on copying.
+            }
+            if ready!(from.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(End::ReadError);
+            }
+            if self.buf.is_empty() {
+                self.buf.resize(COPY_BUF, 0);
+            }
+            let buf = &mut self.buf[..];
+            let mut short = 0;
+            let r = from.try_io(Interest::READABLE, || {
+                match rustix::io::read(from, &mut *buf).map_err(io::Error::from) {
+                    Ok(n) if n > 0 && n < COPY_BUF => {
+                        // Drained: clear the readiness (by reporting WouldBlock) and keep `n`.
+                        short = n;
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                    r => r,
+                }
+            });
+            let n = match r {
+                Ok(0) => return Poll::Ready(End::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Poll::Ready(End::ReadError),
+            };
+            (self.start, self.end) = (0, n);
+            self.bulk = n == COPY_BUF;
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    fn poll_splice(
+        &mut self,
+        from: &TcpStream,
+        to: &TcpStream,
+        meter: &Meter,
+        cx: &mut Context<'_>,
+    ) -> Poll<End> {
+        use rustix::pipe::{splice, SpliceFlags};
+        let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+        let Some(pipe) = self.pipe.as_mut() else { return Poll::Ready(End::Eof) };
+        loop {
+            while pipe.held > 0 {
+                if ready!(to.poll_write_ready(cx)).is_err() {
+                    return Poll::Ready(End::WriteError);
+                }
+                match to.try_io(Interest::WRITABLE, || {
+                    splice(&pipe.r, None, to, None, pipe.held, flags).map_err(io::Error::from)
+                }) {
+                    Ok(m) => {
+                        pipe.held -= m;
+                        meter.record(self.up, m);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Poll::Ready(End::WriteError),
+                }
+            }
+            if ready!(from.poll_read_ready(cx)).is_err() {
+                return Poll::Ready(End::ReadError);
+            }
+            // The pipe is empty here, so EAGAIN can only mean the socket has nothing to read.
+            match from.try_io(Interest::READABLE, || {
+                splice(from, None, &pipe.w, None, CHUNK, flags).map_err(io::Error::from)
+            }) {
+                Ok(0) => return Poll::Ready(End::Eof),
+                Ok(n) => pipe.held = n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return Poll::Ready(End::ReadError),
+            }
+        }
+    }
+}
+
+/// Runs `watchdog` every `period` until it asks to close.
+async fn watch(meter: &Meter, period: Duration, mut watchdog: impl Watchdog) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if watchdog.must_close(meter.moved()) {
+            return;
+        }
     }
 }
 
@@ -82,183 +371,30 @@ async fn both(
     }
 }
 
-/// Relays between two TCP sockets until both directions close or one side fails.
-pub async fn tcp(client: &TcpStream, target: &TcpStream, meter: &Meter) -> Outcome {
-    #[cfg(target_os = "linux")]
-    let (up, down) = both(
-        splice_one_way(client, target, meter, true),
-        splice_one_way(target, client, meter, false),
-    )
-    .await;
-    #[cfg(not(target_os = "linux"))]
-    let (up, down) = both(
-        copy_tcp_one_way(client, target, meter, true),
-        copy_tcp_one_way(target, client, meter, false),
-    )
-    .await;
-    finish(client, target, up, down)
-}
-
-fn finish(client: &TcpStream, target: &TcpStream, up: End, down: End) -> Outcome {
-    let o = outcome(up, down);
-    match o {
-        Outcome::ClientReset => crate::socket::reset_on_close(target),
-        Outcome::TargetReset => crate::socket::reset_on_close(client),
-        Outcome::Closed => {}
-    }
-    o
-}
-
-fn shutdown_write(s: &TcpStream) {
-    let _ = socket2::SockRef::from(s).shutdown(std::net::Shutdown::Write);
-}
-
-/// Size of a direction's copy buffer; on Linux a read that fills it switches the direction to
-/// splice.
-const COPY_BUF: usize = 8 * 1024;
-
-/// Reads what `from` has into `buf` (allocated at the first readable moment, so idle
-/// connections hold none). A read shorter than the buffer drained the socket, so the runtime is
-/// told the socket is not readable any more: the next read waits for new data instead of
-/// costing a system call that would find none.
-async fn read_drained(from: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    use tokio::io::Interest;
-    loop {
-        from.readable().await?;
-        if buf.is_empty() {
-            buf.resize(COPY_BUF, 0);
-        }
-        let mut short = 0;
-        let r = from.try_io(Interest::READABLE, || {
-            match rustix::io::read(from, &mut buf[..]).map_err(io::Error::from) {
-                Ok(n) if n > 0 && n < COPY_BUF => {
-                    short = n;
-                    Err(io::ErrorKind::WouldBlock.into())
-                }
-                r => r,
-            }
-        });
-        match r {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => return Ok(short),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-async fn splice_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: bool) -> End {
-    use rustix::pipe::{pipe_with, splice, PipeFlags, SpliceFlags};
-    use tokio::io::Interest;
-
-    // Copy while messages are small.
-    if let Some(end) = copy_tcp(from, to, meter, up, true).await {
-        return end;
-    }
-
-    const CHUNK: usize = 1 << 16;
-    let Ok((pipe_r, pipe_w)) = pipe_with(PipeFlags::NONBLOCK | PipeFlags::CLOEXEC) else {
-        return copy_tcp_one_way(from, to, meter, up).await;
-    };
-    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
-    loop {
-        // The pipe is empty here, so EAGAIN can only mean the socket has nothing to read.
-        let n = loop {
-            if from.readable().await.is_err() {
-                return End::ReadError;
-            }
-            match from.try_io(Interest::READABLE, || {
-                splice(from, None, &pipe_w, None, CHUNK, flags).map_err(io::Error::from)
-            }) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return End::ReadError,
-            }
-        };
-        if n == 0 {
-            shutdown_write(to);
-            return End::Eof;
-        }
-        let mut left = n;
-        while left > 0 {
-            if to.writable().await.is_err() {
-                return End::WriteError;
-            }
-            match to.try_io(Interest::WRITABLE, || {
-                splice(&pipe_r, None, to, None, left, flags).map_err(io::Error::from)
-            }) {
-                Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(_) => return End::WriteError,
-            }
-        }
-        meter.record(up, n);
-    }
-}
-
-/// Writes all of `b` to `to`.
-async fn write_all_tcp(to: &TcpStream, mut b: &[u8]) -> io::Result<()> {
-    while !b.is_empty() {
-        to.writable().await?;
-        match to.try_write(b) {
-            Ok(m) => b = &b[m..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// The portable path (and Linux's when no pipe can be had): copies until the end.
-async fn copy_tcp_one_way(from: &TcpStream, to: &TcpStream, meter: &Meter, up: bool) -> End {
-    // Without `until_bulk` the copy only ends with an end.
-    copy_tcp(from, to, meter, up, false).await.unwrap_or(End::Eof)
-}
-
-/// Copies from `from` to `to` through a [`COPY_BUF`] buffer until one side ends; with
-/// `until_bulk`, only until a read fills the buffer (`None`: go on with bulk transfer).
-async fn copy_tcp(
-    from: &TcpStream,
-    to: &TcpStream,
-    meter: &Meter,
-    up: bool,
-    until_bulk: bool,
-) -> Option<End> {
-    let mut buf = Vec::new();
-    loop {
-        let n = match read_drained(from, &mut buf).await {
-            Ok(n) => n,
-            Err(_) => return Some(End::ReadError),
-        };
-        if n == 0 {
-            shutdown_write(to);
-            return Some(End::Eof);
-        }
-        if write_all_tcp(to, &buf[..n]).await.is_err() {
-            return Some(End::WriteError);
-        }
-        meter.record(up, n);
-        if until_bulk && n == COPY_BUF {
-            return None;
-        }
-    }
-}
-
 /// Relays between any two streams (TLS on one side or both) through 16 KiB buffers.
-pub async fn streams<C, T>(client: C, target: T, meter: &Meter) -> Outcome
+///
+/// `watchdog` is asked every `period`, as for [`tcp`].
+pub async fn streams<C, T>(
+    client: C,
+    target: T,
+    meter: &Meter,
+    period: Duration,
+    watchdog: impl Watchdog,
+) -> Outcome
 where
     C: AsyncRead + AsyncWrite + Unpin,
     T: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut tr, mut tw) = tokio::io::split(target);
-    let (up, down) = both(
+    let relay = both(
         copy_one_way(&mut cr, &mut tw, meter, true),
         copy_one_way(&mut tr, &mut cw, meter, false),
-    )
-    .await;
-    outcome(up, down)
+    );
+    tokio::select! {
+        (up, down) = relay => outcome(up, down),
+        () = watch(meter, period, watchdog) => Outcome::Stopped,
+    }
 }
 
 async fn copy_one_way<R, W>(r: &mut R, w: &mut W, meter: &Meter, up: bool) -> End

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use weir_balance::{flow_hash, HealthState, OutstandingGuard, TargetCell};
 
 use crate::conn_log::{self, ConnRecord};
-use crate::relay::{self, Meter, Outcome};
+use crate::relay::{self, Meter, Outcome, Watchdog};
 use crate::snapshot::{L4Group, L4Snapshot, L4SnapshotCell};
 use crate::stats::L4Stats;
 use crate::{proxy_v2, socket};
@@ -189,22 +189,19 @@ async fn handle(
         },
     };
     let mut client = client;
-    let watchdog = watch_connection(&target, group, snap.tcp_idle_timeout, &meter, shutdown);
-    let outcome = tokio::select! {
-        o = relay_any(&mut client, &mut upstream, &meter) => Some(o),
-        () = watchdog => None,
-    };
+    let watchdog = watchdog(&target, group, snap.tcp_idle_timeout, shutdown);
+    let outcome = relay_any(&mut client, &mut upstream, &meter, watchdog).await;
     match outcome {
-        Some(Outcome::ClientReset) => {
+        Outcome::ClientReset => {
             L4Stats::inc(&stats.tcp_client_resets);
             socket::reset_on_close(upstream.tcp());
         }
-        Some(Outcome::TargetReset) => {
+        Outcome::TargetReset => {
             L4Stats::inc(&stats.tcp_target_resets);
             socket::reset_on_close(client.tcp());
         }
-        Some(Outcome::Closed) => {}
-        None => {
+        Outcome::Closed => {}
+        Outcome::Stopped => {
             // Closed by the load balancer: both sides get a reset.
             L4Stats::inc(&stats.tcp_elb_resets);
             socket::reset_on_close(client.tcp());
@@ -275,12 +272,18 @@ fn finish_entry(mut rec: ConnRecord, snap: &L4Snapshot, meter: &Meter, accepted:
     conn_log::log(log, &rec);
 }
 
-async fn relay_any(client: &mut Client, upstream: &mut Upstream, meter: &Meter) -> Outcome {
+async fn relay_any(
+    client: &mut Client,
+    upstream: &mut Upstream,
+    meter: &Meter,
+    w: impl Watchdog,
+) -> Outcome {
+    const P: Duration = WATCH_PERIOD;
     match (client, upstream) {
-        (Client::Plain(c), Upstream::Plain(t)) => relay::tcp(c, t, meter).await,
-        (Client::Plain(c), Upstream::Tls(t)) => relay::streams(c, &mut **t, meter).await,
-        (Client::Tls(c), Upstream::Plain(t)) => relay::streams(&mut **c, t, meter).await,
-        (Client::Tls(c), Upstream::Tls(t)) => relay::streams(&mut **c, &mut **t, meter).await,
+        (Client::Plain(c), Upstream::Plain(t)) => relay::tcp(c, t, meter, P, w).await,
+        (Client::Plain(c), Upstream::Tls(t)) => relay::streams(c, &mut **t, meter, P, w).await,
+        (Client::Tls(c), Upstream::Plain(t)) => relay::streams(&mut **c, t, meter, P, w).await,
+        (Client::Tls(c), Upstream::Tls(t)) => relay::streams(&mut **c, &mut **t, meter, P, w).await,
     }
 }
 
@@ -344,44 +347,35 @@ async fn target_tls(
     }
 }
 
-/// Resolves when the connection must be closed by the load balancer: idle for longer than
-/// `idle`, its target's deregistration delay over (with connection termination on), its target
-/// unhealthy (with unhealthy termination on), or the listener stopping.
-async fn watch_connection(
-    target: &TargetCell,
-    group: &L4Group,
+/// Tells, once per [`WATCH_PERIOD`], whether the load balancer must close the connection: idle
+/// for longer than `idle` (no byte moved), its target's deregistration delay over (with
+/// connection termination on), its target unhealthy (with unhealthy termination on), or the
+/// listener stopping.
+fn watchdog<'a>(
+    target: &'a TargetCell,
+    group: &'a L4Group,
     idle: Duration,
-    meter: &Meter,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(WATCH_PERIOD);
-    // Idle since `since`, when the byte count last moved (to within a tick).
-    let (mut seen, mut since) = (meter.moved(), Instant::now());
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            r = shutdown.changed() => {
-                if r.is_err() || *shutdown.borrow() {
-                    return;
-                }
-            }
+    shutdown: watch::Receiver<bool>,
+) -> impl Watchdog + 'a {
+    // Idle since `since`, when the byte count last moved (to within a period).
+    let (mut seen, mut since) = (0, Instant::now());
+    move |moved: u64| {
+        if shutdown.has_changed().is_err() || *shutdown.borrow() {
+            return true;
         }
-        let moved = meter.moved();
         if moved != seen {
             (seen, since) = (moved, Instant::now());
         } else if since.elapsed() >= idle {
             tracing::debug!(target = %target.addr, "idle timeout");
-            return;
+            return true;
         }
         match target.state() {
-            HealthState::Draining
-                if group.terminate_on_drain
-                    && target.drain_deadline().is_some_and(|d| d <= Instant::now()) =>
-            {
-                return;
+            HealthState::Draining => {
+                group.terminate_on_drain
+                    && target.drain_deadline().is_some_and(|d| d <= Instant::now())
             }
-            HealthState::Unhealthy if group.terminate_on_unhealthy => return,
-            _ => {}
+            HealthState::Unhealthy => group.terminate_on_unhealthy,
+            _ => false,
         }
     }
 }

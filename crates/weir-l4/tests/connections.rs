@@ -1,6 +1,8 @@
 //! Listeners built from hand-made snapshots (the idle timeout attribute's 60 s floor would make
 //! an end-to-end test slow): idle connections are reset after the idle timeout, active ones
-//! not; a client's reset reaches the target at once, while a half-close lets the target finish.
+//! not; a client's reset reaches the target at once, while a half-close lets the target finish;
+//! bulk transfer (spliced) arrives intact both ways and is counted; stopping the listener
+//! resets its connections.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -90,6 +92,63 @@ async fn idle_connections_are_reset_and_active_ones_kept() {
     assert_eq!(&b[..4], b"pong");
     assert_eq!(L4Stats::get(&h.stats.tcp_elb_resets), 1);
     h.stop().await;
+}
+
+#[tokio::test]
+async fn bulk_transfer_arrives_intact_both_ways_and_is_counted() {
+    let (h, lb) = listener(snapshot(echo_backend().await, Duration::from_secs(60))).await;
+    const LEN: usize = 8 << 20;
+    // Not a repeating buffer-sized pattern: a lost, doubled or reordered chunk shows.
+    let data: Vec<u8> = (0..LEN).map(|i| (i * 7 + i / 4093) as u8).collect();
+    let (mut r, mut w) = TcpStream::connect(lb).await.unwrap().into_split();
+    // A small request/response exchange first (the copying mode), then bulk (splicing).
+    w.write_all(b"hello").await.unwrap();
+    let mut b = [0u8; 5];
+    r.read_exact(&mut b).await.unwrap();
+    assert_eq!(&b, b"hello");
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        for chunk in sent.chunks(100_000) {
+            w.write_all(chunk).await.unwrap();
+        }
+        w.shutdown().await.unwrap();
+    });
+    let mut back = Vec::with_capacity(LEN);
+    tokio::time::timeout(Duration::from_secs(30), r.read_to_end(&mut back))
+        .await
+        .expect("the echo came back within 30 s")
+        .unwrap();
+    writer.await.unwrap();
+    assert_eq!(back.len(), LEN, "echoed byte count");
+    assert!(back == data, "the echoed bytes differ from those sent");
+    // Counted once the connection is over: both directions, the first exchange included.
+    let want = 2 * (LEN as u64 + 5);
+    for _ in 0..100 {
+        if L4Stats::get(&h.stats.processed_bytes_tcp) == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(L4Stats::get(&h.stats.processed_bytes_tcp), want);
+    assert_eq!(L4Stats::get(&h.stats.tcp_client_resets), 0);
+    assert_eq!(L4Stats::get(&h.stats.tcp_target_resets), 0);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_a_tcp_listener_resets_its_connections() {
+    let (h, lb) = listener(snapshot(echo_backend().await, Duration::from_secs(60))).await;
+    let mut c = TcpStream::connect(lb).await.unwrap();
+    c.write_all(b"ping").await.unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).await.unwrap();
+    let stats = h.stats.clone();
+    h.stop().await;
+    let r = tokio::time::timeout(Duration::from_secs(2), c.read(&mut b))
+        .await
+        .expect("the connection ended within 2 s of the stop");
+    assert!(matches!(r, Err(_) | Ok(0)), "connection still open: {r:?}");
+    assert_eq!(L4Stats::get(&stats.tcp_elb_resets), 1);
 }
 
 /// A backend that holds each connection open without writing and reports how it ended.
