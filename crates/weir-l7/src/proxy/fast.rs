@@ -184,6 +184,23 @@ impl Pool {
     }
 }
 
+/// Reads what `io` has into `buf`, growing it first. With `first` (the buffer holds nothing
+/// yet), waits for bytes to arrive before taking the buffer: an idle connection holds none. A
+/// zero-length read is that wait on a plain socket (readiness, then a read of nothing); a
+/// stream that cannot wait so (TLS) answers it at once and the buffer is taken as before.
+async fn read_some<I: AsyncRead + Unpin>(
+    io: &mut I,
+    buf: &mut Vec<u8>,
+    first: bool,
+) -> io::Result<usize> {
+    if first {
+        std::future::poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut ReadBuf::new(&mut [])))
+            .await?;
+    }
+    buf.reserve(if buf.capacity() == 0 { FIRST_READ } else { READ_CHUNK });
+    io.read_buf(buf).await
+}
+
 /// Whether an idle pooled connection has something to read — the target closed it (or sent
 /// bytes it should not have): either way it is not reused. Costs no system call when nothing
 /// arrived (the readiness the runtime already has is consulted).
@@ -254,9 +271,9 @@ where
                 if buf.len() >= limit {
                     return Outcome::Fallback(io, buf);
                 }
-                buf.reserve(if buf.capacity() == 0 { FIRST_READ } else { READ_CHUNK });
+                let first = buf.capacity() == 0;
                 tokio::select! {
-                    r = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)) => match r {
+                    r = tokio::time::timeout_at(deadline, read_some(&mut io, &mut buf, first)) => match r {
                         Ok(Ok(n)) if n > 0 => continue,
                         Ok(_) => return Outcome::Done,
                         Err(_) => {
