@@ -131,20 +131,28 @@ fn nlb_example_serves_tcp_and_tls_with_zonal_nodes() {
     let tls = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let certs = std::env::temp_dir().join(format!("weir-nlb-certs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&certs);
-    let (_guard, seen, _) = weir_up(&[
-        "up",
-        &repo_file("examples/nlb.yaml"),
-        "--parameter",
-        &format!("TcpPort={tcp}"),
-        "--parameter",
-        &format!("TlsPort={tls}"),
-        "--api-address",
-        "127.0.0.1:0",
-        "--dns-address",
-        "off",
-        "--certificate-dir",
-        certs.to_str().unwrap(),
-    ]);
+    // On one event loop (the current-thread runtime, as the benchmark runs it).
+    let child = weir()
+        .env("TOKIO_WORKER_THREADS", "1")
+        .args([
+            "up",
+            &repo_file("examples/nlb.yaml"),
+            "--parameter",
+            &format!("TcpPort={tcp}"),
+            "--parameter",
+            &format!("TlsPort={tls}"),
+            "--api-address",
+            "127.0.0.1:0",
+            "--dns-address",
+            "off",
+            "--certificate-dir",
+            certs.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let (_guard, seen, _) = common::wait_until_up(child);
     // The zone-a node's address, as printed: `tcp://127.0.1.N:PORT/`.
     let zone_a = seen
         .split_whitespace()
