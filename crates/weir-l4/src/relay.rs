@@ -180,6 +180,8 @@ struct Flow {
     end: usize,
     /// The last read filled the buffer: splice once it is written.
     bulk: bool,
+    /// The last read filled the buffer (the socket may still be readable).
+    full: bool,
     #[cfg(target_os = "linux")]
     pipe: Option<Pipe>,
     /// How the direction ended, once it has.
@@ -202,6 +204,7 @@ impl Flow {
             start: 0,
             end: 0,
             bulk: false,
+            full: false,
             #[cfg(target_os = "linux")]
             pipe: None,
             done: None,
@@ -249,16 +252,19 @@ impl Flow {
         cx: &mut Context<'_>,
     ) -> Poll<End> {
         loop {
+            // Readiness is polled (registering the waker) only when a try finds the socket not
+            // ready: a try costs no system call then (the runtime's readiness is consulted).
             while self.start < self.end {
-                if ready!(to.poll_write_ready(cx)).is_err() {
-                    return Poll::Ready(End::WriteError);
-                }
                 match to.try_write(&self.buf[self.start..self.end]) {
                     Ok(n) => {
                         self.start += n;
                         meter.record(self.up, n);
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if ready!(to.poll_write_ready(cx)).is_err() {
+                            return Poll::Ready(End::WriteError);
+                        }
+                    }
                     Err(_) => return Poll::Ready(End::WriteError),
                 }
             }
@@ -273,11 +279,16 @@ impl Flow {
                 }
                 // No pipe to be had: go on copying.
             }
-            if ready!(from.poll_read_ready(cx)).is_err() {
-                return Poll::Ready(End::ReadError);
-            }
-            if self.buf.is_empty() {
-                self.buf.resize(COPY_BUF, 0);
+            // Polled first when no buffer is held yet (it is taken once bytes are there) and
+            // after a read that filled the buffer (the socket may stay ready: polling spends
+            // the task's budget, so a stream that never drains still lets others run).
+            if self.buf.is_empty() || self.full {
+                if ready!(from.poll_read_ready(cx)).is_err() {
+                    return Poll::Ready(End::ReadError);
+                }
+                if self.buf.is_empty() {
+                    self.buf.resize(COPY_BUF, 0);
+                }
             }
             let buf = &mut self.buf[..];
             let mut short = 0;
@@ -295,11 +306,17 @@ impl Flow {
                 Ok(0) => return Poll::Ready(End::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if ready!(from.poll_read_ready(cx)).is_err() {
+                        return Poll::Ready(End::ReadError);
+                    }
+                    continue;
+                }
                 Err(_) => return Poll::Ready(End::ReadError),
             };
             (self.start, self.end) = (0, n);
-            self.bulk = n == COPY_BUF;
+            self.full = n == COPY_BUF;
+            self.bulk = self.full;
         }
     }
 
