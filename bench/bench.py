@@ -462,6 +462,15 @@ def machine_info():
     return cpu, mem, versions
 
 
+def paired(rows, other):
+    """Median over rounds of Weir's CPU / the other's in the same round. The systems of a round
+    run back to back, so this ratio is immune to the host drifting between rounds (a slow phase
+    catching one system in more rounds than another moves the medians, not this)."""
+    rs = [w["cpu"] / o["cpu"] for w, o in zip(rows["weir"], rows[other])
+          if w and o and w["cpu"] and o["cpu"]]
+    return f"{statistics.median(rs):.2f}" if rs else "—"
+
+
 def report(results, args, lb_cpus, load_cpus, path):
     cpu, mem, versions = machine_info()
     lines = [
@@ -499,6 +508,9 @@ def report(results, args, lb_cpus, load_cpus, path):
             lines.append(f"| | LB CPU {cpu_unit} | — | " +
                          " | ".join(fmt(cpu_[s], 2) for s in SYSTEMS[1:]) +
                          f" | {ratio(cpu_['weir'], cpu_['haproxy'])} | {ratio(cpu_['weir'], cpu_['nginx'])} |")
+            if args.rounds > 1:
+                lines.append("| | per-round CPU ratio, median | | | | | "
+                             f"{paired(rows, 'haproxy')} | {paired(rows, 'nginx')} |")
         if key in ("http1_rate", "tcp_rate"):
             for pk in ("p50", "p99"):
                 v = {s: med([r[pk] for r in rows[s] if r]) for s in SYSTEMS}
@@ -520,7 +532,10 @@ def report(results, args, lb_cpus, load_cpus, path):
         "Ratios below 1.00 in a CPU row mean Weir used less CPU than the other proxy for the same "
         "work; in a rate row, that Weir was slower. UDP has no HAProxy column: HAProxy does not "
         "load-balance UDP. The TLS row uses wrk with `Connection: close`, so every request is a "
-        "new TCP connection and a full TLS handshake (wrk does not resume sessions).",
+        "new TCP connection and a full TLS handshake (wrk does not resume sessions). "
+        "\"per-round CPU ratio, median\": Weir's CPU per unit of work divided by the other "
+        "proxy's in the same round (they run back to back), the median over rounds — steadier "
+        "than the ratio of medians when the host drifts between fast and slow phases.",
         "",
     ]
     with open(path, "w") as f:
