@@ -164,6 +164,23 @@ class Procs:
                 p.wait()
 
 
+def make_certificate(weir, work):
+    """A self-signed certificate for localhost made by `weir certificate`: (its directory, the
+    PEM file)."""
+    certs = os.path.join(work, "certs")
+    subprocess.run([weir, "certificate", "bench", "--dns-name", "localhost",
+                    "--certificate-dir", certs], check=True, capture_output=True)
+    return certs, os.path.join(certs, "bench.pem")
+
+
+def start_backend(work, cert, fds, procs, cpus=None):
+    """Starts the NGINX backend (HTTP and HTTPS, a 23-byte body) every system proxies to."""
+    with open(os.path.join(work, "backend.conf"), "w") as f:
+        f.write(backend_nginx_conf(work, cert, fds))
+    return procs.start("backend", pinned(cpus, ["nginx", "-p", work, "-c",
+                                                os.path.join(work, "backend.conf")]))
+
+
 # ---------------------------------------------------------------- configurations
 
 
@@ -573,15 +590,8 @@ def main():
     procs = Procs(work)
     results = {}
     try:
-        certs = os.path.join(work, "certs")
-        subprocess.run([args.weir, "certificate", "bench", "--dns-name", "localhost",
-                        "--certificate-dir", certs], check=True, capture_output=True)
-        cert = os.path.join(certs, "bench.pem")
-
-        with open(os.path.join(work, "backend.conf"), "w") as f:
-            f.write(backend_nginx_conf(work, cert, fds))
-        args.backend_pid = procs.start("backend", pinned(load_cpus, ["nginx", "-p", work, "-c",
-                                                   os.path.join(work, "backend.conf")])).pid
+        certs, cert = make_certificate(args.weir, work)
+        args.backend_pid = start_backend(work, cert, fds, procs, load_cpus).pid
         procs.start("iperf3", pinned(load_cpus, ["iperf3", "-s", "-B", "127.0.0.1", "-p",
                                                   str(BACKEND_IPERF)]))
         wait_port(BACKEND_HTTP)

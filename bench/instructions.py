@@ -125,14 +125,9 @@ def main():
     results = {}
     work = tempfile.mkdtemp(prefix="weir-instr-")
     try:
-        certs = os.path.join(work, "certs")
-        subprocess.run([args.weir, "certificate", "bench", "--dns-name", "localhost",
-                        "--certificate-dir", certs], check=True, capture_output=True)
-        cert = os.path.join(certs, "bench.pem")
-        with open(os.path.join(work, "backend.conf"), "w") as f:
-            f.write(bench.backend_nginx_conf(work, cert, FDS))
+        certs, cert = bench.make_certificate(args.weir, work)
         backend = bench.Procs(work)
-        backend.start("backend", ["nginx", "-p", work, "-c", os.path.join(work, "backend.conf")])
+        bench.start_backend(work, cert, FDS, backend)
         try:
             bench.wait_port(bench.BACKEND_HTTP)
             for s in systems:
