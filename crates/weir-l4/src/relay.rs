@@ -121,6 +121,9 @@ pub async fn tcp(
             // A deadline `period` ahead cannot be ready at once.
             let _ = tick.as_mut().poll(cx);
             armed = Some(cx.waker().clone());
+            // Wakers registered for the sockets are another task's: register anew.
+            up.waiting = false;
+            down.waiting = false;
         }
         let u = up.poll(client, target, meter, cx);
         let d = down.poll(target, client, meter, cx);
@@ -182,6 +185,14 @@ struct Flow {
     bulk: bool,
     /// The last read filled the buffer (the socket may still be readable).
     full: bool,
+    /// The last read was short: the socket is drained and the runtime knows it, so the next
+    /// read waits for readiness first rather than trying (and failing) at once.
+    drained: bool,
+    /// The task's waker is registered for the source's read readiness and no readiness has
+    /// been seen since: a try that finds the socket not ready needs no new registration (the
+    /// runtime keeps a registered waker until a readiness event wakes it, and that event
+    /// leaves the socket ready until a read finds it drained).
+    waiting: bool,
     #[cfg(target_os = "linux")]
     pipe: Option<Pipe>,
     /// How the direction ended, once it has.
@@ -205,6 +216,8 @@ impl Flow {
             end: 0,
             bulk: false,
             full: false,
+            drained: false,
+            waiting: false,
             #[cfg(target_os = "linux")]
             pipe: None,
             done: None,
@@ -279,11 +292,13 @@ impl Flow {
                 }
                 // No pipe to be had: go on copying.
             }
-            // Polled first when no buffer is held yet (it is taken once bytes are there) and
-            // after a read that filled the buffer (the socket may stay ready: polling spends
-            // the task's budget, so a stream that never drains still lets others run).
-            if self.buf.is_empty() || self.full {
-                if ready!(from.poll_read_ready(cx)).is_err() {
+            // Polled first when no buffer is held yet (it is taken once bytes are there), after
+            // a read that filled the buffer (the socket may stay ready: polling spends the
+            // task's budget, so a stream that never drains still lets others run) and right
+            // after a short one (the socket is known to be drained: the waker is registered
+            // without a try that would fail; once woken, the read is tried first).
+            if self.buf.is_empty() || self.full || std::mem::take(&mut self.drained) {
+                if ready!(self.wait_readable(from, cx)).is_err() {
                     return Poll::Ready(End::ReadError);
                 }
                 if self.buf.is_empty() {
@@ -292,7 +307,9 @@ impl Flow {
             }
             let buf = &mut self.buf[..];
             let mut short = 0;
+            let mut tried = false;
             let r = from.try_io(Interest::READABLE, || {
+                tried = true;
                 match rustix::io::read(from, &mut *buf).map_err(io::Error::from) {
                     Ok(n) if n > 0 && n < COPY_BUF => {
                         // Drained: clear the readiness (by reporting WouldBlock) and keep `n`.
@@ -302,12 +319,19 @@ impl Flow {
                     r => r,
                 }
             });
+            if tried {
+                // Readiness was seen: the registered waker may have been spent on it.
+                self.waiting = false;
+            }
             let n = match r {
                 Ok(0) => return Poll::Ready(End::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if ready!(from.poll_read_ready(cx)).is_err() {
+                    if !tried && self.waiting {
+                        return Poll::Pending;
+                    }
+                    if ready!(self.wait_readable(from, cx)).is_err() {
                         return Poll::Ready(End::ReadError);
                     }
                     continue;
@@ -317,7 +341,15 @@ impl Flow {
             (self.start, self.end) = (0, n);
             self.full = n == COPY_BUF;
             self.bulk = self.full;
+            self.drained = !self.full;
         }
+    }
+
+    /// Polls `from` for read readiness, noting whether the task's waker is left registered.
+    fn wait_readable(&mut self, from: &TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let p = from.poll_read_ready(cx);
+        self.waiting = p.is_pending();
+        p
     }
 
     #[cfg(target_os = "linux")]
