@@ -135,12 +135,17 @@ pub const TRACE_ROOT_LEN: usize = 40;
 
 /// Appends a new trace id, `Root=1-<epoch hex>-<24 hex>`.
 pub fn push_trace_root(out: &mut Vec<u8>, now_secs: u64) {
-    use crate::http1::push_hex;
-    out.extend_from_slice(b"Root=1-");
-    push_hex(out, now_secs & 0xffff_ffff, 8);
-    out.push(b'-');
-    push_hex(out, fastrand::u64(..) & 0xffff_ffff_ffff, 12);
-    push_hex(out, fastrand::u64(..) & 0xffff_ffff_ffff, 12);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Filled in place and appended at once: one capacity check instead of one per digit.
+    let mut id = *b"Root=1-00000000-000000000000000000000000";
+    for (i, d) in id[7..15].iter_mut().enumerate() {
+        *d = HEX[((now_secs >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    let r = fastrand::u128(..);
+    for (i, d) in id[16..].iter_mut().enumerate() {
+        *d = HEX[((r >> (92 - 4 * i)) & 0xf) as usize];
+    }
+    out.extend_from_slice(&id);
 }
 
 /// Applies X-Forwarded-For/-Proto/-Port per the load balancer's settings, with the
@@ -152,15 +157,13 @@ pub fn apply_forwarded(
     proto: &str,
     lb: &LbSettings,
 ) -> Result<(), ProxyError> {
-    let existing: Vec<String> = if h.contains_key(&X_FORWARDED_FOR) {
-        h.get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_string)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    // One lookup; an empty list allocates nothing.
+    let existing: Vec<String> = h
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::to_string)
+        .collect();
     let count: usize = existing.iter().map(|v| forwarded_addresses(v.as_bytes())).sum();
     if count > MAX_XFF_ADDRESSES {
         return Err(ProxyError::too_many_forwarded());

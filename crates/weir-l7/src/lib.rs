@@ -11,6 +11,7 @@
 
 pub mod access_log;
 pub mod client_io;
+pub mod clock;
 pub mod desync;
 pub mod error;
 pub mod glob;

@@ -1111,7 +1111,7 @@ impl Proxy {
         if let (Some(t), true) = (&conn.tls, snap.lb.tls_headers) {
             headers::tls_version_and_cipher(&mut parts.headers, t.version, t.cipher);
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = crate::clock::coarse_epoch_secs();
         note.trace_id = headers::trace_id(&mut parts.headers, now, note.logging);
         if close_after {
             // An ambiguous request: its target connection is not reused either.
@@ -1155,6 +1155,7 @@ impl Proxy {
                     head_request,
                     idempotent,
                     snap.lb.idle_timeout,
+                    (!retried).then_some(sent_at),
                 )
                 .await;
                 match sent {
@@ -1185,72 +1186,79 @@ impl Proxy {
             };
             return Ok(self.respond(resp, None, None, None, target, tg, fwd, sent_at, note));
         }
-        let max_body = snap.limits.max_body_bytes;
-        let (mut body, mut slot) = UpstreamBody::new(body, max_body);
-        let resp = loop {
-            let addr = target.target().addr;
-            note.target = Some(addr);
-            let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
-                .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
-            let mut up = Request::new(body);
-            *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = uri;
-            *up.version_mut() = version;
-            *up.headers_mut() = parts.headers.clone();
-            let result =
-                tokio::time::timeout(snap.lb.idle_timeout, self.upstreams.request(tg.protocol, up))
-                    .await;
-            match result {
-                Err(_) => return Err(ProxyError::target_timeout()),
-                Ok(Err(e)) if e.is_connect() => {
-                    self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
-                    tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(target = %addr, error = ?e, "target connection failed");
-                    // Nothing reached this target: try once more on another one, with the
-                    // body the client is still holding.
-                    let next =
-                        (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten();
-                    let back = slot.take_back();
-                    match (next, back) {
-                        (Some(t), Some(b)) => {
-                            retried = true;
-                            target = t;
-                            (body, slot) = UpstreamBody::new(b, max_body);
-                            continue;
-                        }
-                        _ => {
-                            return Err(if connect_timed_out(&e) {
-                                ProxyError::connect_timeout()
-                            } else {
-                                ProxyError::connect_refused()
-                            })
+        // The general path (request bodies, upgrades, HTTP/2 and TLS targets) in an allocation
+        // of its own: the common pooled path above keeps the request's future small.
+        Box::pin(async move {
+            let max_body = snap.limits.max_body_bytes;
+            let (mut body, mut slot) = UpstreamBody::new(body, max_body);
+            let resp = loop {
+                let addr = target.target().addr;
+                note.target = Some(addr);
+                let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
+                    .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
+                let mut up = Request::new(body);
+                *up.method_mut() = parts.method.clone();
+                *up.uri_mut() = uri;
+                *up.version_mut() = version;
+                *up.headers_mut() = parts.headers.clone();
+                let result = tokio::time::timeout(
+                    snap.lb.idle_timeout,
+                    self.upstreams.request(tg.protocol, up),
+                )
+                .await;
+                match result {
+                    Err(_) => return Err(ProxyError::target_timeout()),
+                    Ok(Err(e)) if e.is_connect() => {
+                        self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                        tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(target = %addr, error = ?e, "target connection failed");
+                        // Nothing reached this target: try once more on another one, with the
+                        // body the client is still holding.
+                        let next =
+                            (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten();
+                        let back = slot.take_back();
+                        match (next, back) {
+                            (Some(t), Some(b)) => {
+                                retried = true;
+                                target = t;
+                                (body, slot) = UpstreamBody::new(b, max_body);
+                                continue;
+                            }
+                            _ => {
+                                return Err(if connect_timed_out(&e) {
+                                    ProxyError::connect_timeout()
+                                } else {
+                                    ProxyError::connect_refused()
+                                })
+                            }
                         }
                     }
+                    Ok(Err(_)) if slot.too_large() => return Err(ProxyError::body_too_large()),
+                    Ok(Err(e)) => {
+                        tracing::debug!(target = %addr, error = ?e, "target request failed");
+                        return Err(ProxyError::target_failed());
+                    }
+                    Ok(Ok(r)) => break r,
                 }
-                Ok(Err(_)) if slot.too_large() => return Err(ProxyError::body_too_large()),
-                Ok(Err(e)) => {
-                    tracing::debug!(target = %addr, error = ?e, "target request failed");
-                    return Err(ProxyError::target_failed());
-                }
-                Ok(Ok(r)) => break r,
-            }
-        };
-        let mut resp = resp;
-        let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
-            && client_upgrade.is_some())
-        .then(|| hyper::upgrade::on(&mut resp));
-        let resp = resp.map(|b| b.map_err(BodyError::from));
-        Ok(self.respond(
-            resp,
-            client_upgrade,
-            target_upgrade,
-            upgrade_proto,
-            target,
-            tg,
-            fwd,
-            sent_at,
-            note,
-        ))
+            };
+            let mut resp = resp;
+            let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                && client_upgrade.is_some())
+            .then(|| hyper::upgrade::on(&mut resp));
+            let resp = resp.map(|b| b.map_err(BodyError::from));
+            Ok(self.respond(
+                resp,
+                client_upgrade,
+                target_upgrade,
+                upgrade_proto,
+                target,
+                tg,
+                fwd,
+                sent_at,
+                note,
+            ))
+        })
+        .await
     }
 
     /// The target's response for the client: counted, hop-by-hop fields dropped, stickiness
@@ -1273,9 +1281,11 @@ impl Proxy {
         B: hyper::body::Body<Data = Bytes, Error = BodyError> + Send + Sync + 'static,
     {
         self.stats.record_target(resp.status().as_u16());
-        tg.stats.record_response(resp.status().as_u16(), sent_at.elapsed());
+        let head_at = std::time::Instant::now();
+        tg.stats
+            .record_response(resp.status().as_u16(), head_at.saturating_duration_since(sent_at));
         note.target_status = Some(resp.status().as_u16());
-        note.head_at = Some(std::time::Instant::now());
+        note.head_at = Some(head_at);
         let (mut parts, body) = resp.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers);
 

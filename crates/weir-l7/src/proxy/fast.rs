@@ -22,7 +22,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use httparse::Status;
@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use weir_balance::{pick_weighted, OutstandingGuard};
 
 use super::{host_without_port, upstream_host, ConnInfo, Proxy, MAX_LINE_BYTES};
+use crate::clock::{coarse_epoch_secs, coarse_monotonic};
 use crate::desync::{self, Tier};
 use crate::headers::{
     forwarded_addresses, has_trace_root, is_hop_by_hop, push_trace_root, MAX_XFF_ADDRESSES,
@@ -139,13 +140,15 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
 /// An idle connection to a target.
 struct Idle {
     stream: TcpStream,
-    since: Instant,
+    /// When it went idle, on the coarse monotonic clock (seconds matter here).
+    since: Duration,
 }
 
-/// Idle keep-alive connections to targets, by target address.
+/// Idle keep-alive connections to targets, by target address (addresses from the
+/// configuration, not from clients: a fast hash is safe).
 #[derive(Default)]
 pub(super) struct Pool {
-    idle: Mutex<std::collections::HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<std::collections::HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>>,
 }
 
 impl Pool {
@@ -153,8 +156,9 @@ impl Pool {
     pub(super) fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
         let mut idle = self.idle.lock().ok()?;
         let list = idle.get_mut(&addr)?;
+        let now = coarse_monotonic();
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < POOL_IDLE && !closed_by_peer(&c.stream) {
+            if now.saturating_sub(c.since) < POOL_IDLE && !closed_by_peer(&c.stream) {
                 return Some(c.stream);
             }
         }
@@ -165,19 +169,22 @@ impl Pool {
     pub(super) fn put(&self, addr: SocketAddr, stream: TcpStream) {
         if let Ok(mut idle) = self.idle.lock() {
             let list = idle.entry(addr).or_default();
+            let now = coarse_monotonic();
             // The oldest first: drop what has expired, and make room.
-            let expired = list.iter().take_while(|c| c.since.elapsed() >= POOL_IDLE).count();
+            let expired =
+                list.iter().take_while(|c| now.saturating_sub(c.since) >= POOL_IDLE).count();
             let over = (list.len() + 1).saturating_sub(POOL_MAX_PER_TARGET);
             list.drain(..expired.max(over).min(list.len()));
-            list.push(Idle { stream, since: Instant::now() });
+            list.push(Idle { stream, since: now });
         }
     }
 
     /// Closes connections idle for longer than the pool keeps them.
     pub(super) fn sweep(&self) {
         if let Ok(mut idle) = self.idle.lock() {
+            let now = coarse_monotonic();
             idle.retain(|_, list| {
-                list.retain(|c| c.since.elapsed() < POOL_IDLE);
+                list.retain(|c| now.saturating_sub(c.since) < POOL_IDLE);
                 !list.is_empty()
             });
         }
@@ -522,8 +529,7 @@ fn prepare(
     match fields.trace_id.filter(|t| has_trace_root(t)) {
         Some(t) => out.extend_from_slice(t),
         None => {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            push_trace_root(out, now);
+            push_trace_root(out, coarse_epoch_secs());
         }
     }
     out.extend_from_slice(b"\r\n\r\n");
@@ -580,6 +586,9 @@ where
     let (mut upstream, head_len, status, framing, reusable) = loop {
         let addr = target.target().addr;
         let (request, response) = (&*out, &mut *head);
+        // The first attempt's clock read is `sent_at`'s.
+        let from = if retried_target || retried_stale { Instant::now() } else { sent_at };
+        let deadline = tokio::time::Instant::from_std(from) + idle;
         let attempt = async {
             let (mut s, reused) = match (!fresh_only).then(|| proxy.fast_pool.take(addr)).flatten()
             {
@@ -591,7 +600,8 @@ where
             }
             up_buf.clear();
             let head = read_response_head(&mut s, up_buf, head_request, client_close, response);
-            let parsed = tokio::time::timeout(idle, head).await.map_err(|_| UpError::Timeout)?;
+            let parsed =
+                tokio::time::timeout_at(deadline, head).await.map_err(|_| UpError::Timeout)?;
             match parsed {
                 Ok(Some(head)) => Ok((s, head)),
                 _ if up_buf.is_empty() => Err(UpError::Lost { reused, written: true }),

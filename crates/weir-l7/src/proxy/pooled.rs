@@ -63,7 +63,8 @@ struct Head {
 /// Sends `head` (a complete request head, no body) to `addr` over a pooled connection or a
 /// new one, and returns the target's response. A pooled connection found closed is replaced
 /// once by a new one when the target cannot have acted on the request (nothing was written)
-/// or acting twice is harmless (`idempotent`).
+/// or acting twice is harmless (`idempotent`). The response head is awaited for `idle` from
+/// `sent_at` (a clock read the caller has made anyway) or, without it, from now.
 pub(super) async fn send(
     pool: &Arc<Pool>,
     addr: SocketAddr,
@@ -71,16 +72,22 @@ pub(super) async fn send(
     head_request: bool,
     idempotent: bool,
     idle: Duration,
+    sent_at: Option<std::time::Instant>,
 ) -> Result<Response<PooledResponse>, SendError> {
     let mut fresh_only = false;
     loop {
+        let from = match sent_at {
+            Some(t) if !fresh_only => t,
+            _ => std::time::Instant::now(),
+        };
+        let deadline = tokio::time::Instant::from_std(from) + idle;
         let (mut s, reused) = match (!fresh_only).then(|| pool.take(addr)).flatten() {
             Some(s) => (s, true),
             None => (connect(addr).await.map_err(SendError::Connect)?, false),
         };
         let written = s.write_all(head).await.is_ok();
         let result = if written {
-            match tokio::time::timeout(idle, read_head(&mut s, head_request)).await {
+            match tokio::time::timeout_at(deadline, read_head(&mut s, head_request)).await {
                 Err(_) => Err(SendError::Timeout),
                 Ok(r) => r,
             }
