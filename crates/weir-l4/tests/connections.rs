@@ -1,8 +1,8 @@
 //! Listeners built from hand-made snapshots (the idle timeout attribute's 60 s floor would make
 //! an end-to-end test slow): idle connections are reset after the idle timeout, active ones
 //! not; a client's reset reaches the target at once, while a half-close lets the target finish;
-//! bulk transfer (spliced) arrives intact both ways and is counted; stopping the listener
-//! resets its connections.
+//! bulk transfer (spliced) arrives intact both ways and is counted; bytes a target sends
+//! unprompted are relayed at once; stopping the listener resets its connections.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -132,6 +132,56 @@ async fn bulk_transfer_arrives_intact_both_ways_and_is_counted() {
     assert_eq!(L4Stats::get(&h.stats.processed_bytes_tcp), want);
     assert_eq!(L4Stats::get(&h.stats.tcp_client_resets), 0);
     assert_eq!(L4Stats::get(&h.stats.tcp_target_resets), 0);
+    h.stop().await;
+}
+
+/// A target that answers each message at once and then, a moment later, speaks again on its
+/// own: "x" gets "x" back, then "+".
+async fn chatty_backend() -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            // Small writes go out at once (no Nagle wait for the relay's delayed ACK).
+            s.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut b = [0u8; 64];
+                while let Ok(n) = s.read(&mut b).await {
+                    if n == 0 || s.write_all(&b[..n]).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    if s.write_all(b"+").await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    a
+}
+
+#[tokio::test]
+async fn bytes_a_target_sends_unprompted_are_relayed_at_once() {
+    // The relay is woken by the client's bytes, relays them, and must still be waiting on the
+    // target when it speaks unprompted: a direction left unregistered would only be looked at
+    // on the next 250 ms watchdog tick, which 60 rounds would add up to seconds.
+    let (h, lb) = listener(snapshot(chatty_backend().await, Duration::from_secs(60))).await;
+    let mut c = TcpStream::connect(lb).await.unwrap();
+    c.set_nodelay(true).unwrap();
+    let started = std::time::Instant::now();
+    let mut b = [0u8; 1];
+    for _ in 0..60 {
+        c.write_all(b"x").await.unwrap();
+        c.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"x");
+        c.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"+");
+    }
+    // 60 × 5 ms of the target's own pauses (about 0.4 s in all); a stall per round would add
+    // up to 60 × 2 × 250 ms.
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "60 rounds took {took:?}");
     h.stop().await;
 }
 
