@@ -245,6 +245,12 @@ fn passed_fields<'r, 'b>(
     let mut connection: [&'b [u8]; 4] = [b""; 4];
     let mut n = 0;
     for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+        // The common `Connection: keep-alive` names only a field dropped as hop-by-hop anyway:
+        // no need to look for its tokens in every field's name (`close` is looked for: a field
+        // named so goes too, RFC 9110 §7.6.1).
+        if tokens(h.value).all(|t| t.eq_ignore_ascii_case(b"keep-alive")) {
+            continue;
+        }
         if let Some(slot) = connection.get_mut(n) {
             *slot = h.value;
             n += 1;
@@ -759,6 +765,18 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-App: yes\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn every_connection_field_counts_whatever_it_names() {
+        // A keep-alive-only value is skipped; the fields after it still name what goes.
+        let mut out = Vec::new();
+        let head = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: close, x-a\r\nConnection: KEEP-ALIVE , x-b\r\nClose: 1\r\nX-A: 1\r\nX-B: 1\r\nX-Keep: 1\r\nContent-Length: 0\r\n\r\n";
+        assert!(write_response_head(head, &mut out, Framing::Length(0), false));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nX-Keep: 1\r\nContent-Length: 0\r\n\r\n"
         );
     }
 }
