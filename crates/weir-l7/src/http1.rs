@@ -109,13 +109,6 @@ pub fn push_decimal(out: &mut Vec<u8>, mut v: u64) {
     out.extend_from_slice(&digits[i..]);
 }
 
-/// Appends the low `width` hex digits of `v`.
-pub fn push_hex(out: &mut Vec<u8>, v: u64, width: u32) {
-    for i in (0..width).rev() {
-        out.push(b"0123456789abcdef"[((v >> (4 * i)) & 0xf) as usize]);
-    }
-}
-
 /// How a response body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {

@@ -1186,79 +1186,72 @@ impl Proxy {
             };
             return Ok(self.respond(resp, None, None, None, target, tg, fwd, sent_at, note));
         }
-        // The general path (request bodies, upgrades, HTTP/2 and TLS targets) in an allocation
-        // of its own: the common pooled path above keeps the request's future small.
-        Box::pin(async move {
-            let max_body = snap.limits.max_body_bytes;
-            let (mut body, mut slot) = UpstreamBody::new(body, max_body);
-            let resp = loop {
-                let addr = target.target().addr;
-                note.target = Some(addr);
-                let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
-                    .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
-                let mut up = Request::new(body);
-                *up.method_mut() = parts.method.clone();
-                *up.uri_mut() = uri;
-                *up.version_mut() = version;
-                *up.headers_mut() = parts.headers.clone();
-                let result = tokio::time::timeout(
-                    snap.lb.idle_timeout,
-                    self.upstreams.request(tg.protocol, up),
-                )
-                .await;
-                match result {
-                    Err(_) => return Err(ProxyError::target_timeout()),
-                    Ok(Err(e)) if e.is_connect() => {
-                        self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
-                        tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(target = %addr, error = ?e, "target connection failed");
-                        // Nothing reached this target: try once more on another one, with the
-                        // body the client is still holding.
-                        let next =
-                            (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten();
-                        let back = slot.take_back();
-                        match (next, back) {
-                            (Some(t), Some(b)) => {
-                                retried = true;
-                                target = t;
-                                (body, slot) = UpstreamBody::new(b, max_body);
-                                continue;
-                            }
-                            _ => {
-                                return Err(if connect_timed_out(&e) {
-                                    ProxyError::connect_timeout()
-                                } else {
-                                    ProxyError::connect_refused()
-                                })
-                            }
+        let max_body = snap.limits.max_body_bytes;
+        let (mut body, mut slot) = UpstreamBody::new(body, max_body);
+        let resp = loop {
+            let addr = target.target().addr;
+            note.target = Some(addr);
+            let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
+                .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
+            let mut up = Request::new(body);
+            *up.method_mut() = parts.method.clone();
+            *up.uri_mut() = uri;
+            *up.version_mut() = version;
+            *up.headers_mut() = parts.headers.clone();
+            let result =
+                tokio::time::timeout(snap.lb.idle_timeout, self.upstreams.request(tg.protocol, up))
+                    .await;
+            match result {
+                Err(_) => return Err(ProxyError::target_timeout()),
+                Ok(Err(e)) if e.is_connect() => {
+                    self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                    tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(target = %addr, error = ?e, "target connection failed");
+                    // Nothing reached this target: try once more on another one, with the
+                    // body the client is still holding.
+                    let next =
+                        (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten();
+                    let back = slot.take_back();
+                    match (next, back) {
+                        (Some(t), Some(b)) => {
+                            retried = true;
+                            target = t;
+                            (body, slot) = UpstreamBody::new(b, max_body);
+                            continue;
+                        }
+                        _ => {
+                            return Err(if connect_timed_out(&e) {
+                                ProxyError::connect_timeout()
+                            } else {
+                                ProxyError::connect_refused()
+                            })
                         }
                     }
-                    Ok(Err(_)) if slot.too_large() => return Err(ProxyError::body_too_large()),
-                    Ok(Err(e)) => {
-                        tracing::debug!(target = %addr, error = ?e, "target request failed");
-                        return Err(ProxyError::target_failed());
-                    }
-                    Ok(Ok(r)) => break r,
                 }
-            };
-            let mut resp = resp;
-            let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
-                && client_upgrade.is_some())
-            .then(|| hyper::upgrade::on(&mut resp));
-            let resp = resp.map(|b| b.map_err(BodyError::from));
-            Ok(self.respond(
-                resp,
-                client_upgrade,
-                target_upgrade,
-                upgrade_proto,
-                target,
-                tg,
-                fwd,
-                sent_at,
-                note,
-            ))
-        })
-        .await
+                Ok(Err(_)) if slot.too_large() => return Err(ProxyError::body_too_large()),
+                Ok(Err(e)) => {
+                    tracing::debug!(target = %addr, error = ?e, "target request failed");
+                    return Err(ProxyError::target_failed());
+                }
+                Ok(Ok(r)) => break r,
+            }
+        };
+        let mut resp = resp;
+        let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+            && client_upgrade.is_some())
+        .then(|| hyper::upgrade::on(&mut resp));
+        let resp = resp.map(|b| b.map_err(BodyError::from));
+        Ok(self.respond(
+            resp,
+            client_upgrade,
+            target_upgrade,
+            upgrade_proto,
+            target,
+            tg,
+            fwd,
+            sent_at,
+            note,
+        ))
     }
 
     /// The target's response for the client: counted, hop-by-hop fields dropped, stickiness
