@@ -2115,6 +2115,10 @@ fn cloudformation_stacks_through_the_aws_cli() {
     // Nothing to change: the CLI says so and succeeds.
     let out = cfn_deploy(api, &file, "web", &replaced).unwrap();
     assert!(out.contains("No changes to deploy"), "{out}");
+    // That empty change set stays (FAILED, as on AWS), and the CLI names change sets
+    // `awscli-cloudformation-package-deploy-<epoch second>`: the next deploy in the same second
+    // would get AlreadyExistsException.
+    std::thread::sleep(Duration::from_millis(1100));
 
     // A failing update (a listener port no listener can have) rolls back; requests sent all the
     // while are all served.
