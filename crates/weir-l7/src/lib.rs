@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod client_body;
 pub mod client_io;
 pub mod clock;
 pub mod desync;

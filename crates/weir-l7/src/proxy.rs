@@ -20,20 +20,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures_util::stream::{FuturesUnordered, StreamExt};
-use futures_util::FutureExt;
 use http::{header, HeaderValue, Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder as AutoBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_balance::{pick_weighted, RateCell};
 
 use crate::access_log::{AccessLog, LogRecord};
+use crate::client_body::ClientBody;
 use crate::client_io::{ClientIo, HeadCapture};
 use crate::desync::{self, Verdict};
 use crate::error::ProxyError;
@@ -47,6 +45,7 @@ use crate::tls::{self, TlsInfo};
 use crate::upstream::{TargetProtocol, UpstreamBody, Upstreams};
 
 mod fast;
+mod h2;
 mod pooled;
 
 /// ALB's limit on the request line and on any single header line; beyond it the answer is 400.
@@ -393,7 +392,12 @@ async fn serve_connection<I>(
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (io, prefix) = if mode != Mode::H2 && fast::enabled() {
+    if mode == Mode::H2 {
+        // Boxed: a connection's task stays as small as a handshake's state while that lasts.
+        Box::pin(serve_general(proxy, io, conn, Mode::H2, snap, shutdown)).await;
+        return;
+    }
+    let (io, prefix) = if fast::enabled() {
         match fast::serve(proxy, io, &conn, &mut shutdown).await {
             fast::Outcome::Done => return,
             fast::Outcome::Fallback(io, prefix) => (io, prefix),
@@ -401,70 +405,155 @@ async fn serve_connection<I>(
     } else {
         (io, Vec::new())
     };
+    let (io, prefix, mode) = if mode == Mode::Auto {
+        match sniff(io, prefix, snap.lb.idle_timeout, &mut shutdown).await {
+            Some((io, prefix, true)) => (io, prefix, Mode::H2),
+            Some((io, prefix, false)) => (io, prefix, Mode::H1),
+            None => return,
+        }
+    } else {
+        (io, prefix, mode)
+    };
     // Boxed: a connection's task stays as small as the fast path's state while it lasts.
     let io = fast::Rewind::new(io, prefix);
     Box::pin(serve_general(proxy, io, conn, mode, snap, shutdown)).await;
 }
 
-/// Serves a connection on the general path: hyper's HTTP/1.1 and HTTP/2 server, the idle
-/// watchdog, the 408 for a stalled head, and draining.
+/// The client preface an HTTP/2 connection starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads from a plain connection (after the bytes already in `prefix`) until it is clear
+/// whether it starts with the HTTP/2 preface (h2c with prior knowledge) or not; returns the
+/// stream, every byte read, and whether it is HTTP/2. `None`: the connection closed, stayed
+/// silent for the idle timeout, or the listener is draining.
+async fn sniff<I>(
+    mut io: I,
+    mut prefix: Vec<u8>,
+    idle: Duration,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<(I, Vec<u8>, bool)>
+where
+    I: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + idle;
+    while prefix.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&prefix) {
+        if prefix.capacity() == prefix.len() {
+            prefix.reserve(4096);
+        }
+        tokio::select! {
+            r = tokio::time::timeout_at(deadline, io.read_buf(&mut prefix)) => match r {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return None,
+            },
+            _ = shutdown.changed() => return None,
+        }
+    }
+    let h2 = prefix.starts_with(H2_PREFACE);
+    Some((io, prefix, h2))
+}
+
+/// Serves a connection on the general path: hyper's HTTP/1.1 server or Weir's HTTP/2 server
+/// ([`h2`]), with the idle watchdog, the 408 for a stalled head, and draining.
 async fn serve_general<I>(
     proxy: &Arc<Proxy>,
     io: I,
     conn: ConnInfo,
     mode: Mode,
     snap: &ListenerSnapshot,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let peer = conn.peer;
-    let (mut io, handle) = ClientIo::new(io, mode != Mode::H2, Some(proxy.stats.clone()));
-    if mode == Mode::H2 {
-        io.coalesce_writes();
-    }
+    let h2 = mode == Mode::H2;
+    let (mut io, handle) = ClientIo::new(io, !h2, Some(proxy.stats.clone()));
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());
-    let inflight = conn.inflight.clone();
-    let (draining, h2) = (conn.draining.clone(), conn.h2.clone());
+    if h2 {
+        io.coalesce_writes();
+        conn.h2.store(true, Ordering::Relaxed);
+        let served = h2::serve(proxy, io, conn.clone(), snap);
+        supervise(proxy, served, &conn, &handle, snap, shutdown).await;
+        return;
+    }
     let p = proxy.clone();
-    // Boxed: hyper moves each HTTP/2 stream's future several times on its way to the executor
-    // (`StreamExec`); a box is one allocation where the whole routing state would be copied
-    // each time.
-    let svc = service_fn(move |req| Box::pin(p.clone().handle(req, conn.clone())));
-    let exec = StreamExec::default();
-    let mut builder = AutoBuilder::new(exec.clone());
+    let c = conn.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        p.clone().handle(req.map(ClientBody::Hyper), c.clone())
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(snap.lb.idle_timeout)
         .keep_alive(true)
         .max_buf_size(snap.limits.max_header_bytes + 16 * 1024)
         .max_headers(MAX_HEADERS);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(snap.limits.max_h2_streams)
-        .max_header_list_size(u32::try_from(snap.limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_pending_accept_reset_streams(snap.limits.max_h2_pending_resets)
-        .keep_alive_interval(None);
-    let builder = match mode {
-        Mode::H1 => builder.http1_only(),
-        Mode::H2 => builder.http2_only(),
-        Mode::Auto => builder,
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    let mut conn = Driven { conn: Box::pin(conn), exec, streams: FuturesUnordered::new() };
+    let served = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
+    supervise(proxy, H1Conn(Box::pin(served)), &conn, &handle, snap, shutdown).await;
+}
+
+/// A client connection being served, by hyper's HTTP/1.1 server or Weir's HTTP/2 server.
+trait Served: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>> + Unpin {
+    /// Stops taking new requests: HTTP/1 closes after the response in progress, HTTP/2 sends
+    /// GOAWAY and closes once its streams are done.
+    fn graceful_shutdown(&mut self);
+}
+
+/// hyper's HTTP/1.1 server connection (with upgrades) as a [`Served`].
+struct H1Conn<C>(Pin<Box<C>>);
+
+impl<T, S> Future for H1Conn<hyper::server::conn::http1::UpgradeableConnection<T, S>>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.0.as_mut().poll(cx).map_err(Into::into)
+    }
+}
+
+impl<T, S> Served for H1Conn<hyper::server::conn::http1::UpgradeableConnection<T, S>>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::ResBody: 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn graceful_shutdown(&mut self) {
+        self.0.as_mut().graceful_shutdown();
+    }
+}
+
+/// Runs a served connection to its end: closes it after the idle timeout with nothing in
+/// flight, answers a request head that stalled with 408, and drains it when the listener
+/// stops.
+async fn supervise<S, I>(
+    proxy: &Arc<Proxy>,
+    mut conn: S,
+    info: &ConnInfo,
+    handle: &crate::client_io::ClientIoHandle<I>,
+    snap: &ListenerSnapshot,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: Served,
+    I: tokio::io::AsyncWrite + Unpin,
+{
+    let peer = info.peer;
+    let inflight = &info.inflight;
     // The idle timeout: a connection on which nothing moved for that long, with no request
     // in flight and no request head arriving (that one gets a 408 below), closes.
     let idle = snap.lb.idle_timeout;
-    let capture = handle.capture.clone();
-    let drain_inflight = inflight.clone();
-    let watchdog = async move {
+    let capture = &handle.capture;
+    let watchdog = async {
         loop {
             tokio::time::sleep((idle / 4).max(Duration::from_millis(100))).await;
-            // A started head is left to hyper's 408 for one more idle period (an h2c
-            // connection looks like one too, and must close all the same).
+            // A started head is left to hyper's 408 for one more idle period.
             let grace = if capture.request_started() { idle * 2 } else { idle };
             if inflight.load(Ordering::Relaxed) == 0 && capture.idle_for() >= grace {
                 break;
@@ -474,7 +563,7 @@ async fn serve_general<I>(
     tokio::select! {
         _ = watchdog => {
             tracing::debug!(%peer, "closing an idle client connection");
-            conn.conn.as_mut().graceful_shutdown();
+            conn.graceful_shutdown();
             let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
         }
         r = &mut conn => {
@@ -498,20 +587,20 @@ async fn serve_general<I>(
             // moment with nothing in flight and nothing arriving. HTTP/2 gets GOAWAY: at once
             // when the listener is removed; in an upgrade, once idle for a moment or when the
             // patience given to `ListenerHandle::drain` runs out.
-            draining.store(true, Ordering::Relaxed);
+            info.draining.store(true, Ordering::Relaxed);
             let goaway_at = proxy.goaway_at.lock().ok().and_then(|g| *g);
             let mut goaway_sent = false;
             loop {
-                let quiet = drain_inflight.load(Ordering::Relaxed) == 0
+                let quiet = inflight.load(Ordering::Relaxed) == 0
                     && handle.capture.idle_for() >= DRAIN_QUIET;
-                if h2.load(Ordering::Relaxed) {
+                if info.h2.load(Ordering::Relaxed) {
                     let due = goaway_at.is_none_or(|at| tokio::time::Instant::now() >= at);
                     if !goaway_sent && (quiet || due) {
-                        conn.conn.as_mut().graceful_shutdown();
+                        conn.graceful_shutdown();
                         goaway_sent = true;
                     }
                 } else if quiet {
-                    conn.conn.as_mut().graceful_shutdown();
+                    conn.graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
                     return;
                 }
@@ -521,68 +610,6 @@ async fn serve_general<I>(
                 }
             }
         }
-    }
-}
-
-/// A stream's future, as hyper hands it to its executor.
-type StreamFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// hyper's executor for a connection's HTTP/2 streams: instead of a task each, the streams'
-/// futures run inside the connection's own task ([`Driven`]). No task is spawned, scheduled and
-/// freed per request; the streams woken by one turn of the runtime are all polled in one go,
-/// and the responses they complete leave in the same write. (A connection is served by one
-/// thread at a time, as in HAProxy and NGINX.)
-#[derive(Clone, Default)]
-struct StreamExec(Arc<std::sync::Mutex<Vec<StreamFuture>>>);
-
-impl<F> hyper::rt::Executor<F> for StreamExec
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    fn execute(&self, fut: F) {
-        // A stream that panics ends alone, as a task of its own would.
-        let fut = std::panic::AssertUnwindSafe(fut).catch_unwind().map(|_| ());
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(Box::pin(fut));
-    }
-}
-
-/// A connection future driven together with the streams it starts (see [`StreamExec`]); the
-/// streams still running when the connection ends are dropped with it (they had no client to
-/// answer any more).
-struct Driven<C> {
-    conn: Pin<Box<C>>,
-    exec: StreamExec,
-    streams: FuturesUnordered<StreamFuture>,
-}
-
-impl<C: Future> Future for Driven<C> {
-    type Output = C::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<C::Output> {
-        let this = &mut *self;
-        // Connection and streams in turn while either starts or finishes something (the
-        // connection then writes what the streams produced), a few rounds at most per poll.
-        for _ in 0..8 {
-            if let Poll::Ready(r) = this.conn.as_mut().poll(cx) {
-                return Poll::Ready(r);
-            }
-            let mut moved = false;
-            {
-                let mut fresh = this.exec.0.lock().unwrap_or_else(|p| p.into_inner());
-                for f in fresh.drain(..) {
-                    this.streams.push(f);
-                    moved = true;
-                }
-            }
-            while let Poll::Ready(Some(())) = this.streams.poll_next_unpin(cx) {
-                moved = true;
-            }
-            if !moved {
-                return Poll::Pending;
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
@@ -755,7 +782,7 @@ fn upstream_host(out: &mut Vec<u8>, host: &str, snap: &ListenerSnapshot, tls: bo
 impl Proxy {
     async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         conn: ConnInfo,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let snap = self.cell.load_full();
@@ -845,7 +872,7 @@ impl Proxy {
     /// The parts of an access-log entry known when the request arrives.
     fn begin_entry(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         conn: &ConnInfo,
         snap: &ListenerSnapshot,
     ) -> LogRecord {
@@ -916,7 +943,7 @@ impl Proxy {
 
     async fn route(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         conn: &ConnInfo,
         snap: &ListenerSnapshot,
         note: &mut Note,
@@ -1024,7 +1051,7 @@ impl Proxy {
     #[allow(clippy::too_many_arguments)] // the request's parts, each used once
     async fn forward(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         conn: &ConnInfo,
         host: &str,
         snap: &ListenerSnapshot,

@@ -66,6 +66,28 @@ pub fn raw_page(status: u16, server_header: bool, close: bool) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The `Date` value for a response sent now (IMF-fixdate), formatted once a second per thread.
+pub fn date_value() -> HeaderValue {
+    use std::cell::RefCell;
+    thread_local! {
+        static CACHE: RefCell<(u64, Option<HeaderValue>)> = const { RefCell::new((0, None)) };
+    }
+    let now = crate::clock::coarse_epoch_secs();
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        match &c.1 {
+            Some(v) if c.0 == now => v.clone(),
+            _ => {
+                let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(now);
+                let v = HeaderValue::try_from(crate::sticky::http_date(t))
+                    .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+                *c = (now, Some(v.clone()));
+                v
+            }
+        }
+    })
+}
+
 /// ALB's HTML error page for `status`.
 pub fn error_page(status: u16) -> Response<ProxyBody> {
     let body = error_body(status);

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
@@ -21,6 +21,8 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use crate::client_body::ClientBody;
 
 /// How long the load balancer waits for a TCP connection to a target (ALB: 10 s).
 pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,8 +56,8 @@ impl TargetProtocol {
 /// never a truncated one that looks complete) and the slot remembers why.
 #[derive(Debug)]
 pub struct UpstreamBody {
-    slot: Arc<Mutex<Option<Incoming>>>,
-    taken: Option<Incoming>,
+    slot: Arc<Mutex<Option<ClientBody>>>,
+    taken: Option<ClientBody>,
     hint: SizeHint,
     end: bool,
     /// Most body bytes allowed (0: no limit).
@@ -71,11 +73,11 @@ pub struct BodyTooLarge;
 
 /// The other handle on an [`UpstreamBody`]'s slot.
 #[derive(Debug, Clone)]
-pub struct BodySlot(Arc<Mutex<Option<Incoming>>>, Arc<AtomicBool>);
+pub struct BodySlot(Arc<Mutex<Option<ClientBody>>>, Arc<AtomicBool>);
 
 impl BodySlot {
     /// The client's body if the target never started reading it.
-    pub fn take_back(&self) -> Option<Incoming> {
+    pub fn take_back(&self) -> Option<ClientBody> {
         self.0.lock().ok().and_then(|mut s| s.take())
     }
 
@@ -88,7 +90,7 @@ impl BodySlot {
 impl UpstreamBody {
     /// Wraps `body`, allowing at most `limit` bytes of it (0: any); returns the body to send
     /// and the handle that can take it back.
-    pub fn new(body: Incoming, limit: u64) -> (Self, BodySlot) {
+    pub fn new(body: ClientBody, limit: u64) -> (Self, BodySlot) {
         let hint = body.size_hint();
         let end = body.is_end_stream();
         let slot = Arc::new(Mutex::new(Some(body)));
@@ -130,7 +132,7 @@ impl Body for UpstreamBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
