@@ -424,8 +424,9 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Reads from a plain connection (after the bytes already in `prefix`) until it is clear
 /// whether it starts with the HTTP/2 preface (h2c with prior knowledge) or not; returns the
-/// stream, every byte read, and whether it is HTTP/2. `None`: the connection closed, stayed
-/// silent for the idle timeout, or the listener is draining.
+/// stream, every byte read, and whether it is HTTP/2. `None`: the connection closed, or stayed
+/// silent for the idle timeout — or, once the listener drains, for [`DRAIN_QUIET`] (as a quiet
+/// HTTP/1 connection would be closed; the drain stays signalled for the server that follows).
 async fn sniff<I>(
     mut io: I,
     mut prefix: Vec<u8>,
@@ -436,7 +437,8 @@ where
     I: tokio::io::AsyncRead + Unpin,
 {
     use tokio::io::AsyncReadExt;
-    let deadline = tokio::time::Instant::now() + idle;
+    let mut deadline = tokio::time::Instant::now() + idle;
+    let mut draining = false;
     while prefix.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&prefix) {
         if prefix.capacity() == prefix.len() {
             prefix.reserve(4096);
@@ -446,7 +448,11 @@ where
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return None,
             },
-            _ = shutdown.changed() => return None,
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                shutdown.mark_changed();
+                deadline = deadline.min(tokio::time::Instant::now() + DRAIN_QUIET);
+            }
         }
     }
     let h2 = prefix.starts_with(H2_PREFACE);
