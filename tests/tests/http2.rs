@@ -1,8 +1,9 @@
 //! Weir's HTTP/2 server end to end, with the h2 crate as the client (so that frames, flow
 //! control and resets are under the test's control): request and response bodies larger than
 //! the flow-control windows, fields HTTP/2 forbids dropped from a target's response, CONNECT
-//! refused, a stream the client resets abandoning its request (460), and h2c whose preface
-//! arrives in pieces on a listener with access logs on.
+//! refused, a stream the client resets abandoning its request (460), h2c whose preface
+//! arrives in pieces on a listener with access logs on, and a connection still being told
+//! h2c from HTTP/1.1 when its listener drains.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::pin::Pin;
@@ -296,4 +297,43 @@ async fn h2c_preface_in_pieces_is_recognised_with_access_logs_on() {
 
 async fn get_http1(url: &str) -> u16 {
     weir_tests::get(url).await.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_waiting_for_its_first_bytes_when_the_listener_drains_is_still_answered() {
+    // Access logs on: every connection goes straight to telling h2c from HTTP/1.1.
+    let dir = TempDir::new("sniff-drain");
+    let b = backends("sniff-drain", 1).await;
+    let lb_attrs = attributes(
+        "LoadBalancerAttributes",
+        &[("access_logs.s3.enabled", "true"), ("access_logs.s3.bucket", "b")],
+    );
+    let config = DataplaneConfig { access_log_dir: dir.0.clone(), ..Default::default() };
+    let lb =
+        Lb::up_with(&one_group("sniff-drain", &lb_attrs, "", &targets_yaml(&b, 8)), config).await;
+    let mut quiet = TcpStream::connect(lb.addr()).await.unwrap();
+    let mut late = TcpStream::connect(lb.addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The listener is removed (it drains) while both connections wait for their first bytes.
+    let mut state = lb.state.clone();
+    state.delete_listener(&lb.listener_arn()).unwrap();
+    let dp = lb.dp.clone();
+    tokio::spawn(async move { dp.apply(&state).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A request that arrives just after gets an answer (not a reset), then the connection
+    // closes. (The listener is gone, so the answer is ALB's 503 for a listener without
+    // targets; in a binary upgrade the same connection is served by the old process.)
+    late.write_all(b"GET /late HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), late.read_to_end(&mut out))
+        .await
+        .expect("closed after its answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 "), "no answer: {text:?}");
+    // The one that stays quiet is closed without an answer, soon.
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), quiet.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the quiet connection was left open");
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
 }
