@@ -411,6 +411,17 @@ pub fn http1(data: &[u8]) {
             for name in h.out.iter().flat_map(|(_, fields)| fields.keys()) {
                 assert!(!weir_l7::headers::is_hop_by_hop(name.as_str()), "{name} passed on");
             }
+            // The same fields as an HTTP/2 response, with the `Connection: close` an ambiguous
+            // request's answer gets: nothing `h2` refuses to send is left.
+            if let Some((_, fields)) = &h.out {
+                let mut f = fields.clone();
+                f.append(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                weir_l7::headers::strip_for_http2(&mut f);
+                for name in f.keys() {
+                    let n = name.as_str();
+                    assert!(!weir_l7::headers::HTTP2_FORBIDDEN.contains(&n), "{n} sent on HTTP/2");
+                }
+            }
         }
         http1::ResponseHead::Interim(len) => {
             assert!(len == head_len && (100..200).contains(&status) && status != 101)

@@ -99,6 +99,32 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
 }
 
+/// The response fields HTTP/2 forbids (RFC 9113 §8.2.2), besides those `connection` names.
+pub const HTTP2_FORBIDDEN: [&str; 6] =
+    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"];
+
+/// Drops the fields HTTP/2 forbids in a response: [`HTTP2_FORBIDDEN`] and the fields
+/// `connection` names (`h2` refuses to send a response carrying any of them).
+pub fn strip_for_http2(fields: &mut HeaderMap) {
+    // One pass to learn whether there is anything to do (usually not).
+    if !fields.keys().any(|n| HTTP2_FORBIDDEN.contains(&n.as_str())) {
+        return;
+    }
+    let named: Vec<HeaderName> = fields
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        fields.remove(n);
+    }
+    for n in HTTP2_FORBIDDEN {
+        fields.remove(n);
+    }
+}
+
 /// [`is_hop_by_hop`] for a `HeaderName` (always lower-case).
 fn is_hop_by_hop_name(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(&name.as_str())
@@ -237,6 +263,33 @@ pub fn trace_id(h: &mut HeaderMap, now_secs: u64, want_id: bool) -> Option<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_specific_fields_and_those_connection_names_are_dropped() {
+        let mut f = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, X-Private , x-other"),
+            ("x-private", "1"),
+            ("x-other", "2"),
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("te", "trailers"),
+            ("x-kept", "yes"),
+            ("content-type", "text/plain"),
+        ] {
+            f.append(http::HeaderName::from_static(k), http::HeaderValue::from_static(v));
+        }
+        strip_for_http2(&mut f);
+        let mut left: Vec<&str> = f.keys().map(http::HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["content-type", "x-kept"]);
+        // Nothing to drop: nothing changes.
+        let before = f.clone();
+        strip_for_http2(&mut f);
+        assert_eq!(f, before);
+    }
 
     #[test]
     fn hop_by_hop_and_connection_tokens() {

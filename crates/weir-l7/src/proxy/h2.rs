@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures_util::future::CatchUnwind;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use http::header::{self, HeaderName};
+use http::header;
 use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -207,7 +207,7 @@ where
     let (head, body) = resp.into_parts();
     let mut head = Response::from_parts(head, ());
     let fields = head.headers_mut();
-    strip_connection_fields(fields);
+    crate::headers::strip_for_http2(fields);
     if !fields.contains_key(header::DATE) {
         fields.insert(header::DATE, crate::responses::date_value());
     }
@@ -234,35 +234,6 @@ fn content_length(fields: &HeaderMap) -> Option<u64> {
         return None;
     }
     std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()
-}
-
-/// Drops the fields HTTP/2 forbids in a response (RFC 9113 §8.2.2): `connection` and the
-/// fields it names, `keep-alive`, `proxy-connection`, `transfer-encoding`, `upgrade`, `te`.
-fn strip_connection_fields(fields: &mut HeaderMap) {
-    // One pass to learn whether there is anything to do (usually not).
-    let forbidden = |n: &HeaderName| {
-        n == header::CONNECTION
-            || n == header::TRANSFER_ENCODING
-            || n == header::UPGRADE
-            || n == header::TE
-            || n.as_str() == "keep-alive"
-            || n.as_str() == "proxy-connection"
-    };
-    if !fields.keys().any(forbidden) {
-        return;
-    }
-    if let Some(v) = fields.remove(header::CONNECTION) {
-        if let Ok(v) = v.to_str() {
-            for name in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                fields.remove(name);
-            }
-        }
-    }
-    for n in [header::TRANSFER_ENCODING, header::UPGRADE, header::TE] {
-        fields.remove(n);
-    }
-    fields.remove("keep-alive");
-    fields.remove("proxy-connection");
 }
 
 /// Sends `body` on `tx` as DATA frames (and trailers), as fast as the client's flow-control
@@ -328,33 +299,6 @@ async fn pipe(mut body: ProxyBody, mut tx: h2::SendStream<Bytes>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn connection_specific_fields_and_those_connection_names_are_dropped() {
-        let mut f = HeaderMap::new();
-        for (k, v) in [
-            ("connection", "close, X-Private , x-other"),
-            ("x-private", "1"),
-            ("x-other", "2"),
-            ("keep-alive", "timeout=5"),
-            ("proxy-connection", "keep-alive"),
-            ("transfer-encoding", "chunked"),
-            ("upgrade", "websocket"),
-            ("te", "trailers"),
-            ("x-kept", "yes"),
-            ("content-type", "text/plain"),
-        ] {
-            f.append(HeaderName::from_static(k), http::HeaderValue::from_static(v));
-        }
-        strip_connection_fields(&mut f);
-        let mut left: Vec<&str> = f.keys().map(HeaderName::as_str).collect();
-        left.sort_unstable();
-        assert_eq!(left, ["content-type", "x-kept"]);
-        // Nothing to drop: nothing changes.
-        let before = f.clone();
-        strip_connection_fields(&mut f);
-        assert_eq!(f, before);
-    }
 
     #[test]
     fn content_length_is_known_only_from_one_valid_value() {
