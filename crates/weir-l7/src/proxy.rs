@@ -475,6 +475,8 @@ async fn serve_general<I>(
     let (mut io, handle) = ClientIo::new(io, !h2, Some(proxy.stats.clone()));
     let mut conn = conn;
     conn.capture = Some(handle.capture.clone());
+    // Shared by the connection's requests: one reference count per request, not one per field.
+    let conn = Arc::new(conn);
     if h2 {
         io.coalesce_writes();
         conn.h2.store(true, Ordering::Relaxed);
@@ -789,7 +791,7 @@ impl Proxy {
     async fn handle(
         self: Arc<Self>,
         req: Request<ClientBody>,
-        conn: ConnInfo,
+        conn: Arc<ConnInfo>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let snap = self.cell.load_full();
         let peer = conn.peer;

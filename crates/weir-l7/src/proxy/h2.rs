@@ -64,7 +64,7 @@ enum State<I> {
 pub(super) fn serve<I>(
     proxy: &Arc<Proxy>,
     io: I,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     snap: &ListenerSnapshot,
 ) -> impl Served
 where
@@ -161,7 +161,7 @@ where
 /// future (moved into the connection's set of streams) stays small.
 fn stream(
     proxy: Arc<Proxy>,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     req: Request<h2::RecvStream>,
     mut respond: h2::server::SendResponse<Bytes>,
 ) -> impl Future<Output = ()> {
