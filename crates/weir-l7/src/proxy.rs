@@ -250,7 +250,6 @@ async fn accept_loop(listener: TcpListener, proxy: Arc<Proxy>, shutdown: watch::
                         capture: None,
                         inflight: Arc::default(),
                         draining: Arc::default(),
-                        h2: Arc::default(),
                     };
                     serve_connection(&proxy, stream, conn, mode, &snap, shutdown).await;
                 }
@@ -291,7 +290,6 @@ async fn serve_tls(
                 capture: None,
                 inflight: Arc::default(),
                 draining: Arc::default(),
-                h2: Arc::new((mode == Mode::H2).into()),
             };
             serve_connection(proxy, stream, conn, mode, snap, shutdown).await;
         }
@@ -362,8 +360,6 @@ struct ConnInfo {
     inflight: Arc<AtomicUsize>,
     /// The listener is draining: HTTP/1 responses carry `Connection: close`.
     draining: Arc<std::sync::atomic::AtomicBool>,
-    /// The connection speaks HTTP/2.
-    h2: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Counts a request in flight on its connection while alive.
@@ -479,9 +475,8 @@ async fn serve_general<I>(
     let conn = Arc::new(conn);
     if h2 {
         io.coalesce_writes();
-        conn.h2.store(true, Ordering::Relaxed);
         let served = h2::serve(proxy, io, conn.clone(), snap);
-        supervise(proxy, served, &conn, &handle, snap, shutdown).await;
+        supervise(proxy, served, true, &conn, &handle, snap, shutdown).await;
         return;
     }
     let p = proxy.clone();
@@ -497,7 +492,7 @@ async fn serve_general<I>(
         .max_buf_size(snap.limits.max_header_bytes + 16 * 1024)
         .max_headers(MAX_HEADERS);
     let served = builder.serve_connection(TokioIo::new(io), svc).with_upgrades();
-    supervise(proxy, H1Conn(Box::pin(served)), &conn, &handle, snap, shutdown).await;
+    supervise(proxy, H1Conn(Box::pin(served)), false, &conn, &handle, snap, shutdown).await;
 }
 
 /// A client connection being served, by hyper's HTTP/1.1 server or Weir's HTTP/2 server.
@@ -540,10 +535,11 @@ where
 
 /// Runs a served connection to its end: closes it after the idle timeout with nothing in
 /// flight, answers a request head that stalled with 408, and drains it when the listener
-/// stops.
+/// stops (with GOAWAY when `h2`: the connection speaks HTTP/2).
 async fn supervise<S, I>(
     proxy: &Arc<Proxy>,
     mut conn: S,
+    h2: bool,
     info: &ConnInfo,
     handle: &crate::client_io::ClientIoHandle<I>,
     snap: &ListenerSnapshot,
@@ -601,7 +597,7 @@ async fn supervise<S, I>(
             loop {
                 let quiet = inflight.load(Ordering::Relaxed) == 0
                     && handle.capture.idle_for() >= DRAIN_QUIET;
-                if info.h2.load(Ordering::Relaxed) {
+                if h2 {
                     let due = goaway_at.is_none_or(|at| tokio::time::Instant::now() >= at);
                     if !goaway_sent && (quiet || due) {
                         conn.graceful_shutdown();
@@ -804,9 +800,6 @@ impl Proxy {
         let mut note = Note { logging: guard.entry.is_some(), ..Note::default() };
         let mut error_reason = None;
         let http1 = req.version() < Version::HTTP_2;
-        if !http1 {
-            conn.h2.store(true, Ordering::Relaxed);
-        }
         let resp = match self.route(req, &conn, &snap, &mut note).await {
             Ok(r) => r,
             Err(e) => {
