@@ -80,8 +80,24 @@ impl Forwarded {
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    strip_listed(h, &HOP_BY_HOP);
+}
+
+/// The response fields HTTP/2 forbids (RFC 9113 §8.2.2), besides those `connection` names.
+pub const HTTP2_FORBIDDEN: [&str; 6] =
+    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"];
+
+/// Drops the fields HTTP/2 forbids in a response: [`HTTP2_FORBIDDEN`] and the fields
+/// `connection` names (`h2` refuses to send a response carrying any of them).
+pub fn strip_for_http2(fields: &mut HeaderMap) {
+    strip_listed(fields, &HTTP2_FORBIDDEN);
+}
+
+/// Removes the fields in `listed` (lower-case, `connection` among them) and every field
+/// `Connection` names.
+fn strip_listed(h: &mut HeaderMap, listed: &[&str]) {
     // Most messages carry none: one pass over the names instead of a lookup per field.
-    if !h.keys().any(is_hop_by_hop_name) {
+    if !h.keys().any(|n| listed.contains(&n.as_str())) {
         return;
     }
     let named: Vec<HeaderName> = h
@@ -94,40 +110,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
-        h.remove(n);
+    for n in listed {
+        h.remove(*n);
     }
-}
-
-/// The response fields HTTP/2 forbids (RFC 9113 §8.2.2), besides those `connection` names.
-pub const HTTP2_FORBIDDEN: [&str; 6] =
-    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"];
-
-/// Drops the fields HTTP/2 forbids in a response: [`HTTP2_FORBIDDEN`] and the fields
-/// `connection` names (`h2` refuses to send a response carrying any of them).
-pub fn strip_for_http2(fields: &mut HeaderMap) {
-    // One pass to learn whether there is anything to do (usually not).
-    if !fields.keys().any(|n| HTTP2_FORBIDDEN.contains(&n.as_str())) {
-        return;
-    }
-    let named: Vec<HeaderName> = fields
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        fields.remove(n);
-    }
-    for n in HTTP2_FORBIDDEN {
-        fields.remove(n);
-    }
-}
-
-/// [`is_hop_by_hop`] for a `HeaderName` (always lower-case).
-fn is_hop_by_hop_name(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(&name.as_str())
 }
 
 /// Whether `name` is one of [`HOP_BY_HOP`], in any case.
