@@ -96,8 +96,12 @@ pub fn strip_for_http2(fields: &mut HeaderMap) {
 /// Removes the fields in `listed` (lower-case, `connection` among them) and every field
 /// `Connection` names.
 fn strip_listed(h: &mut HeaderMap, listed: &[&str]) {
-    // Most messages carry none: one pass over the names instead of a lookup per field.
-    if !h.keys().any(|n| listed.contains(&n.as_str())) {
+    // Most messages carry none: one pass over the names instead of a lookup per field, each
+    // name compared only with the listed ones of its length.
+    if !h.keys().any(|n| {
+        let n = n.as_str();
+        listed.iter().any(|l| l.len() == n.len() && *l == n)
+    }) {
         return;
     }
     let named: Vec<HeaderName> = h
@@ -117,7 +121,17 @@ fn strip_listed(h: &mut HeaderMap, listed: &[&str]) {
 
 /// Whether `name` is one of [`HOP_BY_HOP`], in any case.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+    // Told apart by length first: most fields are compared with nothing.
+    let is = |h: &str| name.eq_ignore_ascii_case(h);
+    match name.len() {
+        2 => is("te"),
+        7 => is("trailer") || is("upgrade"),
+        10 => is("connection") || is("keep-alive"),
+        16 => is("proxy-connection"),
+        17 => is("transfer-encoding"),
+        18 => is("proxy-authenticate"),
+        _ => false,
+    }
 }
 
 /// Whether a header name is one ALB considers invalid (anything beyond letters, digits and
@@ -159,53 +173,165 @@ pub fn push_trace_root(out: &mut Vec<u8>, now_secs: u64) {
     out.extend_from_slice(&id);
 }
 
-/// Applies X-Forwarded-For/-Proto/-Port per the load balancer's settings, with the
-/// connection's `fwd` values. Errors with 463 when the incoming X-Forwarded-For holds more
-/// than 30 addresses.
+/// The fields the load balancer sets on a request for its target, each replacing any field
+/// of that name the client sent. Gathered once, then either written into the request's map
+/// ([`Outgoing::apply`], for hyper's client) or straight into an HTTP/1.1 head
+/// ([`Outgoing::write_head`], the pooled client) — which costs no map insertions.
+#[derive(Debug, Default)]
+pub struct Outgoing {
+    fields: Vec<(HeaderName, HeaderValue)>,
+    /// The client's `X-Forwarded-For` is dropped (`XffMode::Remove`).
+    drop_xff: bool,
+}
+
+impl Outgoing {
+    /// Room for the fields a request usually gets (Host, X-Forwarded-*, a trace id).
+    pub fn new() -> Self {
+        Self { fields: Vec::with_capacity(6), drop_xff: false }
+    }
+
+    /// Sets `name` to `value`, replacing an earlier value set here.
+    pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        match self.fields.iter_mut().find(|(n, _)| *n == name) {
+            Some(f) => f.1 = value,
+            None => self.fields.push((name, value)),
+        }
+    }
+
+    /// Adds a field whose name is not set yet (the callers below each set distinct names).
+    fn push(&mut self, name: &HeaderName, value: HeaderValue) {
+        debug_assert!(self.get(name).is_none());
+        self.fields.push((name.clone(), value));
+    }
+
+    /// The value set for `name`, if any.
+    pub fn get(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Writes the fields into `h`, replacing the client's of the same names.
+    pub fn apply(self, h: &mut HeaderMap) {
+        if self.drop_xff {
+            h.remove(&X_FORWARDED_FOR);
+        }
+        for (n, v) in self.fields {
+            h.insert(n, v);
+        }
+    }
+
+    /// An HTTP/1.1 request head: the request line, the client's `fields` (each replaced field
+    /// written where the client's first one was, its other values dropped), then the fields
+    /// set here that the client did not send.
+    pub fn write_head(&self, method: &str, path_and_query: &str, fields: &HeaderMap) -> Vec<u8> {
+        let size = fields.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+            + self.fields.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+        let mut out = Vec::with_capacity(method.len() + path_and_query.len() + size + 14);
+        out.extend_from_slice(method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(path_and_query.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let line = |out: &mut Vec<u8>, k: &HeaderName, v: &HeaderValue| {
+            out.extend_from_slice(k.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
+        // Bit i: the field set at index i has been written.
+        let mut written = 0u64;
+        // Bit n: a field set here has a name n bytes long — most of the client's fields are
+        // told apart by their length alone.
+        let mut lengths =
+            self.fields.iter().fold(0u64, |m, (n, _)| m | 1 << n.as_str().len().min(63));
+        if self.drop_xff {
+            lengths |= 1 << X_FORWARDED_FOR.as_str().len();
+        }
+        for (k, v) in fields {
+            let name = k.as_str();
+            if lengths & (1 << name.len().min(63)) == 0 {
+                line(&mut out, k, v);
+                continue;
+            }
+            if self.drop_xff && k == X_FORWARDED_FOR {
+                continue;
+            }
+            match self.fields.iter().position(|(n, _)| n == k) {
+                None => line(&mut out, k, v),
+                Some(i) if i < 64 && written & (1 << i) == 0 => {
+                    written |= 1 << i;
+                    line(&mut out, k, &self.fields[i].1);
+                }
+                Some(_) => {}
+            }
+        }
+        for (i, (k, v)) in self.fields.iter().enumerate() {
+            if i >= 64 || written & (1 << i) == 0 {
+                line(&mut out, k, v);
+            }
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+/// X-Forwarded-For/-Proto/-Port per the load balancer's settings, with the connection's `fwd`
+/// values, for a request carrying `h`. Errors with 463 when the incoming X-Forwarded-For holds
+/// more than 30 addresses.
+pub fn forwarded(
+    h: &HeaderMap,
+    fwd: &Forwarded,
+    proto: &str,
+    lb: &LbSettings,
+    out: &mut Outgoing,
+) -> Result<(), ProxyError> {
+    let existing = h.get_all(&X_FORWARDED_FOR);
+    let any = existing.iter().any(|v| v.to_str().is_ok());
+    let count: usize = existing
+        .iter()
+        .filter(|v| v.to_str().is_ok())
+        .map(|v| forwarded_addresses(v.as_bytes()))
+        .sum();
+    if count > MAX_XFF_ADDRESSES {
+        return Err(ProxyError::too_many_forwarded());
+    }
+    match lb.xff_mode {
+        XffMode::Preserve => {}
+        XffMode::Remove => out.drop_xff = true,
+        XffMode::Append => {
+            let me = fwd.client(lb.xff_client_port);
+            if !any {
+                out.push(&X_FORWARDED_FOR, me.clone());
+            } else {
+                let mut joined = Vec::new();
+                for v in existing.iter().filter(|v| v.to_str().is_ok()) {
+                    joined.extend_from_slice(v.as_bytes());
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(me.as_bytes());
+                if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+                    out.push(&X_FORWARDED_FOR, v);
+                }
+            }
+        }
+    }
+    out.push(
+        &X_FORWARDED_PROTO,
+        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+    );
+    out.push(&X_FORWARDED_PORT, fwd.port.clone());
+    Ok(())
+}
+
+/// Applies X-Forwarded-For/-Proto/-Port to `h` itself ([`forwarded`], then
+/// [`Outgoing::apply`]).
 pub fn apply_forwarded(
     h: &mut HeaderMap,
     fwd: &Forwarded,
     proto: &str,
     lb: &LbSettings,
 ) -> Result<(), ProxyError> {
-    // One lookup; an empty list allocates nothing.
-    let existing: Vec<String> = h
-        .get_all(&X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_string)
-        .collect();
-    let count: usize = existing.iter().map(|v| forwarded_addresses(v.as_bytes())).sum();
-    if count > MAX_XFF_ADDRESSES {
-        return Err(ProxyError::too_many_forwarded());
-    }
-    match lb.xff_mode {
-        XffMode::Preserve => {}
-        XffMode::Remove => {
-            h.remove(&X_FORWARDED_FOR);
-        }
-        XffMode::Append => {
-            let me = fwd.client(lb.xff_client_port);
-            if existing.is_empty() {
-                h.insert(X_FORWARDED_FOR.clone(), me.clone());
-            } else {
-                let joined = existing
-                    .iter()
-                    .map(String::as_str)
-                    .chain(me.to_str().ok())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if let Ok(v) = HeaderValue::from_str(&joined) {
-                    h.insert(X_FORWARDED_FOR.clone(), v);
-                }
-            }
-        }
-    }
-    h.insert(
-        X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
-    );
-    h.insert(X_FORWARDED_PORT.clone(), fwd.port.clone());
+    let mut out = Outgoing::new();
+    forwarded(h, fwd, proto, lb, &mut out)?;
+    out.apply(h);
     Ok(())
 }
 
@@ -223,14 +349,14 @@ pub fn join_cookies(h: &mut HeaderMap) {
 
 /// `X-Amzn-TLS-Version` and `X-Amzn-TLS-Cipher-Suite`, as ALB adds them when
 /// `routing.http.x_amzn_tls_version_and_cipher_suite.enabled` is on.
-pub fn tls_version_and_cipher(h: &mut HeaderMap, version: &'static str, cipher: &'static str) {
-    h.insert(X_AMZN_TLS_VERSION.clone(), HeaderValue::from_static(version));
-    h.insert(X_AMZN_TLS_CIPHER_SUITE.clone(), HeaderValue::from_static(cipher));
+pub fn tls_version_and_cipher(out: &mut Outgoing, version: &'static str, cipher: &'static str) {
+    out.push(&X_AMZN_TLS_VERSION, HeaderValue::from_static(version));
+    out.push(&X_AMZN_TLS_CIPHER_SUITE, HeaderValue::from_static(cipher));
 }
 
-/// Adds `Root=1-<epoch hex>-<24 hex>` to X-Amzn-Trace-Id (keeping an incoming Root); returns
-/// the field's value when `want_id` (for the access log).
-pub fn trace_id(h: &mut HeaderMap, now_secs: u64, want_id: bool) -> Option<String> {
+/// Sets `Root=1-<epoch hex>-<24 hex>` as X-Amzn-Trace-Id unless the request's `h` carries a
+/// Root already (kept as it is); returns the field's value when `want_id` (for the access log).
+pub fn trace_id(h: &HeaderMap, now_secs: u64, want_id: bool, out: &mut Outgoing) -> Option<String> {
     if let Some(v) = h.get(&X_AMZN_TRACE_ID).and_then(|v| v.to_str().ok()) {
         if has_trace_root(v.as_bytes()) {
             return want_id.then(|| v.to_string());
@@ -240,7 +366,7 @@ pub fn trace_id(h: &mut HeaderMap, now_secs: u64, want_id: bool) -> Option<Strin
     push_trace_root(&mut id, now_secs);
     let text = want_id.then(|| String::from_utf8_lossy(&id).into_owned());
     if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(id)) {
-        h.insert(X_AMZN_TRACE_ID.clone(), v);
+        out.push(&X_AMZN_TRACE_ID, v);
     }
     text
 }
@@ -274,6 +400,18 @@ mod tests {
         let before = f.clone();
         strip_for_http2(&mut f);
         assert_eq!(f, before);
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_is_known_in_any_case() {
+        for h in HOP_BY_HOP {
+            assert!(is_hop_by_hop(h), "{h}");
+            assert!(is_hop_by_hop(&h.to_ascii_uppercase()), "{h}");
+            assert!(!is_hop_by_hop(&h[1..]), "{h}");
+        }
+        for other in ["host", "user-agent", "content-length", "tex", "upgrades", ""] {
+            assert!(!is_hop_by_hop(other), "{other}");
+        }
     }
 
     #[test]
@@ -327,13 +465,55 @@ mod tests {
     #[test]
     fn new_trace_ids_have_their_documented_shape() {
         let mut h = HeaderMap::new();
-        let id = trace_id(&mut h, 0x5f00_0001, true).unwrap();
+        let mut out = Outgoing::new();
+        let id = trace_id(&h, 0x5f00_0001, true, &mut out).unwrap();
         assert_eq!(id.len(), TRACE_ROOT_LEN);
         assert!(id.starts_with("Root=1-5f000001-"), "{id}");
         assert!(id[16..].bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        out.apply(&mut h);
         assert_eq!(h["x-amzn-trace-id"], id.as_str());
-        // An incoming Root is kept as it is.
-        let kept = trace_id(&mut h, 1, true).unwrap();
+        // An incoming Root is kept as it is, and nothing is set.
+        let mut out = Outgoing::new();
+        let kept = trace_id(&h, 1, true, &mut out).unwrap();
         assert_eq!(kept, id);
+        assert!(out.get(&X_AMZN_TRACE_ID).is_none());
+    }
+
+    #[test]
+    fn an_outgoing_head_replaces_fields_where_the_client_put_them() {
+        let mut h = HeaderMap::new();
+        h.append("host", "client.example".parse().unwrap());
+        h.append("accept", "*/*".parse().unwrap());
+        h.append("x-forwarded-proto", "gopher".parse().unwrap());
+        h.append("x-forwarded-proto", "again".parse().unwrap());
+        h.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        let mut out = Outgoing::new();
+        out.set(http::header::HOST, HeaderValue::from_static("target:8080"));
+        out.set(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        out.set(X_FORWARDED_PORT.clone(), HeaderValue::from_static("80"));
+        out.set(X_FORWARDED_PORT.clone(), HeaderValue::from_static("81"));
+        let head = out.write_head("GET", "/a?b", &h);
+        assert_eq!(
+            String::from_utf8(head).unwrap(),
+            "GET /a?b HTTP/1.1\r\nhost: target:8080\r\naccept: */*\r\n\
+             x-forwarded-proto: http\r\nx-forwarded-for: 1.1.1.1\r\nx-forwarded-port: 81\r\n\r\n"
+        );
+        // The same fields written into the map instead.
+        let mut m = h.clone();
+        let mut again = Outgoing::new();
+        again.set(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+        again.apply(&mut m);
+        assert_eq!(m.get_all("x-forwarded-proto").iter().count(), 1);
+        assert_eq!(m["x-forwarded-proto"], "http");
+        // X-Forwarded-For dropped (XffMode::Remove) from the head and from the map.
+        let lb = LbSettings { xff_mode: XffMode::Remove, ..LbSettings::default() };
+        let f = Forwarded::new("10.1.2.3:5555".parse().unwrap(), 80);
+        let mut out = Outgoing::new();
+        forwarded(&h, &f, "http", &lb, &mut out).unwrap();
+        let head = String::from_utf8(out.write_head("GET", "/", &h)).unwrap();
+        assert!(!head.contains("1.1.1.1"), "{head}");
+        assert!(head.contains("x-forwarded-port: 80\r\n"), "{head}");
+        out.apply(&mut m);
+        assert!(!m.contains_key("x-forwarded-for"));
     }
 }

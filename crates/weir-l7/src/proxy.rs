@@ -624,7 +624,9 @@ struct ClientClosedGuard<'a> {
     peer: SocketAddr,
     armed: bool,
     started: std::time::Instant,
-    entry: Option<(LogRecord, Arc<AccessLog>)>,
+    /// Boxed: a request's state (which holds this guard) keeps one pointer when nothing is
+    /// logged, not a whole record.
+    entry: Option<Box<(LogRecord, Arc<AccessLog>)>>,
 }
 
 impl Drop for ClientClosedGuard<'_> {
@@ -632,7 +634,8 @@ impl Drop for ClientClosedGuard<'_> {
         if self.armed {
             self.stats.client_closed_460.fetch_add(1, Ordering::Relaxed);
             tracing::info!(client = %self.peer, elb_status_code = 460, "client closed the connection before the response");
-            if let Some((mut rec, log)) = self.entry.take() {
+            if let Some(entry) = self.entry.take() {
+                let (mut rec, log) = *entry;
                 rec.elb_status = 460;
                 rec.request_processing = self.started.elapsed().as_secs_f64();
                 rec.target_processing = -1.0;
@@ -784,90 +787,100 @@ fn upstream_host(out: &mut Vec<u8>, host: &str, snap: &ListenerSnapshot, tls: bo
 }
 
 impl Proxy {
-    async fn handle(
+    // Plain functions returning `async move` blocks rather than `async fn`s: an `async fn`
+    // moves its arguments into locals, so its state holds each of them twice (the request's
+    // state is boxed and copied once per request; smaller is cheaper).
+    #[allow(clippy::manual_async_fn)] // see above
+    fn handle(
         self: Arc<Self>,
         req: Request<ClientBody>,
         conn: Arc<ConnInfo>,
-    ) -> Result<Response<ProxyBody>, Infallible> {
-        let snap = self.cell.load_full();
-        let peer = conn.peer;
-        let _inflight = InFlight::new(&conn.inflight);
-        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let started = std::time::Instant::now();
-        let entry =
-            snap.access_log.as_ref().map(|log| (self.begin_entry(&req, &conn, &snap), log.clone()));
-        let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true, started, entry };
-        let mut note = Note { logging: guard.entry.is_some(), ..Note::default() };
-        let mut error_reason = None;
-        let http1 = req.version() < Version::HTTP_2;
-        let resp = match self.route(req, &conn, &snap, &mut note).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.record_elb(e.status);
-                tracing::debug!(client = %peer, status = e.status, reason = e.reason, "request failed");
-                error_reason = Some(e.reason);
-                let mut r = own(responses::error_page(e.status), &snap);
-                if e.status == 429 {
-                    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> {
+        async move {
+            let snap = self.cell.load_full();
+            let peer = conn.peer;
+            let _inflight = InFlight::new(&conn.inflight);
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let entry = snap
+                .access_log
+                .as_ref()
+                .map(|log| Box::new((self.begin_entry(&req, &conn, &snap), log.clone())));
+            let mut guard =
+                ClientClosedGuard { stats: &self.stats, peer, armed: true, started, entry };
+            let mut note = Note { logging: guard.entry.is_some(), ..Note::default() };
+            let mut error_reason = None;
+            let http1 = req.version() < Version::HTTP_2;
+            let resp = match self.route(req, &conn, &snap, &mut note).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.stats.record_elb(e.status);
+                    tracing::debug!(client = %peer, status = e.status, reason = e.reason, "request failed");
+                    error_reason = Some(e.reason);
+                    let mut r = own(responses::error_page(e.status), &snap);
+                    if e.status == 429 {
+                        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    }
+                    r
                 }
-                r
+            };
+            guard.armed = false;
+            let mut resp = resp;
+            if http1 && conn.draining.load(Ordering::Relaxed) {
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-        };
-        guard.armed = false;
-        let mut resp = resp;
-        if http1 && conn.draining.load(Ordering::Relaxed) {
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        let Some((mut rec, log)) = guard.entry.take() else {
-            return Ok(resp);
-        };
-        let done = std::time::Instant::now();
-        let span = |a: std::time::Instant, b: std::time::Instant| {
-            b.saturating_duration_since(a).as_secs_f64()
-        };
-        match (note.sent_at, note.head_at) {
-            (Some(sent), Some(head)) => {
-                rec.request_processing = span(started, sent);
-                rec.target_processing = span(sent, head);
-                rec.response_processing = span(head, done);
+            let Some(entry) = guard.entry.take() else {
+                return Ok(resp);
+            };
+            let (mut rec, log) = *entry;
+            let done = std::time::Instant::now();
+            let span = |a: std::time::Instant, b: std::time::Instant| {
+                b.saturating_duration_since(a).as_secs_f64()
+            };
+            match (note.sent_at, note.head_at) {
+                (Some(sent), Some(head)) => {
+                    rec.request_processing = span(started, sent);
+                    rec.target_processing = span(sent, head);
+                    rec.response_processing = span(head, done);
+                }
+                _ => {
+                    rec.request_processing = span(started, done);
+                    rec.target_processing = -1.0;
+                    rec.response_processing = -1.0;
+                }
             }
-            _ => {
-                rec.request_processing = span(started, done);
-                rec.target_processing = -1.0;
-                rec.response_processing = -1.0;
+            rec.elb_status = resp.status().as_u16();
+            rec.target = note.target;
+            rec.target_status = note.target_status;
+            rec.target_group_arn = note.tg_arn;
+            rec.matched_rule_priority = note.priority;
+            rec.actions_executed = note.action;
+            rec.error_reason = error_reason;
+            if let Some(t) = note.trace_id {
+                rec.trace_id = t;
             }
+            if let Some((c, r)) = note.classification {
+                rec.classification = Some(c);
+                rec.classification_reason = Some(r);
+            }
+            if note.action == "redirect" {
+                rec.redirect_url = resp
+                    .headers()
+                    .get(header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+            }
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                rec.kind = if conn.tls.is_some() { "wss" } else { "ws" };
+            }
+            rec.sent_bytes = 12
+                + resp.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
+                    as u64
+                + 2;
+            let (parts, body) = resp.into_parts();
+            let body = LoggedBody { inner: body, sent: 0, entry: Some((rec, log)) };
+            Ok(Response::from_parts(parts, BodyExt::boxed(body)))
         }
-        rec.elb_status = resp.status().as_u16();
-        rec.target = note.target;
-        rec.target_status = note.target_status;
-        rec.target_group_arn = note.tg_arn;
-        rec.matched_rule_priority = note.priority;
-        rec.actions_executed = note.action;
-        rec.error_reason = error_reason;
-        if let Some(t) = note.trace_id {
-            rec.trace_id = t;
-        }
-        if let Some((c, r)) = note.classification {
-            rec.classification = Some(c);
-            rec.classification_reason = Some(r);
-        }
-        if note.action == "redirect" {
-            rec.redirect_url = resp
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-        }
-        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-            rec.kind = if conn.tls.is_some() { "wss" } else { "ws" };
-        }
-        rec.sent_bytes = 12
-            + resp.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>()
-                as u64
-            + 2;
-        let (parts, body) = resp.into_parts();
-        let body = LoggedBody { inner: body, sent: 0, entry: Some((rec, log)) };
-        Ok(Response::from_parts(parts, BodyExt::boxed(body)))
     }
 
     /// The parts of an access-log entry known when the request arrives.
@@ -942,344 +955,363 @@ impl Proxy {
         }
     }
 
-    async fn route(
-        &self,
+    #[allow(clippy::manual_async_fn)] // not an `async fn`: see `handle`
+    fn route<'a>(
+        &'a self,
         mut req: Request<ClientBody>,
-        conn: &ConnInfo,
-        snap: &ListenerSnapshot,
-        note: &mut Note,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let uri = req.uri();
-        let target_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
-            + uri.authority().map_or(0, |a| a.as_str().len())
-            + uri.path_and_query().map_or(1, |p| p.as_str().len());
-        let line_len = req.method().as_str().len() + target_len + 10;
-        let mut longest_header = 0;
-        let mut head = line_len;
-        for (k, v) in req.headers() {
-            let n = k.as_str().len() + v.len() + 2;
-            longest_header = longest_header.max(n);
-            head += n + 2;
-        }
-        if line_len > MAX_LINE_BYTES || longest_header > MAX_LINE_BYTES {
-            return Err(ProxyError::bad_request("LineTooLong"));
-        }
-        if head > snap.limits.max_header_bytes {
-            return Err(ProxyError::head_too_large());
-        }
-        if !self.req_rates.allow(snap.limits.max_request_rate_per_source, conn.peer.ip()) {
-            return Err(ProxyError::rate_limited());
-        }
-        let max_body = snap.limits.max_body_bytes;
-        if max_body > 0 && hyper::body::Body::size_hint(req.body()).lower() > max_body {
-            return Err(ProxyError::body_too_large());
-        }
-        let raw = conn.capture.as_ref().and_then(|c| c.raw_head());
-        let class = desync::classify(&req, raw.as_deref());
-        if class.tier != desync::Tier::Compliant {
-            note.classification = Some((class.tier.as_str(), class.reason.to_string()));
-            self.stats.desync_non_compliant.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(client = %conn.peer, classification = class.tier.as_str(), reason = %class.reason, "non-compliant request");
-        }
-        let close_after = match desync::verdict(snap.lb.desync_mode, class.tier) {
-            Verdict::Block => return Err(ProxyError::bad_request("DesyncMitigation")),
-            Verdict::ForwardAndClose => true,
-            Verdict::Forward => false,
-        };
-        let host_header = match req.headers().get(header::HOST) {
-            Some(h) => Some(
-                h.to_str().map_err(|_| ProxyError::bad_request("InvalidHostHeader"))?.to_string(),
-            ),
-            None => req.uri().authority().map(|a| a.to_string()),
-        };
-        let host_full = match host_header {
-            Some(h) => h,
-            None if req.version() == Version::HTTP_11 => {
-                return Err(ProxyError::bad_request("MissingHostHeader"))
+        conn: &'a ConnInfo,
+        snap: &'a ListenerSnapshot,
+        note: &'a mut Note,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + 'a {
+        async move {
+            let uri = req.uri();
+            let target_len = uri.scheme_str().map_or(0, |s| s.len() + 3)
+                + uri.authority().map_or(0, |a| a.as_str().len())
+                + uri.path_and_query().map_or(1, |p| p.as_str().len());
+            let line_len = req.method().as_str().len() + target_len + 10;
+            let mut longest_header = 0;
+            let mut head = line_len;
+            for (k, v) in req.headers() {
+                let n = k.as_str().len() + v.len() + 2;
+                longest_header = longest_header.max(n);
+                head += n + 2;
             }
-            None => String::new(),
-        };
-        if snap.lb.drop_invalid_header_fields {
-            let bad: Vec<_> = req
-                .headers()
-                .keys()
-                .filter(|n| headers::is_invalid_header_name(n))
-                .cloned()
-                .collect();
-            for n in bad {
-                req.headers_mut().remove(n);
+            if line_len > MAX_LINE_BYTES || longest_header > MAX_LINE_BYTES {
+                return Err(ProxyError::bad_request("LineTooLong"));
             }
+            if head > snap.limits.max_header_bytes {
+                return Err(ProxyError::head_too_large());
+            }
+            if !self.req_rates.allow(snap.limits.max_request_rate_per_source, conn.peer.ip()) {
+                return Err(ProxyError::rate_limited());
+            }
+            let max_body = snap.limits.max_body_bytes;
+            if max_body > 0 && hyper::body::Body::size_hint(req.body()).lower() > max_body {
+                return Err(ProxyError::body_too_large());
+            }
+            let raw = conn.capture.as_ref().and_then(|c| c.raw_head());
+            let class = desync::classify(&req, raw.as_deref());
+            if class.tier != desync::Tier::Compliant {
+                note.classification = Some((class.tier.as_str(), class.reason.to_string()));
+                self.stats.desync_non_compliant.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(client = %conn.peer, classification = class.tier.as_str(), reason = %class.reason, "non-compliant request");
+            }
+            let close_after = match desync::verdict(snap.lb.desync_mode, class.tier) {
+                Verdict::Block => return Err(ProxyError::bad_request("DesyncMitigation")),
+                Verdict::ForwardAndClose => true,
+                Verdict::Forward => false,
+            };
+            let host_header = match req.headers().get(header::HOST) {
+                Some(h) => Some(
+                    h.to_str()
+                        .map_err(|_| ProxyError::bad_request("InvalidHostHeader"))?
+                        .to_string(),
+                ),
+                None => req.uri().authority().map(|a| a.to_string()),
+            };
+            let host_full = match host_header {
+                Some(h) => h,
+                None if req.version() == Version::HTTP_11 => {
+                    return Err(ProxyError::bad_request("MissingHostHeader"))
+                }
+                None => String::new(),
+            };
+            if snap.lb.drop_invalid_header_fields {
+                let bad: Vec<_> = req
+                    .headers()
+                    .keys()
+                    .filter(|n| headers::is_invalid_header_name(n))
+                    .cloned()
+                    .collect();
+                for n in bad {
+                    req.headers_mut().remove(n);
+                }
+            }
+            let host = host_without_port(&host_full);
+            let uri = req.uri();
+            let view = RequestView {
+                method: req.method().as_str(),
+                host,
+                path: uri.path(),
+                query: uri.query(),
+                headers: req.headers(),
+                source: conn.peer.ip(),
+            };
+            let (priority, action) = snap.rules.evaluate(&view);
+            note.priority = priority.map_or(0, i64::from);
+            note.action = match action.as_ref() {
+                CompiledAction::Fixed(_) => "fixed-response",
+                CompiledAction::Redirect(_) => "redirect",
+                CompiledAction::Forward(_) => "forward",
+            };
+            let mut resp = match action.as_ref() {
+                CompiledAction::Fixed(f) => Ok::<_, ProxyError>(own(responses::fixed(f), snap)),
+                CompiledAction::Redirect(r) => {
+                    let parts = UrlParts {
+                        protocol: if conn.tls.is_some() { "https" } else { "http" },
+                        host,
+                        port: snap.port,
+                        path: uri.path(),
+                        query: uri.query().unwrap_or(""),
+                    };
+                    Ok(own(responses::redirect(r, &parts), snap))
+                }
+                CompiledAction::Forward(fwd) => {
+                    self.forward(req, conn, &host_full, snap, fwd, close_after, note).await
+                }
+            }?;
+            if close_after {
+                resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok(resp)
         }
-        let host = host_without_port(&host_full).to_string();
-        let uri = req.uri().clone();
-        let view = RequestView {
-            method: req.method().as_str(),
-            host: &host,
-            path: uri.path(),
-            query: uri.query(),
-            headers: req.headers(),
-            source: conn.peer.ip(),
-        };
-        let (priority, action) = snap.rules.evaluate(&view);
-        note.priority = priority.map_or(0, i64::from);
-        note.action = match action.as_ref() {
-            CompiledAction::Fixed(_) => "fixed-response",
-            CompiledAction::Redirect(_) => "redirect",
-            CompiledAction::Forward(_) => "forward",
-        };
-        let mut resp = match action.as_ref() {
-            CompiledAction::Fixed(f) => Ok::<_, ProxyError>(own(responses::fixed(f), snap)),
-            CompiledAction::Redirect(r) => {
-                let parts = UrlParts {
-                    protocol: if conn.tls.is_some() { "https" } else { "http" },
-                    host: &host,
-                    port: snap.port,
-                    path: uri.path(),
-                    query: uri.query().unwrap_or(""),
-                };
-                Ok(own(responses::redirect(r, &parts), snap))
-            }
-            CompiledAction::Forward(fwd) => {
-                self.forward(req, conn, &host_full, snap, fwd, close_after, note).await
-            }
-        }?;
-        if close_after {
-            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        Ok(resp)
     }
 
     #[allow(clippy::too_many_arguments)] // the request's parts, each used once
-    async fn forward(
-        &self,
+    #[allow(clippy::manual_async_fn)] // not an `async fn`: see `handle`
+    fn forward<'a>(
+        &'a self,
         mut req: Request<ClientBody>,
-        conn: &ConnInfo,
-        host: &str,
-        snap: &ListenerSnapshot,
-        fwd: &ForwardAction,
+        conn: &'a ConnInfo,
+        host: &'a str,
+        snap: &'a ListenerSnapshot,
+        fwd: &'a ForwardAction,
         close_after: bool,
-        note: &mut Note,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        // The target group: the one the client's AWSALBTG cookie names while it can serve,
-        // otherwise one picked by weight.
-        let tg_cookie = fwd.group_stickiness.and_then(|_| {
-            sticky::cookie(req.headers(), sticky::TG_COOKIE)
-                .or_else(|| sticky::cookie(req.headers(), sticky::TG_COOKIE_CORS))
-        });
-        let sticky_group = tg_cookie.and_then(|t| {
-            fwd.groups.iter().find(|g| {
-                g.weight > 0
-                    && sticky::group_matches(t, &g.group.arn)
-                    && g.group.selector.targets().iter().any(|c| c.is_routable())
-            })
-        });
-        let group = match sticky_group {
-            Some(g) => g,
-            None if fwd.groups.len() == 1 => &fwd.groups[0],
-            None => {
-                let weights: Vec<u32> = fwd.groups.iter().map(|g| g.weight).collect();
-                pick_weighted(&weights)
-                    .and_then(|i| fwd.groups.get(i))
-                    .ok_or_else(ProxyError::no_target)?
-            }
-        };
-        let tg = &group.group;
-        if note.logging {
-            note.tg_arn = Some(tg.arn.clone());
-        }
-
-        // The target: the one the stickiness cookie names while it may receive traffic.
-        let sticky_name = match &tg.stickiness {
-            Stickiness::None => None,
-            Stickiness::LbCookie(_) => Some(sticky::LB_COOKIE),
-            Stickiness::AppCookie { .. } => Some(sticky::APP_COOKIE),
-        };
-        let sticky_target = sticky_name
-            .and_then(|n| {
-                sticky::cookie(req.headers(), n).or_else(|| {
-                    (n == sticky::LB_COOKIE)
-                        .then(|| sticky::cookie(req.headers(), sticky::LB_COOKIE_CORS))
-                        .flatten()
+        note: &'a mut Note,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + 'a {
+        async move {
+            // The target group: the one the client's AWSALBTG cookie names while it can serve,
+            // otherwise one picked by weight.
+            let tg_cookie = fwd.group_stickiness.and_then(|_| {
+                sticky::cookie(req.headers(), sticky::TG_COOKIE)
+                    .or_else(|| sticky::cookie(req.headers(), sticky::TG_COOKIE_CORS))
+            });
+            let sticky_group = tg_cookie.and_then(|t| {
+                fwd.groups.iter().find(|g| {
+                    g.weight > 0
+                        && sticky::group_matches(t, &g.group.arn)
+                        && g.group.selector.targets().iter().any(|c| c.is_routable())
                 })
-            })
-            .and_then(|t| sticky::parse_target_token(t, &tg.arn))
-            .and_then(|k| tg.selector.pick_key(&k));
-        let mut target = match sticky_target.or_else(|| tg.selector.pick(None)) {
-            Some(t) => t,
-            None => return Err(ProxyError::no_target()),
-        };
+            });
+            let group = match sticky_group {
+                Some(g) => g,
+                None if fwd.groups.len() == 1 => &fwd.groups[0],
+                None => {
+                    let weights: Vec<u32> = fwd.groups.iter().map(|g| g.weight).collect();
+                    pick_weighted(&weights)
+                        .and_then(|i| fwd.groups.get(i))
+                        .ok_or_else(ProxyError::no_target)?
+                }
+            };
+            let tg = &group.group;
+            if note.logging {
+                note.tg_arn = Some(tg.arn.clone());
+            }
 
-        let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
-        let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
-        let (mut parts, body) = req.into_parts();
-        // Shares the URI's bytes (no copy).
-        let pq = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let from_h2 = parts.version == Version::HTTP_2;
-        // `TE: trailers` is hop-by-hop, but gRPC servers require it on HTTP/2: kept for those.
-        let te_trailers = parts
-            .headers
-            .get_all(header::TE)
-            .iter()
-            .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim() == "trailers")));
-        headers::strip_hop_by_hop(&mut parts.headers);
-        if from_h2 {
-            headers::join_cookies(&mut parts.headers);
-        }
-        let mut host_out = Vec::with_capacity(host.len() + 8);
-        upstream_host(&mut host_out, host, snap, conn.tls.is_some());
-        if let Ok(v) = HeaderValue::from_bytes(&host_out) {
-            parts.headers.insert(header::HOST, v);
-        }
-        let proto = if conn.tls.is_some() { "https" } else { "http" };
-        headers::apply_forwarded(&mut parts.headers, &conn.fwd, proto, &snap.lb)?;
-        if let (Some(t), true) = (&conn.tls, snap.lb.tls_headers) {
-            headers::tls_version_and_cipher(&mut parts.headers, t.version, t.cipher);
-        }
-        let now = crate::clock::coarse_epoch_secs();
-        note.trace_id = headers::trace_id(&mut parts.headers, now, note.logging);
-        if close_after {
-            // An ambiguous request: its target connection is not reused either.
-            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        if let (Some(_), Some(u)) = (&client_upgrade, &upgrade_proto) {
-            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, u.clone());
-        }
-        let version = match tg.protocol {
-            TargetProtocol::Http1 | TargetProtocol::Https1 => Version::HTTP_11,
-            TargetProtocol::H2c | TargetProtocol::Https2 => Version::HTTP_2,
-        };
-        if version == Version::HTTP_2 && te_trailers {
-            parts.headers.insert(header::TE, HeaderValue::from_static("trailers"));
-        }
+            // The target: the one the stickiness cookie names while it may receive traffic.
+            let sticky_name = match &tg.stickiness {
+                Stickiness::None => None,
+                Stickiness::LbCookie(_) => Some(sticky::LB_COOKIE),
+                Stickiness::AppCookie { .. } => Some(sticky::APP_COOKIE),
+            };
+            let sticky_target = sticky_name
+                .and_then(|n| {
+                    sticky::cookie(req.headers(), n).or_else(|| {
+                        (n == sticky::LB_COOKIE)
+                            .then(|| sticky::cookie(req.headers(), sticky::LB_COOKIE_CORS))
+                            .flatten()
+                    })
+                })
+                .and_then(|t| sticky::parse_target_token(t, &tg.arn))
+                .and_then(|k| tg.selector.pick_key(&k));
+            let mut target = match sticky_target.or_else(|| tg.selector.pick(None)) {
+                Some(t) => t,
+                None => return Err(ProxyError::no_target()),
+            };
 
-        // A request without a body to an HTTP/1.1 target goes over the listener's own pool
-        // (`pooled`); anything else through hyper-util's client.
-        let pooled_head = (tg.protocol == TargetProtocol::Http1
-            && client_upgrade.is_none()
-            && !close_after
-            && hyper::body::Body::is_end_stream(&body)
-            && parts.headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
-            && fast::enabled())
-        .then(|| request_head(&parts.method, pq.as_str(), &parts.headers));
-        let mut retried = false;
-        tg.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let sent_at = std::time::Instant::now();
-        note.sent_at = Some(sent_at);
-        if let Some(head) = pooled_head {
-            let head_request = parts.method == http::Method::HEAD;
-            let idempotent = parts.method.is_idempotent();
+            let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+            let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
+            let (mut parts, body) = req.into_parts();
+            // Shares the URI's bytes (no copy).
+            let pq = parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+            let from_h2 = parts.version == Version::HTTP_2;
+            // `TE: trailers` is hop-by-hop, but gRPC servers require it on HTTP/2: kept for those.
+            let te_trailers =
+                parts.headers.get_all(header::TE).iter().any(|v| {
+                    v.to_str().is_ok_and(|v| v.split(',').any(|t| t.trim() == "trailers"))
+                });
+            headers::strip_hop_by_hop(&mut parts.headers);
+            if from_h2 {
+                headers::join_cookies(&mut parts.headers);
+            }
+            // What the load balancer sets, gathered apart from the client's fields: the pooled
+            // client writes both into the head at once, without inserting into the map.
+            let mut set = headers::Outgoing::new();
+            let mut host_out = Vec::with_capacity(host.len() + 8);
+            upstream_host(&mut host_out, host, snap, conn.tls.is_some());
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(host_out)) {
+                set.set(header::HOST, v);
+            }
+            let proto = if conn.tls.is_some() { "https" } else { "http" };
+            headers::forwarded(&parts.headers, &conn.fwd, proto, &snap.lb, &mut set)?;
+            if let (Some(t), true) = (&conn.tls, snap.lb.tls_headers) {
+                headers::tls_version_and_cipher(&mut set, t.version, t.cipher);
+            }
+            let now = crate::clock::coarse_epoch_secs();
+            note.trace_id = headers::trace_id(&parts.headers, now, note.logging, &mut set);
+            if close_after {
+                // An ambiguous request: its target connection is not reused either.
+                set.set(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            if let (Some(_), Some(u)) = (&client_upgrade, &upgrade_proto) {
+                set.set(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                set.set(header::UPGRADE, u.clone());
+            }
+            let version = match tg.protocol {
+                TargetProtocol::Http1 | TargetProtocol::Https1 => Version::HTTP_11,
+                TargetProtocol::H2c | TargetProtocol::Https2 => Version::HTTP_2,
+            };
+            if version == Version::HTTP_2 && te_trailers {
+                set.set(header::TE, HeaderValue::from_static("trailers"));
+            }
+
+            // A request without a body to an HTTP/1.1 target goes over the listener's own pool
+            // (`pooled`); anything else through hyper-util's client.
+            let pooled = tg.protocol == TargetProtocol::Http1
+                && client_upgrade.is_none()
+                && !close_after
+                && hyper::body::Body::is_end_stream(&body)
+                && parts.headers.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
+                && fast::enabled();
+            let pooled_head = if pooled {
+                Some(set.write_head(parts.method.as_str(), pq.as_str(), &parts.headers))
+            } else {
+                set.apply(&mut parts.headers);
+                None
+            };
+            let mut retried = false;
+            tg.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let sent_at = std::time::Instant::now();
+            note.sent_at = Some(sent_at);
+            if let Some(head) = pooled_head {
+                let head_request = parts.method == http::Method::HEAD;
+                let idempotent = parts.method.is_idempotent();
+                let resp = loop {
+                    let addr = target.target().addr;
+                    note.target = Some(addr);
+                    let sent = pooled::send(
+                        &self.fast_pool,
+                        addr,
+                        &head,
+                        head_request,
+                        idempotent,
+                        snap.lb.idle_timeout,
+                        (!retried).then_some(sent_at),
+                    )
+                    .await;
+                    match sent {
+                        Ok(r) => break r,
+                        Err(pooled::SendError::Connect(e)) => {
+                            self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                            tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(target = %addr, error = %e, "target connection failed");
+                            // Nothing reached this target: try once more on another one.
+                            match (!retried)
+                                .then(|| tg.selector.pick(Some(target.target())))
+                                .flatten()
+                            {
+                                Some(t) => {
+                                    retried = true;
+                                    target = t;
+                                }
+                                None if e.kind() == io::ErrorKind::TimedOut => {
+                                    return Err(ProxyError::connect_timeout())
+                                }
+                                None => return Err(ProxyError::connect_refused()),
+                            }
+                        }
+                        Err(pooled::SendError::Timeout) => return Err(ProxyError::target_timeout()),
+                        Err(e) => {
+                            tracing::debug!(target = %addr, error = ?e, "target request failed");
+                            return Err(ProxyError::target_failed());
+                        }
+                    }
+                };
+                return Ok(self.respond(resp, None, None, None, target, tg, fwd, sent_at, note));
+            }
+            let max_body = snap.limits.max_body_bytes;
+            let (mut body, mut slot) = UpstreamBody::new(body, max_body);
             let resp = loop {
                 let addr = target.target().addr;
                 note.target = Some(addr);
-                let sent = pooled::send(
-                    &self.fast_pool,
-                    addr,
-                    &head,
-                    head_request,
-                    idempotent,
+                let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
+                    .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
+                let mut up = Request::new(body);
+                *up.method_mut() = parts.method.clone();
+                *up.uri_mut() = uri;
+                *up.version_mut() = version;
+                *up.headers_mut() = parts.headers.clone();
+                let result = tokio::time::timeout(
                     snap.lb.idle_timeout,
-                    (!retried).then_some(sent_at),
+                    self.upstreams.request(tg.protocol, up),
                 )
                 .await;
-                match sent {
-                    Ok(r) => break r,
-                    Err(pooled::SendError::Connect(e)) => {
+                match result {
+                    Err(_) => return Err(ProxyError::target_timeout()),
+                    Ok(Err(e)) if e.is_connect() => {
                         self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
                         tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
-                        tracing::debug!(target = %addr, error = %e, "target connection failed");
-                        // Nothing reached this target: try once more on another one.
-                        match (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten()
-                        {
-                            Some(t) => {
+                        tracing::debug!(target = %addr, error = ?e, "target connection failed");
+                        // Nothing reached this target: try once more on another one, with the
+                        // body the client is still holding.
+                        let next =
+                            (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten();
+                        let back = slot.take_back();
+                        match (next, back) {
+                            (Some(t), Some(b)) => {
                                 retried = true;
                                 target = t;
+                                (body, slot) = UpstreamBody::new(b, max_body);
+                                continue;
                             }
-                            None if e.kind() == io::ErrorKind::TimedOut => {
-                                return Err(ProxyError::connect_timeout())
+                            _ => {
+                                return Err(if connect_timed_out(&e) {
+                                    ProxyError::connect_timeout()
+                                } else {
+                                    ProxyError::connect_refused()
+                                })
                             }
-                            None => return Err(ProxyError::connect_refused()),
                         }
                     }
-                    Err(pooled::SendError::Timeout) => return Err(ProxyError::target_timeout()),
-                    Err(e) => {
+                    Ok(Err(_)) if slot.too_large() => return Err(ProxyError::body_too_large()),
+                    Ok(Err(e)) => {
                         tracing::debug!(target = %addr, error = ?e, "target request failed");
                         return Err(ProxyError::target_failed());
                     }
+                    Ok(Ok(r)) => break r,
                 }
             };
-            return Ok(self.respond(resp, None, None, None, target, tg, fwd, sent_at, note));
+            let mut resp = resp;
+            let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                && client_upgrade.is_some())
+            .then(|| hyper::upgrade::on(&mut resp));
+            let resp = resp.map(|b| b.map_err(BodyError::from));
+            Ok(self.respond(
+                resp,
+                client_upgrade,
+                target_upgrade,
+                upgrade_proto,
+                target,
+                tg,
+                fwd,
+                sent_at,
+                note,
+            ))
         }
-        let max_body = snap.limits.max_body_bytes;
-        let (mut body, mut slot) = UpstreamBody::new(body, max_body);
-        let resp = loop {
-            let addr = target.target().addr;
-            note.target = Some(addr);
-            let uri = Uri::try_from(format!("{}://{addr}{pq}", tg.protocol.scheme()))
-                .map_err(|_| ProxyError::bad_request("InvalidRequestTarget"))?;
-            let mut up = Request::new(body);
-            *up.method_mut() = parts.method.clone();
-            *up.uri_mut() = uri;
-            *up.version_mut() = version;
-            *up.headers_mut() = parts.headers.clone();
-            let result =
-                tokio::time::timeout(snap.lb.idle_timeout, self.upstreams.request(tg.protocol, up))
-                    .await;
-            match result {
-                Err(_) => return Err(ProxyError::target_timeout()),
-                Ok(Err(e)) if e.is_connect() => {
-                    self.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
-                    tg.stats.target_connection_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(target = %addr, error = ?e, "target connection failed");
-                    // Nothing reached this target: try once more on another one, with the
-                    // body the client is still holding.
-                    let next =
-                        (!retried).then(|| tg.selector.pick(Some(target.target()))).flatten();
-                    let back = slot.take_back();
-                    match (next, back) {
-                        (Some(t), Some(b)) => {
-                            retried = true;
-                            target = t;
-                            (body, slot) = UpstreamBody::new(b, max_body);
-                            continue;
-                        }
-                        _ => {
-                            return Err(if connect_timed_out(&e) {
-                                ProxyError::connect_timeout()
-                            } else {
-                                ProxyError::connect_refused()
-                            })
-                        }
-                    }
-                }
-                Ok(Err(_)) if slot.too_large() => return Err(ProxyError::body_too_large()),
-                Ok(Err(e)) => {
-                    tracing::debug!(target = %addr, error = ?e, "target request failed");
-                    return Err(ProxyError::target_failed());
-                }
-                Ok(Ok(r)) => break r,
-            }
-        };
-        let mut resp = resp;
-        let target_upgrade = (resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
-            && client_upgrade.is_some())
-        .then(|| hyper::upgrade::on(&mut resp));
-        let resp = resp.map(|b| b.map_err(BodyError::from));
-        Ok(self.respond(
-            resp,
-            client_upgrade,
-            target_upgrade,
-            upgrade_proto,
-            target,
-            tg,
-            fwd,
-            sent_at,
-            note,
-        ))
     }
 
     /// The target's response for the client: counted, hop-by-hop fields dropped, stickiness
@@ -1359,24 +1391,6 @@ impl Proxy {
         });
         Response::from_parts(parts, body.boxed())
     }
-}
-
-/// An HTTP/1.1 request head for a target from a request's processed parts (no body).
-fn request_head(method: &http::Method, path_and_query: &str, fields: &http::HeaderMap) -> Vec<u8> {
-    let size = fields.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
-    let mut out = Vec::with_capacity(method.as_str().len() + path_and_query.len() + size + 14);
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(path_and_query.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (k, v) in fields {
-        out.extend_from_slice(k.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 fn append_cookie(h: &mut http::HeaderMap, name: &str, value: &str, d: Duration, cors: bool) {
