@@ -319,10 +319,37 @@ pub fn response_fields(
     let status = http::StatusCode::from_u16(r.code?).ok()?;
     let mut map = http::HeaderMap::with_capacity(r.headers.len());
     for h in passed_fields(r.headers, framing) {
-        let name = http::HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        let name = match common_response_name(h.name) {
+            Some(n) => n,
+            None => http::HeaderName::from_bytes(h.name.as_bytes()).ok()?,
+        };
         map.append(name, http::HeaderValue::from_maybe_shared(src.slice_ref(h.value)).ok()?);
     }
     Some((status, map))
+}
+
+/// The field names most responses carry, told apart by length then compared ignoring case:
+/// cheaper than [`http::HeaderName::from_bytes`] (which lower-cases into a scratch buffer
+/// first). `None` for any other name.
+fn common_response_name(name: &str) -> Option<http::HeaderName> {
+    use http::header;
+    let is = |n: &str| name.eq_ignore_ascii_case(n);
+    Some(match name.len() {
+        4 if is("date") => header::DATE,
+        4 if is("etag") => header::ETAG,
+        4 if is("vary") => header::VARY,
+        6 if is("server") => header::SERVER,
+        7 if is("expires") => header::EXPIRES,
+        8 if is("location") => header::LOCATION,
+        10 if is("set-cookie") => header::SET_COOKIE,
+        12 if is("content-type") => header::CONTENT_TYPE,
+        13 if is("cache-control") => header::CACHE_CONTROL,
+        13 if is("last-modified") => header::LAST_MODIFIED,
+        13 if is("accept-ranges") => header::ACCEPT_RANGES,
+        14 if is("content-length") => header::CONTENT_LENGTH,
+        16 if is("content-encoding") => header::CONTENT_ENCODING,
+        _ => return None,
+    })
 }
 
 /// Where a response body ends, fed the bytes as they come.
@@ -705,6 +732,31 @@ mod tests {
             b"0\r\n\n",
         ] {
             assert_eq!(scan(&[bad]), Err(()), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn common_response_names_are_the_standard_ones() {
+        for n in [
+            "date",
+            "ETag",
+            "vary",
+            "Server",
+            "expires",
+            "Location",
+            "set-cookie",
+            "Content-Type",
+            "cache-control",
+            "Last-Modified",
+            "accept-ranges",
+            "Content-Length",
+            "content-encoding",
+        ] {
+            let parsed = http::HeaderName::from_bytes(n.as_bytes()).unwrap();
+            assert_eq!(common_response_name(n), Some(parsed), "{n}");
+        }
+        for n in ["x-date", "dates", "content-typ", "", "serve"] {
+            assert_eq!(common_response_name(n), None, "{n}");
         }
     }
 
