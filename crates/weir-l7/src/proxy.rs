@@ -482,7 +482,7 @@ async fn serve_general<I>(
     let p = proxy.clone();
     let c = conn.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
-        p.clone().handle(req.map(ClientBody::Hyper), c.clone())
+        p.clone().handle(Box::new(req.map(ClientBody::Hyper)), c.clone())
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -793,7 +793,7 @@ impl Proxy {
     #[allow(clippy::manual_async_fn)] // see above
     fn handle(
         self: Arc<Self>,
-        req: Request<ClientBody>,
+        req: Box<Request<ClientBody>>,
         conn: Arc<ConnInfo>,
     ) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> {
         async move {
@@ -958,7 +958,7 @@ impl Proxy {
     #[allow(clippy::manual_async_fn)] // not an `async fn`: see `handle`
     fn route<'a>(
         &'a self,
-        mut req: Request<ClientBody>,
+        mut req: Box<Request<ClientBody>>,
         conn: &'a ConnInfo,
         snap: &'a ListenerSnapshot,
         note: &'a mut Note,
@@ -1071,7 +1071,7 @@ impl Proxy {
     #[allow(clippy::manual_async_fn)] // not an `async fn`: see `handle`
     fn forward<'a>(
         &'a self,
-        mut req: Request<ClientBody>,
+        mut req: Box<Request<ClientBody>>,
         conn: &'a ConnInfo,
         host: &'a str,
         snap: &'a ListenerSnapshot,
@@ -1129,7 +1129,7 @@ impl Proxy {
                 None => return Err(ProxyError::no_target()),
             };
 
-            let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+            let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut *req));
             let upgrade_proto = req.headers().get(header::UPGRADE).cloned();
             let (mut parts, body) = req.into_parts();
             // Shares the URI's bytes (no copy).

@@ -173,7 +173,7 @@ fn stream(
         None
     } else {
         let len = content_length(&parts.headers);
-        let req = Request::from_parts(parts, ClientBody::h2(recv, len));
+        let req = Box::new(Request::from_parts(parts, ClientBody::h2(recv, len)));
         Some(Box::pin(proxy.handle(req, conn)))
     };
     answer(handled, respond)
