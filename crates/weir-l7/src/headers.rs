@@ -80,7 +80,7 @@ impl Forwarded {
 
 /// Removes hop-by-hop headers, including every header named in `Connection`.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    strip_listed(h, &HOP_BY_HOP);
+    strip_listed(h, &HOP_BY_HOP, is_hop_by_hop);
 }
 
 /// The response fields HTTP/2 forbids (RFC 9113 §8.2.2), besides those `connection` names.
@@ -90,18 +90,26 @@ pub const HTTP2_FORBIDDEN: [&str; 6] =
 /// Drops the fields HTTP/2 forbids in a response: [`HTTP2_FORBIDDEN`] and the fields
 /// `connection` names (`h2` refuses to send a response carrying any of them).
 pub fn strip_for_http2(fields: &mut HeaderMap) {
-    strip_listed(fields, &HTTP2_FORBIDDEN);
+    strip_listed(fields, &HTTP2_FORBIDDEN, is_http2_forbidden);
 }
 
-/// Removes the fields in `listed` (lower-case, `connection` among them) and every field
-/// `Connection` names.
-fn strip_listed(h: &mut HeaderMap, listed: &[&str]) {
-    // Most messages carry none: one pass over the names instead of a lookup per field, each
-    // name compared only with the listed ones of its length.
-    if !h.keys().any(|n| {
-        let n = n.as_str();
-        listed.iter().any(|l| l.len() == n.len() && *l == n)
-    }) {
+/// Whether `name` (lower-case, as a map holds it) is one of [`HTTP2_FORBIDDEN`].
+fn is_http2_forbidden(name: &str) -> bool {
+    match name.len() {
+        2 => name == "te",
+        7 => name == "upgrade",
+        10 => name == "connection" || name == "keep-alive",
+        16 => name == "proxy-connection",
+        17 => name == "transfer-encoding",
+        _ => false,
+    }
+}
+
+/// Removes the fields in `listed` (lower-case, `connection` among them; `is_listed` tells
+/// them) and every field `Connection` names.
+fn strip_listed(h: &mut HeaderMap, listed: &[&str], is_listed: fn(&str) -> bool) {
+    // Most messages carry none: one pass over the names instead of a lookup per field.
+    if !h.keys().any(|n| is_listed(n.as_str())) {
         return;
     }
     let named: Vec<HeaderName> = h
@@ -400,6 +408,16 @@ mod tests {
         let before = f.clone();
         strip_for_http2(&mut f);
         assert_eq!(f, before);
+    }
+
+    #[test]
+    fn every_http2_forbidden_name_is_known() {
+        for h in HTTP2_FORBIDDEN {
+            assert!(is_http2_forbidden(h), "{h}");
+        }
+        for h in HOP_BY_HOP.iter().filter(|h| !HTTP2_FORBIDDEN.contains(h)) {
+            assert!(!is_http2_forbidden(h), "{h}");
+        }
     }
 
     #[test]

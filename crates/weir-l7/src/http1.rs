@@ -134,6 +134,10 @@ pub fn response_framing(
     let mut other_coding = false;
     let mut keep_alive = r.version == Some(1);
     for h in r.headers.iter() {
+        // Told apart by length first: most fields are none of the three.
+        if !matches!(h.name.len(), 10 | 14 | 17) {
+            continue;
+        }
         if h.name.eq_ignore_ascii_case("content-length") {
             let v = std::str::from_utf8(h.value).ok()?.trim();
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
@@ -237,7 +241,9 @@ fn passed_fields<'r, 'b>(
 ) -> impl Iterator<Item = &'r httparse::Header<'b>> {
     let mut connection: [&'b [u8]; 4] = [b""; 4];
     let mut n = 0;
-    for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+    for h in
+        headers.iter().filter(|h| h.name.len() == 10 && h.name.eq_ignore_ascii_case("connection"))
+    {
         // The common `Connection: keep-alive` names only a field dropped as hop-by-hop anyway:
         // no need to look for its tokens in every field's name (`close` is looked for: a field
         // named so goes too, RFC 9110 §7.6.1).
