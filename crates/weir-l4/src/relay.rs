@@ -326,7 +326,8 @@ impl Flow {
             let n = match r {
                 Ok(0) => return Poll::Ready(End::Eof),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => short,
+                // `short` is set only when the closure reported its own WouldBlock.
+                Err(_) if short > 0 => short,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !tried && self.waiting {
                         return Poll::Pending;
