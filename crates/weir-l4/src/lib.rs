@@ -3,8 +3,9 @@
 //! Each flow is hashed (5-tuple, or source IP under `source_ip` stickiness) onto a Maglev table
 //! of the target group's targets in the node's zone (or all zones with cross-zone load
 //! balancing), so a TCP connection stays on one target for its life and a UDP flow stays on
-//! one target until it goes idle. Plain TCP is relayed with `splice(2)`; TLS listeners terminate
-//! with the ALB's certificate store and SNI selection. Optional PROXY v2 headers and client-IP
+//! one target until it goes idle. Plain TCP is relayed on io_uring (`weir_uring`), bulk
+//! transfer with `splice(2)`, and through epoll where io_uring is unavailable; TLS listeners
+//! terminate with the ALB's certificate store and SNI selection. Optional PROXY v2 headers and client-IP
 //! preservation; connections watched for idle timeout, draining and unhealthy targets. TLS
 //! connections are logged as NLB access-log entries ([`conn_log`]) when logging is on.
 //!

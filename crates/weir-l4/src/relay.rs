@@ -1,5 +1,7 @@
 //! Moving bytes both ways between a client and a target.
 //!
+//! Plain TCP goes to an io_uring (`weir_uring`) where the kernel allows it; this module
+//! relays what the ring hands back (bulk transfer) and everything where there is none.
 //! Plain TCP on Linux starts each direction copying through a small buffer — one read and one
 //! write per message, the read's short count telling that the socket is drained, which is the
 //! cheapest for request/response traffic — and switches that direction to `splice(2)` via a
@@ -9,7 +11,6 @@
 //! one side resets the other, as an NLB does.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use std::future::Future;
 use std::task::{ready, Context, Poll};
@@ -18,40 +19,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-/// Bytes moved, shared with the connection's watchdog, which tells idleness from the count
-/// not moving between its ticks — no clock is read per message.
-#[derive(Debug, Default)]
-pub struct Meter {
-    /// Payload bytes moved, both directions.
-    pub bytes: AtomicU64,
-    /// Of those, bytes from the client to the target.
-    pub from_client: AtomicU64,
-}
-
-impl Meter {
-    /// Records `n` bytes moved, from the client (`up`) or to it.
-    pub fn record(&self, up: bool, n: usize) {
-        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
-        if up {
-            self.from_client.fetch_add(n as u64, Ordering::Relaxed);
-        }
-    }
-    /// Payload bytes moved so far, both directions.
-    pub fn moved(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-}
-
-/// How a one-way copy ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum End {
-    /// The reading side closed cleanly; the writing side was shut down.
-    Eof,
-    /// The reading side reset or failed.
-    ReadError,
-    /// The writing side reset or failed.
-    WriteError,
-}
+pub use weir_uring::{End, Meter};
 
 /// How a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +35,8 @@ pub enum Outcome {
     Stopped,
 }
 
-fn outcome(up: End, down: End) -> Outcome {
+/// How a relay ended, from how its directions (client to target, target to client) did.
+pub(crate) fn outcome(up: End, down: End) -> Outcome {
     // `up` reads the client and writes the target; `down` the reverse.
     match (up, down) {
         (End::ReadError, _) | (_, End::WriteError) => Outcome::ClientReset,
@@ -100,10 +69,24 @@ pub async fn tcp(
     target: &TcpStream,
     meter: &Meter,
     period: Duration,
+    watchdog: impl Watchdog,
+) -> Outcome {
+    resume(client, target, meter, period, watchdog, [None, None]).await
+}
+
+/// [`tcp`] for a relay begun elsewhere (on an io_uring, until bulk transfer): `ended` says how
+/// the directions (client to target, target to client) that already ended did.
+pub async fn resume(
+    client: &TcpStream,
+    target: &TcpStream,
+    meter: &Meter,
+    period: Duration,
     mut watchdog: impl Watchdog,
+    ended: [Option<End>; 2],
 ) -> Outcome {
     let mut up = Flow::new(true);
     let mut down = Flow::new(false);
+    (up.done, down.done) = (ended[0], ended[1]);
     let tick = tokio::time::sleep(period);
     tokio::pin!(tick);
     // The waker the armed timer holds; the timer is polled again only when it has fired or the

@@ -82,6 +82,6 @@ pub fn connect_udp(target: SocketAddr, from: Option<IpAddr>) -> io::Result<tokio
 }
 
 /// Makes dropping `s` send a TCP reset instead of a FIN.
-pub fn reset_on_close(s: &tokio::net::TcpStream) {
+pub fn reset_on_close(s: &impl std::os::fd::AsFd) {
     let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
 }

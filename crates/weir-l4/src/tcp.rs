@@ -149,7 +149,7 @@ async fn handle(
             }
             L4Stats::inc(&stats.target_connection_errors);
             L4Stats::inc(&stats.tcp_elb_resets);
-            socket::reset_on_close(client.tcp());
+            client.reset();
             if let Some(rec) = entry {
                 finish_entry(rec, snap, &meter, accepted);
             }
@@ -161,14 +161,14 @@ async fn handle(
         if upstream.write_all(&h).await.is_err() {
             L4Stats::inc(&stats.target_connection_errors);
             L4Stats::inc(&stats.tcp_elb_resets);
-            socket::reset_on_close(client.tcp());
+            client.reset();
             if let Some(rec) = entry {
                 finish_entry(rec, snap, &meter, accepted);
             }
             return;
         }
     }
-    let mut upstream = match &group.target_tls {
+    let upstream = match &group.target_tls {
         None => Upstream::Plain(upstream),
         Some(cfg) => match target_tls(upstream, cfg, stats).await {
             Some(t) => {
@@ -180,7 +180,7 @@ async fn handle(
             }
             None => {
                 L4Stats::inc(&stats.tcp_elb_resets);
-                socket::reset_on_close(client.tcp());
+                client.reset();
                 if let Some(rec) = entry {
                     finish_entry(rec, snap, &meter, accepted);
                 }
@@ -188,24 +188,23 @@ async fn handle(
             }
         },
     };
-    let mut client = client;
     let watchdog = watchdog(&target, group, snap.tcp_idle_timeout, shutdown);
-    let outcome = relay_any(&mut client, &mut upstream, &meter, watchdog).await;
+    let (outcome, client, upstream) = relay_any(client, upstream, &meter, watchdog).await;
     match outcome {
         Outcome::ClientReset => {
             L4Stats::inc(&stats.tcp_client_resets);
-            socket::reset_on_close(upstream.tcp());
+            upstream.reset();
         }
         Outcome::TargetReset => {
             L4Stats::inc(&stats.tcp_target_resets);
-            socket::reset_on_close(client.tcp());
+            client.reset();
         }
         Outcome::Closed => {}
         Outcome::Stopped => {
             // Closed by the load balancer: both sides get a reset.
             L4Stats::inc(&stats.tcp_elb_resets);
-            socket::reset_on_close(client.tcp());
-            socket::reset_on_close(upstream.tcp());
+            client.reset();
+            upstream.reset();
         }
     }
     bytes.fetch_add(meter.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -272,18 +271,106 @@ fn finish_entry(mut rec: ConnRecord, snap: &L4Snapshot, meter: &Meter, accepted:
     conn_log::log(log, &rec);
 }
 
+/// Relays until the connection ends; gives the sides back for the resets that follow.
 async fn relay_any(
-    client: &mut Client,
-    upstream: &mut Upstream,
-    meter: &Meter,
+    client: Client,
+    upstream: Upstream,
+    meter: &Arc<Meter>,
     w: impl Watchdog,
-) -> Outcome {
+) -> (Outcome, Client, Upstream) {
     const P: Duration = WATCH_PERIOD;
-    match (client, upstream) {
-        (Client::Plain(c), Upstream::Plain(t)) => relay::tcp(c, t, meter, P, w).await,
-        (Client::Plain(c), Upstream::Tls(t)) => relay::streams(c, &mut **t, meter, P, w).await,
+    let (mut client, mut upstream) = match (client, upstream) {
+        (Client::Plain(c), Upstream::Plain(t)) => return plain(c, t, meter, w).await,
+        sides => sides,
+    };
+    let o = match (&mut client, &mut upstream) {
         (Client::Tls(c), Upstream::Plain(t)) => relay::streams(&mut **c, t, meter, P, w).await,
+        (Client::Plain(c), Upstream::Tls(t)) => relay::streams(c, &mut **t, meter, P, w).await,
         (Client::Tls(c), Upstream::Tls(t)) => relay::streams(&mut **c, &mut **t, meter, P, w).await,
+        // Plain to plain was relayed above; released sockets are not handed in.
+        _ => Outcome::Stopped,
+    };
+    (o, client, upstream)
+}
+
+/// Plain TCP both sides: on an io_uring where the kernel allows it, else through epoll.
+async fn plain(
+    c: TcpStream,
+    t: TcpStream,
+    meter: &Arc<Meter>,
+    w: impl Watchdog,
+) -> (Outcome, Client, Upstream) {
+    #[cfg(target_os = "linux")]
+    if weir_uring::available() {
+        // Out of the reactor: the ring watches the sockets from now on.
+        return match (c.into_std(), t.into_std()) {
+            (Ok(c), Ok(t)) => on_ring(c, t, meter, w).await,
+            // Deregistering fails only for a socket the reactor lost; what is left is reset.
+            (c, t) => (Outcome::Stopped, Client::Released(c.ok()), Upstream::Released(t.ok())),
+        };
+    }
+    let o = relay::tcp(&c, &t, meter, WATCH_PERIOD, w).await;
+    (o, Client::Plain(c), Upstream::Plain(t))
+}
+
+/// Relays on an io_uring (`weir_uring`), asking `w` every [`WATCH_PERIOD`] whether to stop;
+/// a connection the ring hands back (bulk transfer, or its buffer pool dry) goes on with
+/// [`relay::resume`] (splice, or its own buffers).
+#[cfg(target_os = "linux")]
+async fn on_ring(
+    c: std::net::TcpStream,
+    t: std::net::TcpStream,
+    meter: &Arc<Meter>,
+    mut w: impl Watchdog,
+) -> (Outcome, Client, Upstream) {
+    const P: Duration = WATCH_PERIOD;
+    let registered = |c, t| Some((TcpStream::from_std(c).ok()?, TcpStream::from_std(t).ok()?));
+    let mut relay = match weir_uring::start(c.into(), t.into(), meter.clone()) {
+        Ok(r) => r,
+        Err((c, t)) => {
+            // The ring cannot take it: back to the reactor.
+            return match registered(c.into(), t.into()) {
+                Some((c, t)) => {
+                    let o = relay::tcp(&c, &t, meter, P, w).await;
+                    (o, Client::Plain(c), Upstream::Plain(t))
+                }
+                None => (Outcome::Stopped, Client::Released(None), Upstream::Released(None)),
+            };
+        }
+    };
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + P, P);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = false;
+    let finish = loop {
+        tokio::select! {
+            f = relay.finished() => break f,
+            _ = tick.tick(), if !stopping => {
+                if w.must_close(meter.moved()) {
+                    relay.stop();
+                    stopping = true;
+                }
+            }
+        }
+    };
+    let Some(f) = finish else {
+        // The ring's thread is gone, and the sockets with it.
+        return (Outcome::Stopped, Client::Released(None), Upstream::Released(None));
+    };
+    let (c, t) = (std::net::TcpStream::from(f.client), std::net::TcpStream::from(f.target));
+    match f.how {
+        weir_uring::How::Ended { up, down } => {
+            (relay::outcome(up, down), Client::Released(Some(c)), Upstream::Released(Some(t)))
+        }
+        weir_uring::How::Stopped => {
+            (Outcome::Stopped, Client::Released(Some(c)), Upstream::Released(Some(t)))
+        }
+        weir_uring::How::Continue { up, down } => match registered(c, t) {
+            Some((c, t)) => {
+                let o = relay::resume(&c, &t, meter, P, w, [up, down]).await;
+                (o, Client::Plain(c), Upstream::Plain(t))
+            }
+            None => (Outcome::Stopped, Client::Released(None), Upstream::Released(None)),
+        },
     }
 }
 
@@ -291,13 +378,19 @@ async fn relay_any(
 enum Upstream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Out of the reactor after an io_uring relay (`None`: already closed).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Released(Option<std::net::TcpStream>),
 }
 
 impl Upstream {
-    fn tcp(&self) -> &TcpStream {
+    /// Makes closing the socket send a reset.
+    fn reset(&self) {
         match self {
-            Self::Plain(s) => s,
-            Self::Tls(s) => s.get_ref().0,
+            Self::Plain(s) => socket::reset_on_close(s),
+            Self::Tls(s) => socket::reset_on_close(s.get_ref().0),
+            Self::Released(Some(s)) => socket::reset_on_close(s),
+            Self::Released(None) => {}
         }
     }
 }
@@ -306,13 +399,30 @@ impl Upstream {
 enum Client {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// Out of the reactor after an io_uring relay (`None`: already closed).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    Released(Option<std::net::TcpStream>),
 }
 
 impl Client {
-    fn tcp(&self) -> &TcpStream {
+    /// The socket, before the relay.
+    fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Self::Plain(s) => s,
-            Self::Tls(s) => s.get_ref().0,
+            Self::Plain(s) => Some(s),
+            Self::Tls(s) => Some(s.get_ref().0),
+            Self::Released(_) => None,
+        }
+    }
+
+    /// Makes closing the socket send a reset.
+    fn reset(&self) {
+        match self {
+            Self::Released(Some(s)) => socket::reset_on_close(s),
+            other => {
+                if let Some(s) = other.tcp() {
+                    socket::reset_on_close(s);
+                }
+            }
         }
     }
 }
