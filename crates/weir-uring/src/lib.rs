@@ -10,10 +10,10 @@
 //! completions. On a loopback request/response benchmark that is about a tenth less CPU per
 //! request than the epoll relay (`bench/README.md`).
 //!
-//! Where io_uring cannot be had — kernels before 5.19 (no provided-buffer rings), seccomp
-//! profiles that forbid it (Docker's default), `kernel.io_uring_disabled`, or
-//! `WEIR_IO_URING=off` in the environment — [`start`] hands the sockets back and the caller
-//! relays them itself.
+//! Where io_uring cannot be had — kernels before 6.1 (no deferred completion work; multishot
+//! receives came in 6.0), seccomp profiles that forbid it (Docker's default),
+//! `kernel.io_uring_disabled`, or `WEIR_IO_URING=off` in the environment — [`start`] hands
+//! the sockets back and the caller relays them itself.
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

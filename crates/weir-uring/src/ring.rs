@@ -62,23 +62,16 @@ fn pool_layout(bufs: u16) -> Layout {
 }
 
 impl Ring {
-    /// Sets up a ring (cooperative task running where the kernel has it: completions are
-    /// processed when the thread next enters the kernel, without interrupting it) and
-    /// registers its buffer pool. Fails where io_uring or provided-buffer rings are missing
-    /// (kernels before 5.19) or forbidden (seccomp, `kernel.io_uring_disabled`).
+    /// Sets up a ring for the calling thread alone (completion work runs in its waits, never
+    /// interrupting it) and registers its buffer pool. Fails where io_uring or what the relay
+    /// needs of it is missing (kernels before 6.1) or forbidden (seccomp,
+    /// `kernel.io_uring_disabled`).
     pub(crate) fn new(bufs: u16) -> io::Result<Self> {
         // A power of two between 2 and 32 768 (the kernel's bounds).
         let bufs = bufs.clamp(2, 1 << 15).next_power_of_two();
-        // Completion work deferred to this thread's next wait (6.1+), else run cooperatively
-        // (5.19+), else as the kernel likes.
-        let uring =
-            match IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(DEPTH) {
-                Ok(u) => u,
-                Err(_) => match IoUring::builder().setup_coop_taskrun().build(DEPTH) {
-                    Ok(u) => u,
-                    Err(_) => IoUring::builder().build(DEPTH)?,
-                },
-            };
+        // Completion work deferred to this thread's waits (6.1+; multishot receives, which the
+        // relay needs, came in 6.0, so a kernel that takes this flag has them too).
+        let uring = IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(DEPTH)?;
         // SAFETY: non-zero sizes; null checked below.
         let entries =
             unsafe { alloc::alloc_zeroed(entries_layout(bufs)) }.cast::<types::BufRingEntry>();
