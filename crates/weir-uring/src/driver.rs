@@ -202,13 +202,8 @@ impl Driver {
             }
         }
         for bid in freed {
-            self.give_back(bid);
+            self.ring.give_back(bid);
         }
-    }
-
-    /// Returns a buffer to the pool.
-    fn give_back(&mut self, bid: u16) {
-        self.ring.give_back(bid);
     }
 
     fn complete(&mut self, (ud, res, flags): Cqe) {
@@ -230,13 +225,13 @@ impl Driver {
                     let fd = c.fds[1 - d].as_raw_fd();
                     self.ring.send(fd, bid, sent, len - sent, user_data(slot, d, true));
                 } else {
-                    self.give_back(bid);
+                    self.ring.give_back(bid);
                     if self.conns[slot].as_ref().is_some_and(|c| c.ending < Ending::Failed) {
                         self.pump(slot, d);
                     }
                 }
             } else {
-                self.give_back(bid);
+                self.ring.give_back(bid);
                 if res != -libc::ECANCELED {
                     if let Some(c) = self.conns[slot].as_mut() {
                         c.dirs[d].end = Some(End::WriteError);
@@ -257,7 +252,7 @@ impl Driver {
                 return self.maybe_finish(slot);
             };
             if c.ending >= Ending::Failed {
-                self.give_back(bid);
+                self.ring.give_back(bid);
                 return self.maybe_finish(slot);
             }
             let n = res as u32;
@@ -302,14 +297,12 @@ impl Driver {
         }
         let [up, down] = [c.dirs[0].end, c.dirs[1].end];
         let how = match c.ending {
-            Ending::No if up.is_some() && down.is_some() => {
+            Ending::No if up.is_none() || down.is_none() => return,
+            // A direction cut short by the other's failure is reported ended cleanly.
+            Ending::No | Ending::Failed => {
                 How::Ended { up: up.unwrap_or(End::Eof), down: down.unwrap_or(End::Eof) }
             }
-            Ending::No => return,
             Ending::Handover => How::Continue { up, down },
-            Ending::Failed => {
-                How::Ended { up: up.unwrap_or(End::Eof), down: down.unwrap_or(End::Eof) }
-            }
             Ending::Stopped => How::Stopped,
         };
         let Some(c) = self.conns[slot].take() else { return };

@@ -136,7 +136,7 @@ type Sender = Arc<driver::Mailbox>;
 #[cfg(not(target_os = "linux"))]
 type Sender = Arc<()>;
 
-/// io_uring turned off, by [`disable`], the environment or a failed setup.
+/// io_uring turned off by [`disable`] (the environment and a failed setup leave `RINGS` empty).
 static OFF: AtomicBool = AtomicBool::new(false);
 /// The rings' mailboxes, once set up (`None`: io_uring unavailable).
 static RINGS: OnceLock<Option<Vec<Sender>>> = OnceLock::new();
@@ -179,11 +179,6 @@ pub fn counters() -> Counters {
         paused: PAUSED.load(Ordering::Relaxed),
         pool_dry: DRY.load(Ordering::Relaxed),
     }
-}
-
-/// Relays started on a ring since the process began (tests tell which path ran from it).
-pub fn relays_started() -> u64 {
-    STARTED.load(Ordering::Relaxed)
 }
 
 /// Sets up the rings: one thread each, as many as the CPUs the process may run on, each with
@@ -249,7 +244,7 @@ pub fn start(
         let (reply, rx) = oneshot::channel();
         let start = Box::new(driver::Start { id, client, target, meter, reply });
         tx.send(driver::Cmd::Start(start));
-        STARTED.fetch_add(1, Ordering::Relaxed);
+        count(&STARTED);
         Ok(Relay { id, tx, rx, done: false })
     }
     #[cfg(not(target_os = "linux"))]

@@ -24,14 +24,7 @@ async fn a_dry_pool_hands_the_connection_back_and_no_byte_is_lost() {
         eprintln!("io_uring is unavailable here; nothing to test");
         return;
     };
-    let writer = std::thread::spawn(move || {
-        let c = common::write_paced(client, N, LEN, Duration::from_millis(1));
-        c.shutdown(std::net::Shutdown::Write).unwrap();
-        c
-    });
-    let reader = std::thread::spawn(move || {
-        common::read_checked(backend, N * LEN, Duration::from_millis(500))
-    });
+    let transfer = common::paced_transfer(client, backend, N, LEN);
     let f = tokio::time::timeout(Duration::from_secs(20), relay.finished())
         .await
         .expect("the relay hands the connection back")
@@ -41,10 +34,5 @@ async fn a_dry_pool_hands_the_connection_back_and_no_byte_is_lost() {
     if matches!(f.how, How::Continue { up: None, .. }) {
         tokio::task::spawn_blocking(move || common::finish_copy(f.client, f.target)).await.unwrap();
     }
-    tokio::task::spawn_blocking(move || {
-        writer.join().unwrap();
-        reader.join().unwrap();
-    })
-    .await
-    .unwrap();
+    common::join(transfer).await;
 }

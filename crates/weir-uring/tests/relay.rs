@@ -105,16 +105,7 @@ async fn a_slow_target_pauses_the_receive_and_no_byte_is_lost() {
     let before = weir_uring::counters().paused;
     let Some(mut relay) = start(lb_client, lb_target, &meter) else { return };
 
-    // Messages a millisecond apart (each its own receive); the target reads only after 0.5 s,
-    // when its window and the relay's send buffer have long been full.
-    let writer = std::thread::spawn(move || {
-        let c = common::write_paced(client, N, LEN, Duration::from_millis(1));
-        c.shutdown(std::net::Shutdown::Write).unwrap();
-        c
-    });
-    let reader = std::thread::spawn(move || {
-        common::read_checked(backend, N * LEN, Duration::from_millis(500))
-    });
+    let transfer = common::paced_transfer(client, backend, N, LEN);
     let f = tokio::time::timeout(Duration::from_secs(20), relay.finished())
         .await
         .expect("the relay ends")
@@ -129,11 +120,6 @@ async fn a_slow_target_pauses_the_receive_and_no_byte_is_lost() {
         }
         other => panic!("unexpected end {other:?}"),
     }
-    tokio::task::spawn_blocking(move || {
-        writer.join().unwrap();
-        reader.join().unwrap();
-    })
-    .await
-    .unwrap();
+    common::join(transfer).await;
     assert!(weir_uring::counters().paused > before, "the receive was never paused");
 }

@@ -337,9 +337,9 @@ async fn plain_tcp_is_relayed_on_the_path_chosen() {
         assert_eq!(&b, b"abc");
     }
     if EPOLL_ONLY {
-        assert_eq!(weir_uring::relays_started(), 0, "io_uring used though turned off");
+        assert_eq!(weir_uring::counters().started, 0, "io_uring used though turned off");
     } else if weir_uring::available() {
-        assert!(weir_uring::relays_started() > 0, "io_uring available but not used");
+        assert!(weir_uring::counters().started > 0, "io_uring available but not used");
     } else {
         eprintln!("io_uring is unavailable here: plain TCP went through epoll");
     }

@@ -4,6 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Two connected TCP sockets on 127.0.0.1: (the peer's end, the relay's end).
@@ -67,4 +68,34 @@ pub fn finish_copy(from: OwnedFd, to: OwnedFd) {
     to.set_nonblocking(false).unwrap();
     std::io::copy(&mut from, &mut to).unwrap();
     to.shutdown(std::net::Shutdown::Write).unwrap();
+}
+
+/// A transfer through the relay in two threads: `n` messages of `len` bytes written to
+/// `client` a millisecond apart (each its own receive), then a half-close; and `backend`
+/// reading them all only after 0.5 s, when its window and the relay's send buffer have long
+/// been full. Join with [`join`].
+pub fn paced_transfer(
+    client: TcpStream,
+    backend: TcpStream,
+    n: usize,
+    len: usize,
+) -> (JoinHandle<TcpStream>, JoinHandle<()>) {
+    let writer = std::thread::spawn(move || {
+        let c = write_paced(client, n, len, Duration::from_millis(1));
+        c.shutdown(std::net::Shutdown::Write).unwrap();
+        c
+    });
+    let reader =
+        std::thread::spawn(move || read_checked(backend, n * len, Duration::from_millis(500)));
+    (writer, reader)
+}
+
+/// Waits for both threads of [`paced_transfer`] (the reader's checks included).
+pub async fn join(threads: (JoinHandle<TcpStream>, JoinHandle<()>)) {
+    tokio::task::spawn_blocking(move || {
+        threads.0.join().unwrap();
+        threads.1.join().unwrap();
+    })
+    .await
+    .unwrap();
 }
