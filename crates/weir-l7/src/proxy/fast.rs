@@ -17,6 +17,7 @@
 //! turns it off.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -350,9 +351,10 @@ fn prepare(
     buf: &[u8],
     out: &mut Vec<u8>,
 ) -> Prep {
-    let mut parsed = [httparse::EMPTY_HEADER; MAX_FAST_HEADERS];
-    let mut req = httparse::Request::new(&mut parsed);
-    let head_len = match req.parse(buf) {
+    // Uninitialised: filling 100 empty fields per request cost more than the parse.
+    let mut parsed = [const { MaybeUninit::uninit() }; MAX_FAST_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut parsed) {
         Ok(Status::Complete(n)) => n,
         Ok(Status::Partial) => {
             return if buf.len() > snap.limits.max_header_bytes {
