@@ -5,6 +5,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+
 /// Identity of a registered target within a target group: id and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetKey {
@@ -135,6 +138,7 @@ pub struct TargetCell {
     registered_at: Instant,
     drain_deadline: Mutex<Option<Instant>>,
     healthy_since: Mutex<Option<Instant>>,
+    changed: Notify,
 }
 
 impl TargetCell {
@@ -151,6 +155,7 @@ impl TargetCell {
             registered_at: Instant::now(),
             drain_deadline: Mutex::new(None),
             healthy_since: Mutex::new(None),
+            changed: Notify::new(),
         }
     }
 
@@ -173,11 +178,21 @@ impl TargetCell {
             *r = reason;
         }
         let before = self.state.swap(state as u8, Ordering::AcqRel);
-        if state == HealthState::Healthy && before != HealthState::Healthy as u8 {
+        if before == state as u8 {
+            return;
+        }
+        if state == HealthState::Healthy {
             if let Ok(mut h) = self.healthy_since.lock() {
                 *h = Some(Instant::now());
             }
         }
+        self.changed.notify_waiters();
+    }
+
+    /// Completes at the target's next change of [`state`](Self::state). To miss none, enable
+    /// it (`Notified::enable`) before reading the state it is to follow.
+    pub fn changed(&self) -> Notified<'_> {
+        self.changed.notified()
     }
 
     /// When the target last became healthy (the start of its slow-start window).
@@ -230,5 +245,37 @@ impl TargetCell {
 
     pub(crate) fn end(&self) {
         self.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    fn ready(f: std::pin::Pin<&mut Notified<'_>>) -> bool {
+        f.poll(&mut Context::from_waker(Waker::noop())).is_ready()
+    }
+
+    #[test]
+    fn a_state_change_completes_changed_and_a_repeated_state_does_not() {
+        let t = TargetCell::new(
+            TargetKey { id: "i-1".into(), port: 80 },
+            "127.0.0.1:80".parse().unwrap(),
+            "zone-a".into(),
+        );
+        let mut first = std::pin::pin!(t.changed());
+        first.as_mut().enable();
+        assert!(!ready(first.as_mut()));
+        t.set_health(HealthState::Healthy, Reason::None);
+        assert!(ready(first.as_mut()), "Initial -> Healthy is a change");
+
+        let mut second = std::pin::pin!(t.changed());
+        second.as_mut().enable();
+        t.set_health(HealthState::Healthy, Reason::None);
+        assert!(!ready(second.as_mut()), "Healthy -> Healthy is not");
+        t.start_draining(Instant::now());
+        assert!(ready(second.as_mut()), "draining is");
     }
 }

@@ -188,7 +188,7 @@ async fn handle(
             }
         },
     };
-    let watchdog = watchdog(&target, group, snap.tcp_idle_timeout, shutdown);
+    let watchdog = ConnWatch::new(&target, group, snap.tcp_idle_timeout, shutdown);
     let (outcome, client, upstream) = relay_any(client, upstream, &meter, watchdog).await;
     match outcome {
         Outcome::ClientReset => {
@@ -276,7 +276,7 @@ async fn relay_any(
     client: Client,
     upstream: Upstream,
     meter: &Arc<Meter>,
-    w: impl Watchdog,
+    w: ConnWatch<'_>,
 ) -> (Outcome, Client, Upstream) {
     const P: Duration = WATCH_PERIOD;
     let (mut client, mut upstream) = match (client, upstream) {
@@ -298,7 +298,7 @@ async fn plain(
     c: TcpStream,
     t: TcpStream,
     meter: &Arc<Meter>,
-    w: impl Watchdog,
+    w: ConnWatch<'_>,
 ) -> (Outcome, Client, Upstream) {
     #[cfg(target_os = "linux")]
     if weir_uring::available() {
@@ -313,15 +313,16 @@ async fn plain(
     (o, Client::Plain(c), Upstream::Plain(t))
 }
 
-/// Relays on an io_uring (`weir_uring`), asking `w` every [`WATCH_PERIOD`] whether to stop;
-/// a connection the ring hands back (bulk transfer, or its buffer pool dry) goes on with
-/// [`relay::resume`] (splice, or its own buffers).
+/// Relays on an io_uring (`weir_uring`), asking `w` whether to stop when the target's state
+/// or the listener changes and otherwise at [`ConnWatch::next_look`] — no periodic wake-up per
+/// connection; a connection the ring hands back (bulk transfer, or its buffer pool dry) goes
+/// on with [`relay::resume`] (splice, or its own buffers).
 #[cfg(target_os = "linux")]
 async fn on_ring(
     c: std::net::TcpStream,
     t: std::net::TcpStream,
     meter: &Arc<Meter>,
-    mut w: impl Watchdog,
+    mut w: ConnWatch<'_>,
 ) -> (Outcome, Client, Upstream) {
     const P: Duration = WATCH_PERIOD;
     let registered = |c, t| Some((TcpStream::from_std(c).ok()?, TcpStream::from_std(t).ok()?));
@@ -338,18 +339,21 @@ async fn on_ring(
             };
         }
     };
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + P, P);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stopping = false;
+    let target = w.target;
     let finish = loop {
+        // Enabled before the look, so that a change during it is not missed.
+        let mut changed = std::pin::pin!(target.changed());
+        changed.as_mut().enable();
+        if w.must_close(meter.moved()) {
+            relay.stop();
+            break relay.finished().await;
+        }
+        let look = tokio::time::sleep_until(w.next_look().into());
         tokio::select! {
             f = relay.finished() => break f,
-            _ = tick.tick(), if !stopping => {
-                if w.must_close(meter.moved()) {
-                    relay.stop();
-                    stopping = true;
-                }
-            }
+            _ = changed => {}
+            _ = w.shutdown.changed() => {}
+            () = look => {}
         }
     };
     let Some(f) = finish else {
@@ -457,34 +461,62 @@ async fn target_tls(
     }
 }
 
-/// Tells, once per [`WATCH_PERIOD`], whether the load balancer must close the connection: idle
-/// for longer than `idle` (no byte moved), its target's deregistration delay over (with
-/// connection termination on), its target unhealthy (with unhealthy termination on), or the
-/// listener stopping.
-fn watchdog<'a>(
+/// Tells whether the load balancer must close a connection: idle for longer than `idle` (no
+/// byte moved), its target's deregistration delay over (with connection termination on), its
+/// target unhealthy (with unhealthy termination on), or the listener stopping. The epoll and
+/// TLS relays ask it every [`WATCH_PERIOD`]; the io_uring relay when one of these may have
+/// changed (see [`ConnWatch::next_look`] and [`on_ring`]).
+struct ConnWatch<'a> {
     target: &'a TargetCell,
     group: &'a L4Group,
     idle: Duration,
     shutdown: watch::Receiver<bool>,
-) -> impl Watchdog + 'a {
-    // Idle since `since`, when the byte count last moved (to within a period).
-    let (mut seen, mut since) = (0, Instant::now());
-    move |moved: u64| {
-        if shutdown.has_changed().is_err() || *shutdown.borrow() {
+    /// The byte count at the last look that saw it move, and when that was.
+    seen: u64,
+    since: Instant,
+}
+
+impl<'a> ConnWatch<'a> {
+    fn new(
+        target: &'a TargetCell,
+        group: &'a L4Group,
+        idle: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        Self { target, group, idle, shutdown, seen: 0, since: Instant::now() }
+    }
+
+    /// When to look again if neither the target's state nor the listener changes meanwhile:
+    /// the drain deadline when it ends the connection sooner, else a sixteenth of the idle
+    /// timeout (between [`WATCH_PERIOD`] and 10 s), so that an idle connection is closed at
+    /// most that much after its timeout and a busy one costs few wake-ups.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    fn next_look(&self) -> Instant {
+        let look = Instant::now() + (self.idle / 16).clamp(WATCH_PERIOD, Duration::from_secs(10));
+        let drain = (self.group.terminate_on_drain && self.target.state() == HealthState::Draining)
+            .then(|| self.target.drain_deadline())
+            .flatten();
+        drain.map_or(look, |d| d.min(look))
+    }
+}
+
+impl Watchdog for ConnWatch<'_> {
+    fn must_close(&mut self, moved: u64) -> bool {
+        if self.shutdown.has_changed().is_err() || *self.shutdown.borrow() {
             return true;
         }
-        if moved != seen {
-            (seen, since) = (moved, Instant::now());
-        } else if since.elapsed() >= idle {
-            tracing::debug!(target = %target.addr, "idle timeout");
+        if moved != self.seen {
+            (self.seen, self.since) = (moved, Instant::now());
+        } else if self.since.elapsed() >= self.idle {
+            tracing::debug!(target = %self.target.addr, "idle timeout");
             return true;
         }
-        match target.state() {
+        match self.target.state() {
             HealthState::Draining => {
-                group.terminate_on_drain
-                    && target.drain_deadline().is_some_and(|d| d <= Instant::now())
+                self.group.terminate_on_drain
+                    && self.target.drain_deadline().is_some_and(|d| d <= Instant::now())
             }
-            HealthState::Unhealthy => group.terminate_on_unhealthy,
+            HealthState::Unhealthy => self.group.terminate_on_unhealthy,
             _ => false,
         }
     }

@@ -5,7 +5,8 @@
 //! an end-to-end test slow): idle connections are reset after the idle timeout, active ones
 //! not; a client's reset reaches the target at once, while a half-close lets the target finish;
 //! bulk transfer (spliced) arrives intact both ways and is counted; bytes a target sends
-//! unprompted are relayed at once; stopping the listener resets its connections.
+//! unprompted are relayed at once; stopping the listener, or the target turning unhealthy,
+//! resets its connections.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use weir_balance::{FlowKeyMode, FlowPool, TargetCell, TargetKey};
+use weir_balance::{FlowKeyMode, FlowPool, HealthState, Reason, TargetCell, TargetKey};
 use weir_l4::{L4Group, L4Protocol, L4Snapshot, L4Stats, NodeAddr};
 
 /// io_uring turned off.

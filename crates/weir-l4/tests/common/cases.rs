@@ -19,12 +19,20 @@ async fn echo_backend() -> std::net::SocketAddr {
     a
 }
 
-fn snapshot(backend: std::net::SocketAddr, idle: Duration) -> L4Snapshot {
-    let cell = Arc::new(TargetCell::new(
+fn target(backend: std::net::SocketAddr) -> Arc<TargetCell> {
+    Arc::new(TargetCell::new(
         TargetKey { id: "127.0.0.1".into(), port: backend.port() },
         backend,
         "us-east-1a".into(),
-    ));
+    ))
+}
+
+fn snapshot(backend: std::net::SocketAddr, idle: Duration) -> L4Snapshot {
+    snapshot_of(target(backend), idle)
+}
+
+/// A listener's snapshot with `cell` its only target (unhealthy termination on).
+fn snapshot_of(cell: Arc<TargetCell>, idle: Duration) -> L4Snapshot {
     let group = L4Group {
         arn: "tg".into(),
         all: FlowPool::new(vec![cell]),
@@ -188,6 +196,26 @@ async fn stopping_a_tcp_listener_resets_its_connections() {
         .expect("the connection ended within 2 s of the stop");
     assert!(matches!(r, Err(_) | Ok(0)), "connection still open: {r:?}");
     assert_eq!(L4Stats::get(&stats.tcp_elb_resets), 1);
+}
+
+#[tokio::test]
+async fn a_target_turning_unhealthy_resets_its_connections_at_once() {
+    let cell = target(echo_backend().await);
+    // A 60 s idle timeout: nothing periodic would look at this connection within the second
+    // the test allows; only the target's change of state can end it that soon.
+    let (h, lb) = listener(snapshot_of(cell.clone(), Duration::from_secs(60))).await;
+    let mut c = TcpStream::connect(lb).await.unwrap();
+    c.write_all(b"ping").await.unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cell.set_health(HealthState::Unhealthy, Reason::Timeout);
+    let r = tokio::time::timeout(Duration::from_secs(1), c.read(&mut b))
+        .await
+        .expect("the connection ended within 1 s of its target turning unhealthy");
+    assert!(matches!(r, Err(_) | Ok(0)), "connection still open: {r:?}");
+    assert_eq!(L4Stats::get(&h.stats.tcp_elb_resets), 1);
+    h.stop().await;
 }
 
 /// A backend that holds each connection open without writing and reports how it ended.
