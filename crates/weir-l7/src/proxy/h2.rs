@@ -180,6 +180,13 @@ fn stream(
 }
 
 /// Waits for a stream's response (giving up if the client resets the stream) and sends it.
+///
+/// The body's first frame is asked for the moment the response is there: a body already whole
+/// (a small response read with its head, or one made here) leaves as one DATA frame behind the
+/// head — no flow-control wait (h2 holds what the client's window does not take yet) and none
+/// of [`pipe`]'s calls into the connection, each of which takes its lock. Only a body still
+/// coming is piped, from a boxed future, so that this one (moved into the connection's set of
+/// streams) stays small.
 async fn answer<H>(handled: Option<Pin<Box<H>>>, mut respond: h2::server::SendResponse<Bytes>)
 where
     H: Future<Output = Result<Response<ProxyBody>, std::convert::Infallible>>,
@@ -188,8 +195,14 @@ where
         return;
     };
     let answer = std::future::poll_fn(|cx| {
-        if let Poll::Ready(r) = handled.as_mut().poll(cx) {
-            return Poll::Ready(Some(r));
+        match handled.as_mut().poll(cx) {
+            Poll::Ready(Ok(mut r)) => {
+                let len = r.body().size_hint().exact();
+                let first = Pin::new(r.body_mut()).poll_frame(cx);
+                return Poll::Ready(Some((r, len, first)));
+            }
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => {}
         }
         // Still working: a reset from the client abandons the request.
         match respond.poll_reset(cx) {
@@ -199,11 +212,21 @@ where
     })
     .await;
     drop(handled);
-    let resp = match answer {
-        Some(Ok(r)) => r,
-        Some(Err(never)) => match never {},
-        None => return,
-    };
+    // Everything after the wait is done by a plain function: an async body keeps a local it
+    // borrowed in its state across later awaits, which made this future six times larger.
+    if let Some(rest) = answer.and_then(|(resp, len, first)| send(resp, len, first, respond)) {
+        rest.await;
+    }
+}
+
+/// Sends a stream's response head (`len`: its body's exact length, when known), and the body
+/// too when `first` — its first frame — was all of it; what is left to pipe comes back boxed.
+fn send(
+    resp: Response<ProxyBody>,
+    len: Option<u64>,
+    first: Poll<BodyFrame>,
+    mut respond: h2::server::SendResponse<Bytes>,
+) -> Option<Pin<Box<impl Future<Output = ()>>>> {
     let (head, body) = resp.into_parts();
     let mut head = Response::from_parts(head, ());
     let fields = head.headers_mut();
@@ -211,18 +234,34 @@ where
     if !fields.contains_key(header::DATE) {
         fields.insert(header::DATE, crate::responses::date_value());
     }
-    if body.is_end_stream() {
-        let _ = respond.send_response(head, true);
-        return;
-    }
-    if let Some(n) = body.size_hint().exact() {
+    let first = match first {
+        // No body (a HEAD request's, a 204, an empty one): the head ends the stream.
+        Poll::Ready(None) => {
+            let _ = respond.send_response(head, true);
+            return None;
+        }
+        Poll::Ready(Some(Ok(frame))) if frame.is_data() && body.is_end_stream() => {
+            let data = frame.into_data().unwrap_or_default();
+            if !fields.contains_key(header::CONTENT_LENGTH) {
+                fields.insert(header::CONTENT_LENGTH, http::HeaderValue::from(data.len()));
+            }
+            if let Ok(mut tx) = respond.send_response(head, data.is_empty()) {
+                if !data.is_empty() {
+                    let _ = tx.send_data(data, true);
+                }
+            }
+            return None;
+        }
+        Poll::Ready(frame) => Some(frame),
+        Poll::Pending => None,
+    };
+    if let Some(n) = len {
         if !fields.contains_key(header::CONTENT_LENGTH) {
             fields.insert(header::CONTENT_LENGTH, http::HeaderValue::from(n));
         }
     }
-    if let Ok(tx) = respond.send_response(head, false) {
-        pipe(body, tx).await;
-    }
+    let tx = respond.send_response(head, false).ok()?;
+    Some(Box::pin(pipe(body, tx, first)))
 }
 
 /// The value of a request's `content-length`, when it has exactly one valid value (h2 checks
@@ -236,17 +275,26 @@ fn content_length(fields: &HeaderMap) -> Option<u64> {
     std::str::from_utf8(v.as_bytes()).ok()?.parse().ok()
 }
 
-/// Sends `body` on `tx` as DATA frames (and trailers), as fast as the client's flow-control
-/// window allows; ends early, resetting the stream, if the body fails or the client resets it.
-async fn pipe(mut body: ProxyBody, mut tx: h2::SendStream<Bytes>) {
+/// A body's frame as `poll_frame` gives it.
+type BodyFrame = Option<Result<hyper::body::Frame<Bytes>, crate::responses::BodyError>>;
+
+/// Sends `body` on `tx` as DATA frames (and trailers), starting with `first` when its first
+/// frame was taken already, as fast as the client's flow-control window allows; ends early,
+/// resetting the stream, if the body fails or the client resets it.
+async fn pipe(mut body: ProxyBody, mut tx: h2::SendStream<Bytes>, mut first: Option<BodyFrame>) {
     loop {
-        let frame = std::future::poll_fn(|cx| {
-            if tx.poll_reset(cx).is_ready() {
-                return Poll::Ready(None);
+        let frame = match first.take() {
+            Some(frame) => Some(frame),
+            None => {
+                std::future::poll_fn(|cx| {
+                    if tx.poll_reset(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    Pin::new(&mut body).poll_frame(cx).map(Some)
+                })
+                .await
             }
-            Pin::new(&mut body).poll_frame(cx).map(Some)
-        })
-        .await;
+        };
         let frame = match frame {
             None => return, // reset by the client
             Some(None) => {
