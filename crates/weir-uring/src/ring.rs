@@ -8,6 +8,7 @@
 #![allow(unsafe_code)]
 
 use std::alloc::{self, Layout};
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -45,10 +46,14 @@ pub(crate) struct Ring {
     in_flight: usize,
     /// Where the wake-up eventfd's counter is read to (boxed: the kernel writes it).
     wake: Box<[u8; 8]>,
+    /// Entries the submission queue had no room for while the kernel took none (it refuses
+    /// submissions until overflowed completions are reaped): queued first on the next turn.
+    backlog: VecDeque<squeue::Entry>,
 }
 
-// SAFETY: the raw pointers are the ring's own allocations, used from whichever thread owns the
-// ring (it is set up without `IORING_SETUP_SINGLE_ISSUER`, so any thread may submit).
+// SAFETY: the raw pointers are the ring's own allocations. The ring is made on the thread that
+// uses it and never leaves it (it is set up with `IORING_SETUP_SINGLE_ISSUER`); `Send` is only
+// for handing it into that thread's closure.
 unsafe impl Send for Ring {}
 
 fn entries_layout(bufs: u16) -> Layout {
@@ -90,8 +95,16 @@ impl Ring {
         let registered = unsafe {
             uring.submitter().register_buf_ring_with_flags(entries as u64, bufs, BGID, 0)
         };
-        let mut ring =
-            Ring { uring, entries, pool, bufs, tail: 0, in_flight: 0, wake: Box::new([0; 8]) };
+        let mut ring = Ring {
+            uring,
+            entries,
+            pool,
+            bufs,
+            tail: 0,
+            in_flight: 0,
+            wake: Box::new([0; 8]),
+            backlog: VecDeque::new(),
+        };
         registered?;
         for bid in 0..bufs {
             ring.give_back(bid);
@@ -125,18 +138,29 @@ impl Ring {
     }
 
     fn push(&mut self, e: &squeue::Entry) {
-        loop {
-            // SAFETY: every entry pushed names only descriptors the caller keeps open until the
-            // completion and buffers of the pool, which outlives the operations.
-            if unsafe { self.uring.submission().push(e) }.is_ok() {
-                self.in_flight += 1;
+        self.in_flight += 1;
+        if self.backlog.is_empty() {
+            if self.try_push(e) {
                 return;
             }
-            // Full: hand the queue to the kernel and try again.
+            // Full: hand the queue to the kernel and try once more.
             if let Err(err) = self.uring.submit() {
-                tracing::warn!(error = %err, "io_uring submit failed");
+                tracing::debug!(error = %err, "io_uring submit deferred");
+            }
+            if self.try_push(e) {
+                return;
             }
         }
+        // The kernel takes nothing until completions are reaped (EBUSY): rather than spin
+        // here, the entry waits for the next turn, which reaps first.
+        self.backlog.push_back(e.clone());
+    }
+
+    /// Puts `e` in the submission queue, if it has room.
+    fn try_push(&mut self, e: &squeue::Entry) -> bool {
+        // SAFETY: every entry pushed names only descriptors the caller keeps open until the
+        // completion and buffers of the pool, which outlives the operations.
+        unsafe { self.uring.submission().push(e) }.is_ok()
     }
 
     /// Queues a multishot receive from `fd`: each message into a pool buffer, its own
@@ -172,7 +196,14 @@ impl Ring {
     /// Hands queued entries to the kernel and, unless completions already wait, sleeps until
     /// one does — one system call for the lot.
     pub(crate) fn submit_and_wait(&mut self) {
-        let want = usize::from(self.uring.completion().is_empty());
+        while let Some(e) = self.backlog.pop_front() {
+            if !self.try_push(&e) {
+                self.backlog.push_front(e);
+                break;
+            }
+        }
+        // With entries still waiting for room, no sleep: the next turn queues them.
+        let want = usize::from(self.uring.completion().is_empty() && self.backlog.is_empty());
         match self.uring.submit_and_wait(want) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
