@@ -156,6 +156,8 @@ pub struct Dataplane {
     certificates: CertificateStore,
     inner: Mutex<Inner>,
     dns: dns::DnsTableCell,
+    /// Told when a target starts draining (the sweeper sleeps while none is).
+    drain_started: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for Dataplane {
@@ -174,14 +176,22 @@ impl Dataplane {
             certificates,
             inner: Mutex::new(Inner::default()),
             dns: Arc::default(),
+            drain_started: Arc::default(),
         });
         let weak: Weak<Self> = Arc::downgrade(&dp);
+        let started = dp.drain_started.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
-                tick.tick().await;
                 let Some(dp) = weak.upgrade() else { break };
-                dp.sweep_draining().await;
+                let left = dp.sweep_draining().await;
+                drop(dp);
+                if left {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                } else {
+                    // Nothing draining: no wake-ups until a target starts to (and one now and
+                    // then, to notice that the data plane is gone).
+                    let _ = tokio::time::timeout(Duration::from_secs(10), started.notified()).await;
+                }
             }
         });
         dp
@@ -198,12 +208,15 @@ impl Dataplane {
         &self.certificates
     }
 
-    async fn sweep_draining(&self) {
+    /// Forgets draining targets that are done (no connection left, or the delay over); true
+    /// while some are still draining.
+    async fn sweep_draining(&self) -> bool {
         let mut inner = self.inner.lock().await;
         let now = Instant::now();
         inner
             .draining
             .retain(|_, c| c.outstanding() > 0 && c.drain_deadline().is_some_and(|d| d > now));
+        !inner.draining.is_empty()
     }
 
     /// Brings the running data plane in line with `state`.
@@ -552,6 +565,7 @@ impl Dataplane {
             if cell.state() != HealthState::Unused && delay > 0 {
                 cell.start_draining(Instant::now() + Duration::from_secs(delay as u64));
                 inner.draining.insert(key, cell);
+                self.drain_started.notify_one();
             }
         }
     }
