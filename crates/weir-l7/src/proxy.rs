@@ -623,10 +623,10 @@ struct ClientClosedGuard<'a> {
     stats: &'a ListenerStats,
     peer: SocketAddr,
     armed: bool,
-    started: std::time::Instant,
+    /// The access-log record begun, where to write it, and when the request was taken up.
     /// Boxed: a request's state (which holds this guard) keeps one pointer when nothing is
     /// logged, not a whole record.
-    entry: Option<Box<(LogRecord, Arc<AccessLog>)>>,
+    entry: Option<Box<(LogRecord, Arc<AccessLog>, std::time::Instant)>>,
 }
 
 impl Drop for ClientClosedGuard<'_> {
@@ -635,9 +635,9 @@ impl Drop for ClientClosedGuard<'_> {
             self.stats.client_closed_460.fetch_add(1, Ordering::Relaxed);
             tracing::info!(client = %self.peer, elb_status_code = 460, "client closed the connection before the response");
             if let Some(entry) = self.entry.take() {
-                let (mut rec, log) = *entry;
+                let (mut rec, log, started) = *entry;
                 rec.elb_status = 460;
-                rec.request_processing = self.started.elapsed().as_secs_f64();
+                rec.request_processing = started.elapsed().as_secs_f64();
                 rec.target_processing = -1.0;
                 rec.response_processing = -1.0;
                 rec.time_us = now_us();
@@ -801,13 +801,12 @@ impl Proxy {
             let peer = conn.peer;
             let _inflight = InFlight::new(&conn.inflight);
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
-            let started = std::time::Instant::now();
-            let entry = snap
-                .access_log
-                .as_ref()
-                .map(|log| Box::new((self.begin_entry(&req, &conn, &snap), log.clone())));
-            let mut guard =
-                ClientClosedGuard { stats: &self.stats, peer, armed: true, started, entry };
+            let entry = snap.access_log.as_ref().map(|log| {
+                // The clock is read for the access log's processing times only.
+                let started = std::time::Instant::now();
+                Box::new((self.begin_entry(&req, &conn, &snap), log.clone(), started))
+            });
+            let mut guard = ClientClosedGuard { stats: &self.stats, peer, armed: true, entry };
             let mut note = Note { logging: guard.entry.is_some(), ..Note::default() };
             let mut error_reason = None;
             let http1 = req.version() < Version::HTTP_2;
@@ -832,7 +831,7 @@ impl Proxy {
             let Some(entry) = guard.entry.take() else {
                 return Ok(resp);
             };
-            let (mut rec, log) = *entry;
+            let (mut rec, log, started) = *entry;
             let done = std::time::Instant::now();
             let span = |a: std::time::Instant, b: std::time::Instant| {
                 b.saturating_duration_since(a).as_secs_f64()

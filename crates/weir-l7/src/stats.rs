@@ -119,8 +119,14 @@ impl GroupStats {
         let us = elapsed.as_micros().min(u128::from(u64::MAX)) as u64;
         self.response_time_us.fetch_add(us, Ordering::Relaxed);
         self.responses.fetch_add(1, Ordering::Relaxed);
-        self.min_us.fetch_min(us, Ordering::Relaxed);
-        self.max_us.fetch_max(us, Ordering::Relaxed);
+        // Read first: most responses set neither bound, and a read is not a locked
+        // read-modify-write (a race in between is settled by the fetch).
+        if us < self.min_us.load(Ordering::Relaxed) {
+            self.min_us.fetch_min(us, Ordering::Relaxed);
+        }
+        if us > self.max_us.load(Ordering::Relaxed) {
+            self.max_us.fetch_max(us, Ordering::Relaxed);
+        }
     }
 
     /// The smallest and largest response times (µs) since the last call, and resets them;
@@ -129,5 +135,30 @@ impl GroupStats {
         let min = self.min_us.swap(u64::MAX, Ordering::Relaxed);
         let max = self.max_us.swap(0, Ordering::Relaxed);
         (min != u64::MAX).then_some((min, max))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn response_times_keep_their_bounds_until_taken() {
+        let s = GroupStats::default();
+        assert_eq!(s.take_min_max(), None);
+        for us in [300, 100, 700, 200] {
+            s.record_response(200, Duration::from_micros(us));
+        }
+        s.record_response(503, Duration::from_micros(400));
+        assert_eq!(s.take_min_max(), Some((100, 700)));
+        assert_eq!(s.response_time_us.load(Ordering::Relaxed), 1700);
+        assert_eq!(s.responses.load(Ordering::Relaxed), 5);
+        assert_eq!(s.target_codes[0].load(Ordering::Relaxed), 4);
+        assert_eq!(s.target_codes[3].load(Ordering::Relaxed), 1);
+        // Taken: the next interval starts empty, and its bounds are its own.
+        assert_eq!(s.take_min_max(), None);
+        s.record_response(200, Duration::from_micros(500));
+        assert_eq!(s.take_min_max(), Some((500, 500)));
     }
 }
