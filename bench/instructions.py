@@ -168,6 +168,8 @@ Run of `python3 bench/instructions.py --requests {args.requests}` on {when}: use
 instructions (callgrind) each load balancer executed per request while h2load sent
 {args.requests} requests, the same configurations as bench/RESULTS.md (backend: an NGINX answering
 a 23-byte body). Kernel work (system calls, TCP) is not counted; TLS crypto in user space is.
+Weir's L4 row is its epoll relay (`WEIR_IO_URING=off`: under valgrind the io_uring relay, which
+bench/RESULTS.md times, does not answer).
 Unlike CPU time these counts do not move with the host's load; they do not weigh cache misses or
 how long an instruction takes, so they show where user-space work differs, not CPU time.
 
